@@ -1,0 +1,122 @@
+# sdturbo-serve: every routine task has one entry point here; README, CI and docs use the same commands.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TOOLS_VENV ?= .venv-tools
+CHECKOV_VERSION ?= 3.3.30
+
+# Real model: `make model MODEL=sdxl-turbo` then `make mar MODEL=sdxl-turbo`.
+MODEL ?= sd-turbo
+MODEL_DIR ?= models/$(MODEL)
+ARCHIVE_FORMAT ?= no-archive
+MODEL_STORE ?= model-store
+# Offline random-weight models for the demo and the tests.
+TINY_SD := build/models/sd-turbo-tiny
+TINY_SDXL := build/models/sdxl-turbo-tiny
+DEMO_STORE := build/demo-store
+PLUGIN_JAR := build/plugins/readiness-ping.jar
+PLUGIN_SRC := $(shell find plugins/readiness/src -type f 2>/dev/null)
+TS_ENV := LOG_LOCATION=logs METRICS_LOCATION=logs
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# ------------------------------------------------------------------ set-up
+$(VENV)/.installed: setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[aws,bench,test]'
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+# checkov pins its own boto3/botocore; it lives in a separate virtualenv so it cannot move our pins.
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+.PHONY: tools
+tools: $(TOOLS_VENV)/.installed ## install checkov into .venv-tools
+
+.PHONY: check-java
+check-java: ## fail clearly unless Java 17+ is installed (TorchServe's frontend needs it)
+	@command -v java >/dev/null || { echo "error: TorchServe needs Java 17 or newer: install a JDK 17 (e.g. apt install openjdk-17-jdk-headless)" >&2; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
+	  [ "$${v:-0}" -ge 17 ] || { echo "error: TorchServe needs Java 17 or newer; found '$$v'" >&2; exit 1; }
+
+$(PLUGIN_JAR): $(PLUGIN_SRC) | $(VENV)/.installed
+	@command -v javac >/dev/null || { echo "error: building the readiness plugin needs javac (a JDK 17, not only a JRE)" >&2; exit 1; }
+	rm -rf build/plugin-classes && mkdir -p build/plugin-classes $(dir $@)
+	javac --release 17 -nowarn -d build/plugin-classes \
+	  -cp "$$($(PY) -c 'import os, ts; print(os.path.join(os.path.dirname(ts.__file__), "frontend", "model-server.jar"))')" \
+	  $(filter %.java,$(PLUGIN_SRC))
+	cp -r plugins/readiness/src/main/resources/. build/plugin-classes/
+	jar cf $@ -C build/plugin-classes .
+
+.PHONY: plugin
+plugin: $(PLUGIN_JAR) ## build the /ping readiness plugin used by the serve entrypoint
+
+# ------------------------------------------------------------------ models and archives
+$(TINY_SD)/model_index.json: scripts/build_offline_model.py | $(VENV)/.installed
+	$(PY) scripts/build_offline_model.py --size tiny --arch sd --tiny-decoder --out $(TINY_SD) --force
+
+$(TINY_SDXL)/model_index.json: scripts/build_offline_model.py | $(VENV)/.installed
+	$(PY) scripts/build_offline_model.py --size tiny --arch sdxl --out $(TINY_SDXL) --force
+
+.PHONY: tiny-model
+tiny-model: $(TINY_SD)/model_index.json $(TINY_SDXL)/model_index.json ## build the offline tiny SD-turbo and SDXL-turbo models
+
+.PHONY: model
+model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL)
+	$(PY) scripts/download_model.py --model $(MODEL) --out $(MODEL_DIR) --tiny-decoder
+
+.PHONY: mar
+mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo (ARCHIVE_FORMAT=no-archive|zip-store|default)
+	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) --store $(MODEL_STORE) --format $(ARCHIVE_FORMAT)
+
+# ------------------------------------------------------------------ serving
+.PHONY: serve
+serve: check-java install ## start TorchServe in the background with config.properties and wait until ready
+	$(TS_ENV) $(VENV)/bin/torchserve --start --ncs --model-store $(MODEL_STORE) --ts-config config.properties \
+	  --models sdturbo=$(if $(filter no-archive,$(ARCHIVE_FORMAT)),sdturbo,sdturbo.mar)
+	$(PY) scripts/wait_ready.py --url http://127.0.0.1:8080 --timeout 900
+
+.PHONY: stop
+stop: ## stop the TorchServe started by `make serve` or `make demo`
+	$(VENV)/bin/torchserve --stop
+
+.PHONY: demo
+demo: check-java install $(TINY_SD)/model_index.json ## serve the offline tiny model, POST one prompt, write demo.png
+	$(PY) scripts/build_archive.py --model-dir $(TINY_SD) --store $(DEMO_STORE) >/dev/null
+	$(TS_ENV) $(VENV)/bin/torchserve --start --ncs --model-store $(DEMO_STORE) --models sdturbo=sdturbo \
+	  --ts-config config.properties >/dev/null
+	trap '$(VENV)/bin/torchserve --stop >/dev/null' EXIT; \
+	$(PY) scripts/wait_ready.py --url http://127.0.0.1:8080 --timeout 300; \
+	curl -sS --fail-with-body -X POST http://127.0.0.1:8080/predictions/sdturbo \
+	  -H 'Content-Type: application/json' -d '{"prompt": "a cat wearing sunglasses", "seed": 42}' \
+	  -o build/demo.json; \
+	$(PY) scripts/invoke.py decode build/demo.json --out demo.png
+
+# ------------------------------------------------------------------ checks
+.PHONY: test
+test: check-java install tools plugin tiny-model ## run every test: unit, integration (real TorchServe), infra, lint
+	$(PY) -m pytest
+
+.PHONY: bench
+bench: check-java install plugin tiny-model ## benchmark engine vs served path vs baseline (BENCH_ARGS=...)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+.PHONY: soak
+soak: check-java install plugin tiny-model ## 10-minute soak at concurrency 64 on the tiny model
+	$(PY) scripts/soak.py $(SOAK_ARGS)
+
+.PHONY: clean
+clean: ## remove build outputs (keeps .venv and downloaded models)
+	rm -rf build logs demo.png $(MODEL_STORE)/sdturbo $(MODEL_STORE)/*.mar

@@ -1,0 +1,34 @@
+"""The models this project serves, shared by the download script and the loader so they never disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The hub repositories ship fp16 weights as ``*.fp16.safetensors``; that is the only variant we fetch
+# (half the bytes of fp32) and the one the loader asks for.
+WEIGHTS_VARIANT = "fp16"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    repo_id: str
+    # A TAESD-family tiny autoencoder for the optional fast decoder (settings.decoder = "tiny").
+    tiny_decoder_repo: str
+
+
+MODELS = {
+    "sd-turbo": ModelSpec("stabilityai/sd-turbo", "madebyollin/taesd"),
+    "sdxl-turbo": ModelSpec("stabilityai/sdxl-turbo", "madebyollin/taesdxl"),
+}
+
+# What a diffusers folder needs: the pipeline index, component configs, tokenizers and the fp16
+# safetensors. The repos' single-file checkpoints at the root (5-7 GB) and any pickle weights are skipped.
+DOWNLOAD_PATTERNS = (
+    "model_index.json",
+    "*/config.json",
+    "scheduler/scheduler_config.json",
+    "tokenizer*/*.json",
+    "tokenizer*/merges.txt",
+    f"*/*.{WEIGHTS_VARIANT}.safetensors",
+)
+TINY_DECODER_PATTERNS = ("config.json", "diffusion_pytorch_model.safetensors")

@@ -1,0 +1,149 @@
+"""Load a diffusers text-to-image pipeline from a local folder, safely, and apply the speed settings.
+
+One loading path serves the real ``stabilityai/sd-turbo`` and ``stabilityai/sdxl-turbo`` downloads and the
+offline random-weight models: diffusers picks the pipeline class from ``model_index.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from handler.models import WEIGHTS_VARIANT
+from handler.settings import EngineSettings
+
+logger = logging.getLogger(__name__)
+
+# Pickle-based weight formats can run code when loaded; only safetensors are accepted.
+_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+# diffusers warns with the *truncated prompt text* when a prompt exceeds 77 tokens. Prompts are user
+# data and must not reach the logs at INFO/WARNING, so these pipeline loggers only report errors.
+_PROMPT_LEAKING_LOGGERS = (
+    "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
+    "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
+)
+
+
+class ModelLoadError(RuntimeError):
+    """The model folder is missing, incomplete, unsafe or unreadable; the message says which."""
+
+
+def check_model_dir(model_dir: Path) -> dict:
+    """Fail early, with a message a person can act on, before diffusers produces a stack trace.
+
+    Returns:
+        The parsed ``model_index.json``.
+    """
+    index_path = model_dir / "model_index.json"
+    if not index_path.is_file():
+        raise ModelLoadError(
+            f"no model_index.json in {model_dir}: build a model with `make model` (real weights) "
+            "or `make tiny-model` (offline test model), then rebuild the archive"
+        )
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{index_path} is not valid JSON: {exc}") from exc
+    for component in ("unet", "vae", "text_encoder"):
+        folder = model_dir / component
+        if not any(folder.glob("*.safetensors")):
+            pickles = [p.name for p in folder.glob("*") if p.suffix in _PICKLE_SUFFIXES]
+            hint = f" (found pickle files {pickles}, which are refused)" if pickles else ""
+            raise ModelLoadError(f"{folder} holds no .safetensors weights{hint}")
+    return index
+
+
+def _quiet_libraries() -> None:
+    """Progress bars are noise in server logs, and some pipeline warnings quote prompts."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    for name in _PROMPT_LEAKING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _weights_variant(model_dir: Path) -> str | None:
+    """The hub's fp16 files are named ``*.fp16.safetensors``; our download keeps only those."""
+    return WEIGHTS_VARIANT if any((model_dir / "unet").glob(f"*.{WEIGHTS_VARIANT}.safetensors")) else None
+
+
+def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype):
+    """Load the pipeline named by ``model_index.json`` from ``model_dir``, offline, safetensors only.
+
+    Raises:
+        ModelLoadError: the folder is not a usable diffusers model.
+    """
+    from diffusers import DiffusionPipeline  # imported here: it is slow and the schema tests skip it
+
+    index = check_model_dir(model_dir)
+    _quiet_libraries()
+    extra = {}
+    if "safety_checker" in index:
+        # SD 2.x-style repos (sd-turbo) ship no safety checker but still set requires_safety_checker.
+        extra = {"safety_checker": None, "requires_safety_checker": False}
+    try:
+        pipe = DiffusionPipeline.from_pretrained(
+            str(model_dir),
+            dtype=dtype,
+            variant=_weights_variant(model_dir),
+            use_safetensors=True,
+            local_files_only=True,
+            **extra,
+        )
+    except Exception as exc:  # diffusers raises many types (OSError, ValueError, SafetensorError...)
+        raise ModelLoadError(f"could not load the pipeline from {model_dir}: {type(exc).__name__}: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def load_tiny_decoder(path: Path, device: torch.device, dtype: torch.dtype):
+    """A TAESD-shaped ``AutoencoderTiny`` (real weights: madebyollin/taesd or taesdxl)."""
+    from diffusers import AutoencoderTiny
+
+    if not any(path.glob("*.safetensors")):
+        raise ModelLoadError(f"decoder=tiny but {path} holds no .safetensors weights")
+    try:
+        decoder = AutoencoderTiny.from_pretrained(
+            str(path), dtype=dtype, use_safetensors=True, local_files_only=True
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"could not load the tiny decoder from {path}: {exc}") from exc
+    return decoder.to(device).eval()
+
+
+def needs_fp32_vae(pipe, dtype: torch.dtype) -> bool:
+    """SDXL's VAE overflows in fp16 (``force_upcast``); SD 2.x's decodes fine in fp16 and its pipeline
+    ignores the flag, so only SDXL-style pipelines (two text encoders) honour it."""
+    return (
+        dtype == torch.float16
+        and getattr(pipe, "text_encoder_2", None) is not None
+        and bool(getattr(pipe.vae.config, "force_upcast", False))
+    )
+
+
+def apply_speedups(pipe, settings: EngineSettings, device: torch.device, cache_root: Path) -> None:
+    """Channels-last, fused QKV and torch.compile, each behind its setting; CUDA only, where they pay."""
+    if device.type != "cuda":
+        return
+    if settings.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
+        pipe.fuse_qkv_projections()
+    if settings.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if settings.compile != "none":
+        cache_dir = cache_root / settings.compile_cache_dir
+        # Inductor reads these lazily at the first compile; a cache shipped in the archive makes a
+        # restart load kernels instead of re-tuning them.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
+        os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
+        logger.info("compiling UNet and VAE decoder (mode=%s, cache %s)", settings.compile, cache_dir)
+        pipe.unet = torch.compile(pipe.unet, mode=settings.compile, dynamic=settings.compile_dynamic)
+        pipe.vae.decoder = torch.compile(
+            pipe.vae.decoder, mode=settings.compile, dynamic=settings.compile_dynamic
+        )

@@ -1,0 +1,86 @@
+"""Engine settings: one typed place for every knob, read from model-config.yaml then the environment.
+
+The archive's ``model-config.yaml`` carries a ``handler:`` section; any field can be overridden by an
+environment variable named ``SDTURBO_<FIELD>`` (for example ``SDTURBO_DEVICE=cpu``). Unknown keys are an
+error, so a typo in the YAML fails the model load loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "SDTURBO_"
+
+
+class SettingsError(ValueError):
+    """The handler settings are invalid; the message names the offending field."""
+
+
+class EngineSettings(BaseModel):
+    """Everything the engine needs to know that is not part of a request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Where the diffusers folder (model_index.json, unet/, vae/, ...) lives, relative to the archive.
+    model_dir: str = "model"
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+
+    # One real generation at start-up, so the first caller does not pay for lazy CUDA/cuDNN init.
+    warmup: bool = True
+    warmup_size: int = Field(512, ge=64, le=1024, multiple_of=8)
+
+    # Images per VAE decode call. The decoder's activations, not the UNet, set peak memory
+    # (about 2-3 GiB per 512x512 image in fp16), so large batches are decoded in slices.
+    vae_decode_batch: int = Field(4, ge=1, le=64)
+    # "full" is SD's KL autoencoder; "tiny" is a TAESD-shaped decoder (~18x fewer FLOPs, softer detail).
+    decoder: Literal["full", "tiny"] = "full"
+    tiny_decoder_dir: str = "taesd"
+
+    # GPU speed levers; each one is measured by scripts/bench.py (docs/PERFORMANCE.md).
+    channels_last: bool = True
+    fuse_qkv: bool = True
+    compile: Literal["none", "default", "max-autotune-no-cudagraphs", "reduce-overhead"] = "none"
+    compile_dynamic: bool = False
+    # torch.compile artefacts (inductor/triton caches) live here so a restart reuses them.
+    compile_cache_dir: str = "compile-cache"
+
+    # Image encoding. PNG level 1 is ~3x faster than level 6 for ~10-20 % larger files.
+    png_compress_level: int = Field(1, ge=0, le=9)
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    webp_quality: int = Field(90, ge=1, le=100)
+    # Pillow releases the GIL while compressing, so a small pool overlaps encoding of a batch.
+    encode_threads: int = Field(4, ge=1, le=64)
+
+    # Prompts are user data: they are only logged at DEBUG, and only when this is on.
+    log_prompts: bool = False
+
+
+def load_settings(
+    handler_section: Mapping[str, Any] | None, environ: Mapping[str, str]
+) -> EngineSettings:
+    """Merge the YAML ``handler:`` section with ``SDTURBO_*`` environment overrides.
+
+    Args:
+        handler_section: the ``handler`` mapping of model-config.yaml (None when absent).
+        environ: usually ``os.environ``; only keys that name a settings field are read.
+
+    Raises:
+        SettingsError: a value has the wrong type or range, or a YAML key is unknown.
+    """
+    values: dict[str, Any] = dict(handler_section or {})
+    for name in EngineSettings.model_fields:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = env_value
+    try:
+        # Lax mode so that environment strings ("true", "8") coerce to bool/int.
+        return EngineSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'handler'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid handler settings: {problems}") from exc

@@ -1,0 +1,107 @@
+"""TorchServe adapter: a thin ``BaseHandler`` over the framework-free engine.
+
+TorchServe copies this file to the archive root and imports it as a top-level module, so every import
+of our own code is absolute (``handler.*``), found in the ``handler/`` package shipped beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from ts.torch_handler.base_handler import BaseHandler
+
+from handler.engine import Engine, Reply, error_reply
+from handler.schema import GenerationRequest, RequestError, parse_request
+from handler.settings import load_settings
+from handler.worker_state import WorkerStateFiles
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+class SDTurboHandler(BaseHandler):
+    """Text-to-image with SD-turbo (or SDXL-turbo): JSON in, base64 images in JSON out."""
+
+    def __init__(self):
+        super().__init__()
+        self.engine: Engine | None = None
+        self.load_error: str | None = None
+        self.state_files = WorkerStateFiles.from_environment()
+
+    def initialize(self, context):
+        """Load the pipeline on CUDA/MPS/CPU and warm it up before TorchServe marks the worker READY.
+
+        A model that cannot load (missing or corrupt weights, bad settings) is not retried: the worker
+        stays up in a failed state, logs the reason once, and answers every request at once with a 503
+        that carries it. TorchServe would otherwise restart the worker forever while requests queue.
+        """
+        # Bodies reach preprocess as raw bytes, so one strict JSON parser sees every request.
+        os.environ.setdefault("TS_DECODE_INPUT_REQUEST", "false")
+        properties = context.system_properties
+        try:
+            settings = load_settings((context.model_yaml_config or {}).get("handler"), os.environ)
+            self.engine = Engine.load(Path(properties["model_dir"]), settings, properties.get("gpu_id"))
+            if settings.warmup:
+                self.engine.warmup()
+        except Exception as exc:  # every load failure is reported the same way; see docstring
+            self.engine = None
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            logger.error("MODEL LOAD FAILED: %s", self.load_error, exc_info=True)
+            self.state_files.report("failed", self.load_error)
+        else:
+            self.state_files.report("ready")
+        self.initialized = True
+
+    def handle(self, data: list[dict[str, Any]], context) -> list[bytes]:
+        """BaseHandler.handle without its request-header switches (``explain``/``describe``/profiler):
+        any caller could set those headers and turn a whole shared batch into another mode."""
+        self.context = context
+        started = time.perf_counter()
+        with self.state_files.busy():
+            replies = self.postprocess(self.inference(self.preprocess(data)))
+        context.metrics.add_time("HandlerTime", round((time.perf_counter() - started) * 1000, 2), None, "ms")
+        return replies
+
+    def preprocess(self, data: list[dict[str, Any]]) -> list[GenerationRequest | RequestError]:
+        items: list[GenerationRequest | RequestError] = []
+        for index, row in enumerate(data):
+            body, content_type = _body_and_content_type(self.context, index, row)
+            try:
+                items.append(parse_request(body, content_type))
+            except RequestError as exc:
+                items.append(exc)
+        return items
+
+    def inference(self, items: list[GenerationRequest | RequestError], *args, **kwargs) -> list[Reply]:
+        if self.engine is None:
+            message = f"the model failed to load and cannot serve requests: {self.load_error}"
+            return [error_reply(503, "ModelLoadFailed", message) for _ in items]
+        return self.engine.serve_batch(items)
+
+    def postprocess(self, replies: list[Reply]) -> list[bytes]:
+        for index, reply in enumerate(replies):
+            self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, index)
+            self.context.set_response_content_type(index, JSON)
+        return [reply.to_json() for reply in replies]
+
+
+def _body_and_content_type(context, index: int, row: dict[str, Any]) -> tuple[Any, str | None]:
+    """The raw body TorchServe received and its media type.
+
+    A raw body arrives as parameter ``body``. Form posts (``curl -d`` without a JSON Content-Type) arrive
+    as form fields instead; returning their content type lets the parser answer 415 with the fix.
+    """
+    headers = {str(k).lower(): v for k, v in (context.get_all_request_header(index) or {}).items()}
+    request_type = headers.get("content-type")
+    if "body" not in row:
+        return b"", request_type if isinstance(request_type, str) else None
+    parameter = headers.get("body")
+    param_type = parameter.get("content-type") if isinstance(parameter, dict) else None
+    content_type = request_type if isinstance(request_type, str) else param_type
+    return row["body"], content_type
