@@ -107,7 +107,8 @@ demo: check-java install $(TINY_SD)/model_index.json ## serve the offline tiny m
 # ------------------------------------------------------------------ checks
 .PHONY: test
 test: check-java install tools plugin tiny-model ## run every test: unit, integration (real TorchServe), infra, lint
-	$(PY) -m pytest
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$status
 
 .PHONY: bench
 bench: check-java install plugin tiny-model ## benchmark engine vs served path vs baseline (BENCH_ARGS=...)

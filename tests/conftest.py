@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.helpers import PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, TorchServe, build_archive
+
+
+def _ensure_tiny_model(path, arch: str):
+    if not (path / "model_index.json").is_file():
+        command = [PYTHON, str(REPO / "scripts" / "build_offline_model.py"), "--size", "tiny", "--arch", arch,
+                   "--out", str(path), "--force"]
+        if arch == "sd":
+            command.append("--tiny-decoder")
+        subprocess.run(command, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir():
+    return _ensure_tiny_model(TINY_SD, "sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir():
+    return _ensure_tiny_model(TINY_SDXL, "sdxl")
+
+
+@pytest.fixture(scope="session")
+def plugins_dir():
+    if not (PLUGINS_DIR / "readiness-ping.jar").is_file():
+        subprocess.run(["make", "plugin"], cwd=REPO, check=True, capture_output=True)
+    return PLUGINS_DIR
+
+
+def write_model_config(path, **overrides):
+    """The shipped model-config.yaml with top-level keys (or handler.* keys) overridden."""
+    config = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    handler_overrides = overrides.pop("handler", {})
+    config.update(overrides)
+    config["handler"].update(handler_overrides)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def batching_archive(tmp_path_factory, tiny_sd_dir):
+    """A no-archive model folder whose config batches concurrent requests (up to 4, waiting 400 ms)."""
+    root = tmp_path_factory.mktemp("batching-store")
+    config = write_model_config(root / "model-config.yaml", batchSize=4, maxBatchDelay=400)
+    build_archive(tiny_sd_dir, root / "store", config)
+    return root / "store"
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory, batching_archive):
+    """Real TorchServe with the tiny SD-turbo model, started once for the integration tests."""
+    server = TorchServe(batching_archive, tmp_path_factory.mktemp("torchserve"))
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_dir(tmp_path):
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)

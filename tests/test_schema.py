@@ -1,0 +1,123 @@
+"""Request parsing: a pure function, tested as data (body -> status, field named)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from handler.schema import (
+    MAX_BODY_BYTES, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest,
+    RequestError, parse_request,
+)
+
+
+def body(**fields) -> bytes:
+    return json.dumps({"prompt": "a cat", **fields}).encode()
+
+
+def test_defaults_follow_the_model_card():
+    request = parse_request(b'{"prompt": "a cat"}', "application/json")
+    assert request == GenerationRequest(prompt="a cat")
+    assert (request.num_inference_steps, request.guidance_scale) == (1, 0.0)
+    assert (request.width, request.height, request.num_images, request.output_format) == (512, 512, 1, "png")
+    assert request.seed is None
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "application/octet-stream", None, "",
+    "text/plain", "application/vnd.sdturbo+json",
+])
+def test_json_accepted_under_sagemaker_content_types(content_type):
+    assert parse_request(body(seed=7), content_type).seed == 7
+
+
+def test_already_decoded_json_is_accepted():
+    assert parse_request({"prompt": "a cat", "seed": 3}).seed == 3
+
+
+@pytest.mark.parametrize("fields", [
+    dict(seed=0), dict(seed=MAX_SEED), dict(num_inference_steps=4), dict(guidance_scale=10.0),
+    dict(width=MIN_SIDE, height=MAX_SIDE), dict(num_images=MAX_IMAGES), dict(output_format="jpeg"),
+    dict(output_format="webp"), dict(prompt="x" * MAX_PROMPT_CHARS), dict(guidance_scale=1),
+])
+def test_values_at_the_bounds_are_accepted(fields):
+    parse_request(body(**fields), "application/json")
+
+
+# (body, expected status, field the error must name)
+BAD_REQUESTS = [
+    (b"", 400, "body"),
+    (b"   ", 400, "body"),
+    (b"not json", 400, "body"),
+    (b"[1, 2]", 400, "body"),
+    (b'"a cat"', 400, "body"),
+    (b"null", 400, "body"),
+    (b"{}", 400, "prompt"),
+    (body(prompt=""), 400, "prompt"),
+    (body(prompt="   "), 400, "prompt"),
+    (body(prompt=5), 400, "prompt"),
+    (body(prompt="x" * (MAX_PROMPT_CHARS + 1)), 400, "prompt"),
+    (body(seed=-1), 400, "seed"),
+    (body(seed=MAX_SEED + 1), 400, "seed"),
+    (body(seed="42"), 400, "seed"),
+    (body(seed=1.5), 400, "seed"),
+    (body(seed=True), 400, "seed"),
+    (body(num_inference_steps=0), 400, "num_inference_steps"),
+    (body(num_inference_steps=5), 400, "num_inference_steps"),
+    (body(guidance_scale=-0.1), 400, "guidance_scale"),
+    (body(guidance_scale=10.01), 400, "guidance_scale"),
+    (b'{"prompt": "a", "guidance_scale": NaN}', 400, "guidance_scale"),
+    (b'{"prompt": "a", "guidance_scale": Infinity}', 400, "guidance_scale"),
+    (body(width=MIN_SIDE - 8), 400, "width"),
+    (body(width=MAX_SIDE + 8), 400, "width"),
+    (body(height=513), 400, "height"),
+    (body(width=10**12), 400, "width"),
+    (body(num_images=0), 400, "num_images"),
+    (body(num_images=MAX_IMAGES + 1), 400, "num_images"),
+    (body(output_format="gif"), 400, "output_format"),
+    (body(negative_prompt="blurry"), 400, "negative_prompt"),
+    (b"\xff\xfe\x00garbage", 400, "body"),
+    (b'{"prompt": "\xff"}', 400, "body"),
+    (b"[" * 5000 + b"]" * 5000, 400, "body"),
+    (b'{"prompt": "a", "prompt": 3}', 400, "prompt"),
+]
+
+
+@pytest.mark.parametrize("raw, status, field", BAD_REQUESTS)
+def test_bad_request_gets_4xx_naming_the_field(raw, status, field):
+    with pytest.raises(RequestError) as caught:
+        parse_request(raw, "application/json")
+    error = caught.value
+    assert error.status == status
+    reply = error.to_body()
+    assert reply["code"] == status and reply["message"]
+    assert field in {e["field"] for e in reply["errors"]}, reply
+    json.dumps(reply)  # always serialisable
+
+
+def test_oversize_body_is_413():
+    with pytest.raises(RequestError) as caught:
+        parse_request(b'{"prompt": "' + b"a" * MAX_BODY_BYTES + b'"}', "application/json")
+    assert caught.value.status == 413
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_non_json_content_type_is_415(content_type):
+    with pytest.raises(RequestError) as caught:
+        parse_request(body(), content_type)
+    assert caught.value.status == 415
+    assert caught.value.errors[0]["field"] == "Content-Type"
+
+
+def test_unknown_field_error_lists_the_allowed_fields():
+    with pytest.raises(RequestError) as caught:
+        parse_request(body(steps=2), "application/json")
+    assert "num_inference_steps" in caught.value.errors[0]["message"]
+
+
+def test_requests_of_one_shape_share_a_key():
+    a = parse_request(body(seed=1, num_images=2))
+    b = parse_request(body(prompt="a dog", output_format="jpeg"))
+    c = parse_request(body(width=256))
+    assert a.shape_key() == b.shape_key() != c.shape_key()

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from handler.settings import EngineSettings, SettingsError, load_settings
+from tests.helpers import REPO
+
+
+def test_shipped_model_config_is_valid_and_complete():
+    config = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    settings = load_settings(config["handler"], {})
+    assert settings.model_dir == "model"
+    # every handler key in the YAML is a real setting (extra="forbid" guarantees it) and vice versa
+    assert set(config["handler"]) <= set(EngineSettings.model_fields)
+
+
+def test_environment_overrides_yaml():
+    settings = load_settings({"device": "cuda", "png_compress_level": 6},
+                             {"SDTURBO_DEVICE": "cpu", "SDTURBO_WARMUP": "false", "UNRELATED": "x"})
+    assert (settings.device, settings.warmup, settings.png_compress_level) == ("cpu", False, 6)
+
+
+@pytest.mark.parametrize("section, environ, field", [
+    ({"devise": "cpu"}, {}, "devise"),
+    ({}, {"SDTURBO_DEVICE": "tpu"}, "device"),
+    ({"vae_decode_batch": 0}, {}, "vae_decode_batch"),
+    ({}, {"SDTURBO_WARMUP_SIZE": "500"}, "warmup_size"),
+])
+def test_invalid_settings_name_the_field(section, environ, field):
+    with pytest.raises(SettingsError, match=field):
+        load_settings(section, environ)
