@@ -58,9 +58,10 @@ def batching_archive(tmp_path_factory, tiny_sd_dir):
 @pytest.fixture(scope="session")
 def torchserve(tmp_path_factory, batching_archive):
     """Real TorchServe with the tiny SD-turbo model, started once for the integration tests."""
-    server = TorchServe(batching_archive, tmp_path_factory.mktemp("torchserve"))
+    server = TorchServe(batching_archive, tmp_path_factory.mktemp("torchserve"), extra_env={"SDTURBO_DEVICE": "cpu"})
     try:
-        yield server.wait_ready()
+        server.wait_ready()
+        yield server
     finally:
         server.stop()
 

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""Benchmark sdturbo-serve in one run: the engine's ceiling, TorchServe, and the seed's FastAPI baseline.
+
+1. engine:   the handler's own Engine (generate + encode, no HTTP) at several batch sizes: the ceiling.
+2. startup:  TorchServe launch -> worker READY (load + warm-up) for each archive format.
+3. served:   TorchServe with the archive, swept over concurrency levels: img/s, p50/p90/p99, errors,
+             GPU memory.
+4. baseline: scripts/baseline_server.py (FastAPI + diffusers, one request at a time), same sweep.
+
+Writes ``OUT/bench.json`` and ``OUT/bench.png``. On a CPU with the tiny model it is a smoke test; on a
+GPU with ``build_offline_model.py --size full`` it is the performance benchmark (docs/PERFORMANCE.md).
+
+  bench.py --model-dir build/models/sd-turbo-tiny --concurrency 1,8,32 --requests 64
+
+Exit codes: 0 done with no failed request, 1 some requests failed, 2 bad arguments, 3 a server did not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from local_torchserve import LocalTorchServe, free_port, stop_process_group  # noqa: E402
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_NO_SERVER = 0, 1, 2, 3
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class GpuMemorySampler:
+    """Peak GPU memory used on the device (all processes), sampled with nvidia-smi; None without a GPU."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak_mib, self._stop = interval, None, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int | None:
+        if shutil.which("nvidia-smi") is None:
+            return None
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=5).stdout
+            return max(int(line) for line in out.split())
+        except (subprocess.SubprocessError, ValueError):
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self._sample()
+            if value is not None:
+                self.peak_mib = max(self.peak_mib or 0, value)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def post(url: str, payload: dict, timeout: float) -> tuple[int, float, int]:
+    """(status, seconds, images) for one request."""
+    data = json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.loads(response.read())
+            status = response.status
+    except urllib.error.HTTPError as err:
+        err.read()
+        return err.code, time.perf_counter() - started, 0
+    except OSError:
+        return 0, time.perf_counter() - started, 0
+    images = len(body.get("images") or [body.get("image")]) if status == 200 else 0
+    return status, time.perf_counter() - started, images
+
+
+def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float, label: str) -> list[dict]:
+    """Closed-loop load: ``c`` clients each sending back-to-back requests until ``requests`` are done."""
+    results = []
+    for concurrency in concurrency_levels:
+        total = max(requests, concurrency * 2)
+        counter = iter(range(total))
+        lock = threading.Lock()
+        records: list[tuple[int, float, int]] = []
+
+        def client():
+            while True:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    return
+                records.append(post(url, {"prompt": f"benchmark prompt {index}", "seed": index}, timeout))
+
+        with GpuMemorySampler() as memory:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                for _ in range(concurrency):
+                    pool.submit(client)
+            wall = time.perf_counter() - started
+        latencies = [seconds for status, seconds, _ in records if status == 200]
+        images = sum(count for _, _, count in records)
+        row = {
+            "system": label, "concurrency": concurrency, "requests": len(records),
+            "errors": sum(1 for status, _, _ in records if status != 200),
+            "images_per_s": images / wall if wall else 0.0,
+            "p50_ms": _ms(percentile(latencies, 50)), "p90_ms": _ms(percentile(latencies, 90)),
+            "p99_ms": _ms(percentile(latencies, 99)), "gpu_peak_mib": memory.peak_mib,
+        }
+        log(f"{label} c={concurrency}: {row['images_per_s']:.1f} img/s, p50 {row['p50_ms']} ms, "
+            f"p99 {row['p99_ms']} ms, errors {row['errors']}")
+        results.append(row)
+    return results
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> list[dict]:
+    """The ceiling: Engine.serve_batch (generate + encode to base64 PNG) without HTTP or TorchServe."""
+    import torch
+
+    from handler.engine import Engine
+    from handler.schema import GenerationRequest
+    from handler.settings import load_settings
+
+    engine = Engine.load(model_dir.parent, load_settings({"model_dir": model_dir.name, **settings}, {}))
+    engine.warmup()
+    rows = []
+    for batch in batch_sizes:
+        requests = [GenerationRequest(prompt=f"benchmark prompt {i}", seed=i) for i in range(batch)]
+        engine.serve_batch(requests)  # first call at this shape: allocator growth, autotuning
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(engine.device)
+        started = time.perf_counter()
+        for _ in range(iterations):
+            replies = engine.serve_batch(requests)
+        wall = time.perf_counter() - started
+        assert all(r.status == 200 for r in replies), replies[0].body
+        peak = torch.cuda.max_memory_allocated(engine.device) / 2**20 if engine.device.type == "cuda" else None
+        row = {"batch": batch, "images_per_s": batch * iterations / wall,
+               "batch_ms": round(wall / iterations * 1000, 1), "torch_peak_mib": peak and round(peak)}
+        log(f"engine batch {batch}: {row['images_per_s']:.1f} img/s ({row['batch_ms']} ms a batch)")
+        rows.append(row)
+    device = str(engine.device)
+    del engine
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return rows, device
+
+
+def write_model_config(path: Path, overrides: dict, handler_overrides: dict) -> Path:
+    import yaml
+
+    config = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    config.update(overrides)
+    config["handler"].update(handler_overrides)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, list[dict]]:
+    """Start-to-READY for every archive format, then the sweep on the first format."""
+    from build_archive import archive_path, build
+
+    overrides = {k: v for k, v in (("batchSize", args.batch_size), ("maxBatchDelay", args.max_batch_delay),
+                                   ("minWorkers", args.workers), ("maxWorkers", args.workers)) if v is not None}
+    config = write_model_config(work / "model-config.yaml", overrides, handler_overrides)
+    startup, served = {}, []
+    for index, fmt in enumerate(args.formats):
+        store = work / f"store-{fmt}"
+        log(f"building the {fmt} archive")
+        build(args.model_dir, store, "sdturbo", fmt, config, "1.0")
+        models = f"sdturbo={archive_path(store, 'sdturbo', fmt).name}"
+        server = LocalTorchServe(store, work / f"ts-{fmt}", models=models)
+        try:
+            seconds = server.wait_ready(timeout=args.startup_timeout)
+            startup[fmt] = round(seconds, 2)
+            log(f"TorchServe ({fmt}) launch -> READY: {seconds:.1f}s")
+            if index == 0:
+                served = sweep(f"{server.url}/predictions/sdturbo", args.concurrency, args.requests,
+                               args.request_timeout, "torchserve")
+        except (RuntimeError, TimeoutError) as exc:
+            log(f"TorchServe ({fmt}) failed: {exc}")
+            print(server.log_text()[-3000:], file=sys.stderr)
+            raise
+        finally:
+            server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+    return startup, served
+
+
+def bench_baseline(args, work: Path) -> list[dict]:
+    port = free_port()
+    output = open(work / "baseline.out", "wb")
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts" / "baseline_server.py"), "--model-dir",
+                                str(args.model_dir), "--port", str(port)], stdout=output, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + args.startup_timeout
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"baseline server did not start; see {work / 'baseline.out'}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        post(f"http://127.0.0.1:{port}/generate", {"prompt": "warm-up"}, args.request_timeout)
+        return sweep(f"http://127.0.0.1:{port}/generate", args.concurrency, args.requests, args.request_timeout,
+                     "fastapi-baseline")
+    finally:
+        stop_process_group(process)
+        output.close()
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for system in ("torchserve", "fastapi-baseline"):
+        rows = [r for r in result["served"] + result["baseline"] if r["system"] == system]
+        if rows:
+            xs = [r["concurrency"] for r in rows]
+            left.plot(xs, [r["images_per_s"] for r in rows], marker="o", label=system)
+            right.plot(xs, [r["p50_ms"] or 0 for r in rows], marker="o", label=system)
+    if result["engine"]:
+        ceiling = max(r["images_per_s"] for r in result["engine"])
+        left.axhline(ceiling, linestyle="--", color="grey", label="engine ceiling")
+    for axis, title in ((left, "throughput (img/s)"), (right, "p50 latency (ms)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrency")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.suptitle(f"sdturbo-serve on {result['device_name']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--handler-setting wants KEY=VALUE, got {pair!r}")
+        settings[key] = value
+    return settings
+
+
+def device_name() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
+    parser.add_argument("--model-dir", type=Path, default=REPO / "build" / "models" / "sd-turbo-tiny",
+                        help="diffusers folder to serve (default: the tiny offline model)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results", help="where bench.json/png go")
+    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="levels (default 1,8,32)")
+    parser.add_argument("--requests", type=int, default=64, help="requests per level (default 64)")
+    parser.add_argument("--engine-batches", type=ints, default=[1, 8], help="engine batch sizes (default 1,8)")
+    parser.add_argument("--engine-iterations", type=int, default=5, help="timed calls per batch size")
+    parser.add_argument("--formats", type=lambda t: t.split(","), default=["no-archive", "zip-store"],
+                        help="archive formats to time start->READY; the first is swept")
+    parser.add_argument("--batch-size", type=int, help="override model-config batchSize")
+    parser.add_argument("--max-batch-delay", type=int, help="override model-config maxBatchDelay (ms)")
+    parser.add_argument("--workers", type=int, help="override min/maxWorkers")
+    parser.add_argument("--handler-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a handler: setting for every stage (repeatable)")
+    parser.add_argument("--skip", action="append", default=[], choices=("engine", "torchserve", "baseline"))
+    parser.add_argument("--startup-timeout", type=float, default=900)
+    parser.add_argument("--request-timeout", type=float, default=300)
+    args = parser.parse_args(argv)
+    if not (args.model_dir / "model_index.json").is_file():
+        print(f"error: {args.model_dir} is not a diffusers folder (make tiny-model, or build_offline_model.py "
+              "--size full)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        handler_settings = parse_settings(args.handler_setting)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "scripts/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = {"command": command, "device_name": device_name(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "model_dir": str(args.model_dir), "handler_settings": handler_settings,
+              "engine": [], "startup_s": {}, "served": [], "baseline": []}
+    with tempfile.TemporaryDirectory(prefix="sdturbo-bench-", dir=args.out) as scratch:
+        work = Path(scratch)
+        if "engine" not in args.skip:
+            log("engine ceiling (generate + encode, no HTTP)")
+            result["engine"], result["engine_device"] = bench_engine(
+                args.model_dir, args.engine_batches, args.engine_iterations, handler_settings)
+        try:
+            if "torchserve" not in args.skip:
+                result["startup_s"], result["served"] = bench_torchserve(args, work, handler_settings)
+            if "baseline" not in args.skip:
+                log("FastAPI one-at-a-time baseline")
+                result["baseline"] = bench_baseline(args, work)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            (args.out / "bench.json").write_text(json.dumps(result, indent=2))
+            return EXIT_NO_SERVER
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.out / "bench.png")
+    log(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    errors = sum(r["errors"] for r in result["served"] + result["baseline"])
+    return EXIT_ERRORS if errors else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
