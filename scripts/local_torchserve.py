@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-_REPLACED_KEYS = ("inference_address", "management_address", "metrics_address", "model_store", "load_models")
+_REPLACED_KEYS = ("inference_address", "management_address", "metrics_address", "grpc_inference_port",
+                  "grpc_management_port", "model_store", "load_models")
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ class LocalTorchServe:
     def __init__(self, store: Path, workdir: Path, models: str = "sdturbo=sdturbo", extra_env=None,
                  extra_properties: dict[str, str] | None = None):
         self.started_at = time.monotonic()
-        self.ports = {name: free_port() for name in ("inference", "management", "metrics")}
+        self.ports = {name: free_port() for name in ("inference", "management", "metrics", "grpc", "grpc_mgmt")}
         self.url = f"http://127.0.0.1:{self.ports['inference']}"
         self.management_url = f"http://127.0.0.1:{self.ports['management']}"
         self.workdir = Path(workdir)
@@ -59,6 +60,8 @@ class LocalTorchServe:
             f"inference_address={self.url}",
             f"management_address={self.management_url}",
             f"metrics_address=http://127.0.0.1:{self.ports['metrics']}",
+            f"grpc_inference_port={self.ports['grpc']}",
+            f"grpc_management_port={self.ports['grpc_mgmt']}",
             f"model_store={store}",
         ]
         lines += [f"{key}={value}" for key, value in (extra_properties or {}).items()]

@@ -112,6 +112,11 @@ def container_properties(args, store: Path) -> str:
         "inference_address": f"http://{args.host}:{args.port}",
         "management_address": f"http://127.0.0.1:{args.management_port}",
         "metrics_address": f"http://127.0.0.1:{args.metrics_port}",
+        # TorchServe always starts its gRPC servers; they stay on loopback like management.
+        "grpc_inference_address": "127.0.0.1",
+        "grpc_management_address": "127.0.0.1",
+        "grpc_inference_port": str(args.grpc_ports[0]),
+        "grpc_management_port": str(args.grpc_ports[1]),
         # SageMaker authenticates callers with IAM (SigV4) and cannot send a TorchServe token.
         "disable_token_authorization": "true",
         "enable_model_api": "false",
@@ -123,6 +128,10 @@ def container_properties(args, store: Path) -> str:
         "max_response_size": "33554432",
         "decode_input_request": "false",
         "job_queue_size": "256",
+        # Fallbacks only: the archive's model-config.yaml sets both for this model (load + warm-up on a T4
+        # from a cold disk takes minutes; one batch of four 1024x1024 images on a T4 takes seconds).
+        "default_response_timeout": "120",
+        "default_startup_timeout": "600",
     }
     return "".join(f"{key}={value}\n" for key, value in lines.items())
 
@@ -214,6 +223,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="inference port (default: $SAGEMAKER_BIND_TO_PORT or 8080)")
     parser.add_argument("--management-port", type=int, default=8081, help="loopback management port")
     parser.add_argument("--metrics-port", type=int, default=8082, help="loopback metrics port")
+    parser.add_argument("--grpc-ports", type=int, nargs=2, default=(7070, 7071), metavar=("INFERENCE", "MANAGEMENT"),
+                        help="loopback gRPC ports (TorchServe always opens them; default 7070 7071)")
     parser.add_argument("--plugins-dir", type=Path,
                         default=Path(env.get("SDTURBO_PLUGINS_DIR", REPO / "build" / "plugins")),
                         help="folder holding readiness-ping.jar (default: $SDTURBO_PLUGINS_DIR)")

@@ -1,0 +1,61 @@
+# syntax=docker/dockerfile:1
+# sdturbo-serve: SD-turbo on TorchServe as a SageMaker-compatible container (ml.g4dn.2xlarge, T4/sm_75).
+#   docker build -t sdturbo-serve .
+#   docker run --gpus all -p 8080:8080 -v "$PWD/model-store/sdturbo:/opt/ml/model:ro" sdturbo-serve serve
+# The model is not in the image: SageMaker copies it from S3 (uncompressed S3Prefix) into /opt/ml/model.
+# The handler code travels with the model (the archive folder holds handler/), so the image is only the
+# runtime: Python deps, Java, the entrypoint and the /ping plugin.
+# The NVIDIA driver comes from the host; the CUDA runtime libraries come with the torch wheel.
+
+# ---------------------------------------------------------------- build: venv + readiness plugin
+FROM python:3.11-slim-bookworm AS build
+# A JDK to compile the /ping plugin against TorchServe's frontend jar; it stays in this stage.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, from setup.cfg's exact pins, so code changes do not invalidate this multi-GB layer.
+COPY setup.cfg pyproject.toml ./
+RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); \
+print('\n'.join(x for x in c['options']['install_requires'].splitlines() if x.strip()))" > requirements.txt \
+ && pip install -r requirements.txt
+COPY plugins/ plugins/
+RUN mkdir -p /tmp/classes /opt/plugins \
+ && find plugins/readiness/src -name '*.java' > /tmp/sources \
+ && javac --release 17 -nowarn -d /tmp/classes \
+      -cp "$(python -c 'import os, ts; print(os.path.join(os.path.dirname(ts.__file__), "frontend", "model-server.jar"))')" \
+      @/tmp/sources \
+ && cp -r plugins/readiness/src/main/resources/. /tmp/classes/ \
+ && jar cf /opt/plugins/readiness-ping.jar -C /tmp/classes .
+
+# ---------------------------------------------------------------- runtime
+FROM python:3.11-slim-bookworm AS runtime
+# Java 17 runtime for TorchServe's frontend; tini as PID 1 forwards SIGTERM to the entrypoint and reaps
+# the worker processes TorchServe forks.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini \
+ && rm -rf /var/lib/apt/lists/*
+# Non-root: the server parses untrusted prompts; it needs no privilege (port 8080, /tmp, read-only
+# /opt/ml/model). SageMaker runs images as their USER.
+RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin sdturbo
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/plugins /opt/sdturbo/plugins
+COPY scripts/serve.py /opt/sdturbo/scripts/serve.py
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    SDTURBO_PLUGINS_DIR=/opt/sdturbo/plugins \
+    SDTURBO_LOG_DIR=/tmp/sdturbo-logs \
+    SDTURBO_MODEL_DIR=/opt/ml/model
+USER 1000:1000
+WORKDIR /home/sdturbo
+EXPOSE 8080
+# Model load + warm-up on a T4 takes tens of seconds; /ping is 503 until then, so give it time.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
+  CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4).status != 200)"]
+ENTRYPOINT ["/usr/bin/tini", "--", "python", "/opt/sdturbo/scripts/serve.py"]
+CMD ["serve"]

@@ -1,0 +1,202 @@
+"""The container entrypoint (scripts/serve.py) run on the host, as SageMaker runs `docker run IMAGE serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_model_config
+from tests.helpers import PYTHON, REPO, build_archive, decode_image, free_port, http, post_json, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class ServeEntrypoint:
+    """`serve` with a SageMaker-like model folder, on free ports, polling /ping from the first moment."""
+
+    def __init__(self, model_dir: Path, workdir: Path, plugins_dir: Path, env=None):
+        self.port = free_port()
+        self.management_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output_path = workdir / "serve.out"
+        self._output = open(self.output_path, "wb")
+        environ = {**os.environ, "SDTURBO_DEVICE": "cpu", "SDTURBO_PLUGINS_DIR": str(plugins_dir),
+                   "SDTURBO_LOG_DIR": str(workdir / "logs"), **(env or {})}
+        self.process = subprocess.Popen(
+            [PYTHON, str(REPO / "scripts" / "serve.py"), "serve", "--model-dir", str(model_dir),
+             "--host", "127.0.0.1", "--port", str(self.port), "--management-port", str(self.management_port),
+             "--metrics-port", str(free_port()), "--grpc-ports", str(free_port()), str(free_port())],
+            env=environ, stdout=self._output, stderr=subprocess.STDOUT,
+        )
+        self.pings: list[int] = []
+
+    def ping(self) -> int:
+        try:
+            status = http("GET", f"{self.url}/ping", content_type=None, timeout=2).status
+        except OSError:
+            status = 0  # not listening yet
+        self.pings.append(status)
+        return status
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._output.close()
+
+
+@pytest.fixture(scope="module")
+def sagemaker_model_dir(tmp_path_factory, tiny_sd_dir):
+    """/opt/ml/model as SageMaker lays out uncompressed S3Prefix model data: the archive folder itself."""
+    root = tmp_path_factory.mktemp("opt-ml")
+    config = write_model_config(root / "model-config.yaml", batchSize=2, maxBatchDelay=50)
+    store = root / "store"
+    build_archive(tiny_sd_dir, store, config)
+    return store / "sdturbo"
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory, sagemaker_model_dir, plugins_dir):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path_factory.mktemp("serve"), plugins_dir)
+    try:
+        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.05,
+                   what="/ping to turn healthy")
+        assert server.process.poll() is None, server.output()[-2000:]
+        yield server
+    finally:
+        server.stop()
+
+
+def test_ping_is_unhealthy_until_the_model_is_warm(serve):
+    answered = [s for s in serve.pings if s]
+    assert answered[-1] == 200
+    assert 503 in answered, f"never saw the not-ready state: {serve.pings}"
+    assert answered.index(200) > answered.index(503)
+    assert "warm-up generation" in (serve.output() + "".join(
+        p.read_text(errors="replace") for p in (serve.output_path.parent / "logs").glob("*.log")))
+
+
+def test_invocations_without_model_name_returns_png(serve):
+    reply = post_json(f"{serve.url}/invocations", {"prompt": "a cat", "seed": 3, "width": 256})
+    assert reply.status == 200, reply.body[:300]
+    assert decode_image(reply.json()["image"]).size == (256, 512)
+
+
+def test_predictions_route_works_too(serve):
+    assert post_json(f"{serve.url}/predictions/sdturbo", {"prompt": "a cat"}).status == 200
+
+
+def test_raw_bytes_from_invoke_endpoint_async(serve):
+    reply = http("POST", f"{serve.url}/invocations", b'{"prompt": "a cat"}', content_type="application/octet-stream")
+    assert reply.status == 200
+
+
+def test_management_api_is_not_on_the_public_port(serve):
+    for method, path in (("GET", "/models"), ("POST", "/models?url=x.mar"), ("DELETE", "/models/sdturbo")):
+        assert http(method, serve.url + path, b"" if method != "GET" else None).status in (400, 404, 405)
+
+
+def test_container_config_keeps_everything_but_inference_on_loopback(serve):
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import serve as entrypoint
+
+    args = entrypoint.parse_args(["serve"])
+    properties = dict(line.split("=", 1) for line in entrypoint.container_properties(args, Path("/s")).splitlines())
+    assert properties["inference_address"] == "http://0.0.0.0:8080"
+    for key in ("management_address", "metrics_address"):
+        assert properties[key].startswith("http://127.0.0.1:"), key
+    assert properties["grpc_inference_address"] == properties["grpc_management_address"] == "127.0.0.1"
+    assert properties["enable_model_api"] == "false" and properties["allowed_urls"] == "^$"
+    assert properties["disable_token_authorization"] == "true"
+
+
+def test_sagemaker_environment_reaches_torchserve(tmp_path, sagemaker_model_dir, plugins_dir):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir,
+                             env={"SAGEMAKER_TS_BATCH_SIZE": "3", "SAGEMAKER_TS_MAX_BATCH_DELAY": "77",
+                                  "SAGEMAKER_MODEL_SERVER_TIMEOUT": "99"})
+    try:
+        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.1, what="ready")
+        description = http("GET", f"http://127.0.0.1:{server.management_port}/models/sdturbo", content_type=None)
+        model = description.json()[0]
+        assert (model["batchSize"], model["maxBatchDelay"], model["responseTimeout"]) == (3, 77, 99)
+    finally:
+        server.stop()
+
+
+def test_bad_sagemaker_environment_exits_2(tmp_path, sagemaker_model_dir, plugins_dir):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env={"SAGEMAKER_TS_BATCH_SIZE": "many"})
+    assert server.process.wait(30) == 2
+    server.stop()
+    assert "SAGEMAKER_TS_BATCH_SIZE" in server.output()
+
+
+def test_missing_model_exits_3(tmp_path, plugins_dir):
+    server = ServeEntrypoint(tmp_path, tmp_path, plugins_dir)
+    assert server.process.wait(30) == 3
+    server.stop()
+    assert "MAR-INF" in server.output()
+
+
+def test_model_that_fails_to_load_keeps_ping_unhealthy_and_fails_fast(tmp_path, sagemaker_model_dir, plugins_dir):
+    broken = tmp_path / "model"
+    shutil.copytree(sagemaker_model_dir, broken)
+    for weights in (broken / "model" / "unet").glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    server = ServeEntrypoint(broken, tmp_path, plugins_dir)
+    try:
+        def worker_reported():
+            reply = http("GET", f"http://127.0.0.1:{server.management_port}/models/sdturbo", content_type=None) \
+                if server.ping() else None
+            return reply is not None and reply.status == 200 and any(
+                w["status"] == "READY" for w in reply.json()[0]["workers"])
+
+        wait_until(worker_reported, 120, 0.2, what="the worker to report")
+        ping = http("GET", f"{server.url}/ping", content_type=None)
+        assert ping.status == 503 and "failed to load" in ping.json()["reason"]
+        started = time.monotonic()
+        reply = post_json(f"{server.url}/invocations", {"prompt": "a cat"}, timeout=30)
+        assert reply.status == 503 and time.monotonic() - started < 10
+        assert reply.json()["type"] == "ModelLoadFailed"
+        assert "MODEL LOAD FAILED" in server.output() + "".join(
+            p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*.log"))
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_the_in_flight_request_finish_and_exits_0(tmp_path, sagemaker_model_dir, plugins_dir):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir)
+    wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.1, what="ready")
+    result = {}
+
+    def slow_request():  # four 1024x1024 images: seconds of CPU work
+        result["reply"] = post_json(f"{server.url}/invocations",
+                                    {"prompt": "a cat", "num_images": 4, "width": 1024, "height": 1024}, timeout=60)
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(1.0)  # the request is in the worker now
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(30)
+    thread.join(30)
+    server.stop()
+    assert code == 0, server.output()[-2000:]
+    assert time.monotonic() - sent < 30
+    assert result["reply"].status == 200
+    assert len(result["reply"].json()["images"]) == 4
+    assert "stopped cleanly" in server.output()
