@@ -110,13 +110,13 @@ test: check-java install tools plugin tiny-model ## run every test: unit, integr
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$status
 
+.PHONY: infra-test
+infra-test: install tools ## only the Terraform, checkov, hadolint and workflow checks
+	$(PY) -m pytest -m infra
+
 .PHONY: bench
 bench: check-java install plugin tiny-model ## benchmark engine vs served path vs baseline (BENCH_ARGS=...)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
-
-.PHONY: soak
-soak: check-java install plugin tiny-model ## 10-minute soak at concurrency 64 on the tiny model
-	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv and downloaded models)

@@ -1,0 +1,31 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+data "aws_availability_zones" "available" {
+  # checkov:skip=CKV_AWS_394: only the first az_count names are used, so a new zone (sorted after them) changes nothing; pin availability_zones to be explicit
+  state = "available"
+}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
+  azs        = length(var.availability_zones) > 0 ? var.availability_zones : slice(data.aws_availability_zones.available.names, 0, var.az_count)
+
+  endpoint_name = var.name
+  variant_name  = "AllTraffic"
+
+  # Bucket names are global: the account id keeps them unique without hard-coding anything.
+  artifacts_bucket_name = "${var.name}-artifacts-${local.account_id}-${local.region}"
+  async_bucket_name     = "${var.name}-async-${local.account_id}-${local.region}"
+
+  async_input_prefix   = "async-input/"
+  async_output_prefix  = "async-output/"
+  async_failure_prefix = "async-failure/"
+
+  # TorchServe serves min(workers) x batch requests at once; SageMaker should not hand it more.
+  max_concurrent_invocations = var.torchserve_workers * var.torchserve_batch_size
+}

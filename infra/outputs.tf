@@ -1,0 +1,74 @@
+output "endpoint_name" {
+  description = "SageMaker endpoint to call with invoke_endpoint_async (scripts/invoke.py async --endpoint)."
+  value       = aws_sagemaker_endpoint.this.name
+}
+
+output "region" {
+  description = "Region the stack runs in."
+  value       = local.region
+}
+
+output "ecr_repository_url" {
+  description = "Push images here, tagged with the commit SHA; pass the tag back as image_tag."
+  value       = aws_ecr_repository.this.repository_url
+}
+
+output "artifacts_bucket" {
+  description = "Bucket for model data (scripts/publish.py --bucket)."
+  value       = aws_s3_bucket.artifacts.id
+}
+
+output "model_data_uri" {
+  description = "S3 prefix SageMaker copies into /opt/ml/model (uncompressed S3Prefix)."
+  value       = "s3://${aws_s3_bucket.artifacts.bucket}/${var.model_data_prefix}"
+}
+
+output "async_bucket" {
+  description = "Bucket for async requests, outputs and failures."
+  value       = aws_s3_bucket.async.id
+}
+
+output "async_input_prefix" {
+  description = "Key prefix under which clients upload request JSON."
+  value       = local.async_input_prefix
+}
+
+output "async_output_uri" {
+  description = "Where SageMaker writes successful responses."
+  value       = "s3://${aws_s3_bucket.async.bucket}/${local.async_output_prefix}"
+}
+
+output "async_failure_uri" {
+  description = "Where SageMaker writes failed responses."
+  value       = "s3://${aws_s3_bucket.async.bucket}/${local.async_failure_prefix}"
+}
+
+output "success_topic_arn" {
+  description = "SNS topic announcing completed async requests."
+  value       = aws_sns_topic.success.arn
+}
+
+output "error_topic_arn" {
+  description = "SNS topic announcing failed async requests."
+  value       = aws_sns_topic.error.arn
+}
+
+output "kms_key_arn" {
+  description = "Customer-managed key encrypting the stack's data; clients need kms:GenerateDataKey/Decrypt on it."
+  value       = aws_kms_key.this.arn
+}
+
+output "github_image_push_role_arn" {
+  description = "Repository variable AWS_IMAGE_PUSH_ROLE_ARN for the build-and-push workflow."
+  value       = aws_iam_role.github_image_push.arn
+}
+
+output "github_terraform_role_arn" {
+  description = "Repository variable AWS_TERRAFORM_ROLE_ARN for the deploy-infrastructure workflow."
+  value       = aws_iam_role.github_terraform.arn
+}
+
+output "max_concurrent_invocations_per_instance" {
+  description = "Async concurrency per instance: TorchServe workers x batch size."
+  value       = local.max_concurrent_invocations
+}

@@ -1,0 +1,83 @@
+resource "aws_sagemaker_model" "this" {
+  # The name changes with the image tag and model data, so a new model (and configuration) is created
+  # before the old one goes away: the endpoint switches over without downtime.
+  name                     = "${var.name}-${substr(sha256("${var.image_tag}|${var.model_data_prefix}"), 0, 12)}"
+  execution_role_arn       = aws_iam_role.sagemaker.arn
+  enable_network_isolation = var.enable_network_isolation
+
+  primary_container {
+    image = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+    mode  = "SingleModel"
+
+    # Uncompressed S3Prefix: SageMaker copies the archive folder file by file, no tarball to unpack.
+    model_data_source {
+      s3_data_source {
+        s3_uri           = "s3://${aws_s3_bucket.artifacts.bucket}/${var.model_data_prefix}"
+        s3_data_type     = "S3Prefix"
+        compression_type = "None"
+      }
+    }
+
+    environment = {
+      SAGEMAKER_MODEL_SERVER_WORKERS = tostring(var.torchserve_workers)
+      SAGEMAKER_TS_BATCH_SIZE        = tostring(var.torchserve_batch_size)
+      SAGEMAKER_TS_MAX_BATCH_DELAY   = tostring(var.torchserve_max_batch_delay_ms)
+      SAGEMAKER_TS_RESPONSE_TIMEOUT  = tostring(var.torchserve_response_timeout_s)
+    }
+  }
+
+  vpc_config {
+    subnets            = aws_subnet.private[*].id
+    security_group_ids = [aws_security_group.model.id]
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+
+  depends_on = [aws_iam_role_policy.sagemaker]
+}
+
+resource "aws_sagemaker_endpoint_configuration" "this" {
+  name_prefix = "${var.name}-"
+  kms_key_arn = aws_kms_key.this.arn # encrypts the instance's ML storage volume
+
+  production_variants {
+    variant_name           = local.variant_name
+    model_name             = aws_sagemaker_model.this.name
+    instance_type          = var.instance_type
+    initial_instance_count = 1 # an endpoint starts with one instance; autoscaling takes it to zero when idle
+
+    container_startup_health_check_timeout_in_seconds = var.container_startup_timeout_s
+    model_data_download_timeout_in_seconds            = var.model_download_timeout_s
+  }
+
+  async_inference_config {
+    output_config {
+      s3_output_path  = "s3://${aws_s3_bucket.async.bucket}/${local.async_output_prefix}"
+      s3_failure_path = "s3://${aws_s3_bucket.async.bucket}/${local.async_failure_prefix}"
+      kms_key_id      = aws_kms_key.this.arn
+
+      notification_config {
+        success_topic = aws_sns_topic.success.arn
+        error_topic   = aws_sns_topic.error.arn
+      }
+    }
+
+    client_config {
+      # Exactly what TorchServe takes at once (workers x batch): more would only queue inside the container.
+      max_concurrent_invocations_per_instance = local.max_concurrent_invocations
+    }
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_sagemaker_endpoint" "this" {
+  name                 = local.endpoint_name
+  endpoint_config_name = aws_sagemaker_endpoint_configuration.this.name
+
+  depends_on = [aws_cloudwatch_log_group.endpoint]
+}

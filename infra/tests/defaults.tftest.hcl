@@ -1,0 +1,240 @@
+# Plan-level properties of the stack with its default settings, against a mocked AWS provider.
+
+mock_provider "aws" {
+  # Computed attributes (ids, ARNs) get mock values at plan time, so plan-level assertions can read them.
+  override_during = plan
+
+  mock_data "aws_availability_zones" {
+    defaults = { names = ["eu-west-1a", "eu-west-1b", "eu-west-1c"] }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-1" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = { arn = "arn:aws:s3:::mock-bucket" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
+  }
+  mock_resource "aws_ecr_repository" {
+    defaults = { arn = "arn:aws:ecr:eu-west-1:123456789012:repository/sdturbo", repository_url = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sdturbo" }
+  }
+  mock_resource "aws_subnet" {
+    defaults = { arn = "arn:aws:ec2:eu-west-1:123456789012:subnet/mock" }
+  }
+  mock_resource "aws_security_group" {
+    defaults = { arn = "arn:aws:ec2:eu-west-1:123456789012:security-group/mock" }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:eu-west-1:123456789012:mock" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
+  }
+  mock_resource "aws_iam_openid_connect_provider" {
+    defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+}
+
+variables {
+  github_repository = "example-org/sdturbo-serve"
+  state_bucket_name = "example-state"
+  lock_table_name   = "example-lock"
+}
+
+run "endpoint_is_async_with_output_failure_and_notifications" {
+  command = plan
+
+  assert {
+    condition     = length(aws_sagemaker_endpoint_configuration.this.async_inference_config) == 1
+    error_message = "The endpoint configuration must be asynchronous."
+  }
+  assert {
+    condition     = startswith(aws_sagemaker_endpoint_configuration.this.async_inference_config[0].output_config[0].s3_output_path, "s3://sdturbo-async-123456789012-eu-west-1/async-output/")
+    error_message = "Async outputs must go to the async bucket's output prefix."
+  }
+  assert {
+    condition     = startswith(aws_sagemaker_endpoint_configuration.this.async_inference_config[0].output_config[0].s3_failure_path, "s3://sdturbo-async-123456789012-eu-west-1/async-failure/")
+    error_message = "Async failures must go to the async bucket's failure prefix."
+  }
+  assert {
+    condition     = length(aws_sagemaker_endpoint_configuration.this.async_inference_config[0].output_config[0].notification_config) == 1
+    error_message = "Async results must be announced on SNS."
+  }
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.async_inference_config[0].client_config[0].max_concurrent_invocations_per_instance == 8
+    error_message = "Concurrency per instance must equal TorchServe workers x batch size (1 x 8)."
+  }
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].instance_type == "ml.g4dn.2xlarge"
+    error_message = "The default instance must be ml.g4dn.2xlarge."
+  }
+}
+
+run "model_is_private_isolated_and_uses_uncompressed_s3_prefix" {
+  command = plan
+
+  assert {
+    condition     = aws_sagemaker_model.this.enable_network_isolation
+    error_message = "The model container must run with network isolation."
+  }
+  assert {
+    condition     = length(aws_sagemaker_model.this.vpc_config) == 1 && length(aws_subnet.private) == 2 && length(distinct(aws_subnet.private[*].availability_zone)) == 2
+    error_message = "The model must run in the VPC, whose private subnets span two AZs."
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].model_data_source[0].s3_data_source[0].s3_data_type == "S3Prefix" && aws_sagemaker_model.this.primary_container[0].model_data_source[0].s3_data_source[0].compression_type == "None"
+    error_message = "Model data must be an uncompressed S3Prefix (the archive folder)."
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SAGEMAKER_TS_BATCH_SIZE"] == "8"
+    error_message = "TorchServe settings must reach the container through its environment."
+  }
+}
+
+run "scales_to_zero_and_back" {
+  command = plan
+
+  assert {
+    condition     = aws_appautoscaling_target.endpoint.min_capacity == 0
+    error_message = "min capacity must be 0 so the endpoint scales to zero."
+  }
+  assert {
+    condition     = aws_appautoscaling_policy.backlog.target_tracking_scaling_policy_configuration[0].customized_metric_specification[0].metric_name == "ApproximateBacklogSizePerInstance"
+    error_message = "Target tracking must follow the backlog per instance."
+  }
+  assert {
+    condition     = aws_appautoscaling_policy.from_zero.policy_type == "StepScaling" && one(aws_appautoscaling_policy.from_zero.step_scaling_policy_configuration[0].step_adjustment).scaling_adjustment == 1
+    error_message = "A step policy must add one instance."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.backlog_without_capacity.metric_name == "HasBacklogWithoutCapacity" && length(aws_cloudwatch_metric_alarm.backlog_without_capacity.alarm_actions) == 1
+    error_message = "The 0 -> 1 alarm must watch HasBacklogWithoutCapacity and trigger the step policy."
+  }
+}
+
+run "network_has_no_internet_path" {
+  command = plan
+
+  # (tests/test_infra.py also checks that no internet/NAT gateway or route resource is declared at all)
+  assert {
+    condition     = alltrue([for s in aws_subnet.private : s.map_public_ip_on_launch == false])
+    error_message = "Subnets must not assign public IPs."
+  }
+  assert {
+    condition     = aws_vpc_endpoint.s3.vpc_endpoint_type == "Gateway"
+    error_message = "S3 must be reached through the (free) gateway endpoint."
+  }
+  assert {
+    condition     = length(aws_vpc_endpoint.interface) == 0
+    error_message = "No interface endpoint is created by default (each costs money per AZ-hour)."
+  }
+}
+
+run "buckets_are_private_encrypted_and_tls_only" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for b in aws_s3_bucket_public_access_block.this : b.block_public_acls && b.block_public_policy && b.ignore_public_acls && b.restrict_public_buckets])
+    error_message = "Every bucket must block public access."
+  }
+  assert {
+    condition     = alltrue([for e in aws_s3_bucket_server_side_encryption_configuration.this : one(one(e.rule).apply_server_side_encryption_by_default).sse_algorithm == "aws:kms"])
+    error_message = "Every bucket must use SSE-KMS."
+  }
+  assert {
+    condition     = alltrue([for o in aws_s3_bucket_ownership_controls.this : one(o.rule).object_ownership == "BucketOwnerEnforced"])
+    error_message = "Every bucket must enforce bucket ownership (no ACLs)."
+  }
+  assert {
+    condition     = alltrue([for d in data.aws_iam_policy_document.tls_only : d.statement[0].effect == "Deny" && one(d.statement[0].condition).variable == "aws:SecureTransport"])
+    error_message = "Every bucket policy must deny requests without TLS."
+  }
+  assert {
+    condition     = aws_kms_key.this.enable_key_rotation
+    error_message = "The customer key must rotate."
+  }
+  assert {
+    condition     = length(aws_s3_bucket_lifecycle_configuration.async.rule) == 3 && alltrue([for r in aws_s3_bucket_lifecycle_configuration.async.rule : one(r.expiration).days == 7])
+    error_message = "Async inputs, outputs and failures must expire."
+  }
+}
+
+run "ecr_is_immutable_scanned_and_encrypted" {
+  command = plan
+
+  assert {
+    condition     = aws_ecr_repository.this.image_tag_mutability == "IMMUTABLE"
+    error_message = "Image tags must be immutable."
+  }
+  assert {
+    condition     = aws_ecr_repository.this.image_scanning_configuration[0].scan_on_push
+    error_message = "Images must be scanned on push."
+  }
+  assert {
+    condition     = aws_ecr_repository.this.encryption_configuration[0].encryption_type == "KMS"
+    error_message = "The repository must be KMS-encrypted."
+  }
+}
+
+run "iam_allows_no_wildcard_action" {
+  command = plan
+
+  assert {
+    condition = alltrue(flatten([
+      for doc in [data.aws_iam_policy_document.sagemaker, data.aws_iam_policy_document.github_image_push, data.aws_iam_policy_document.github_terraform, data.aws_iam_policy_document.kms] : [
+        for s in doc.statement : [for a in s.actions : !strcontains(a, "*")] if s.effect != "Deny"
+      ]
+    ]))
+    error_message = "No Allow statement may use a wildcard action."
+  }
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.sagemaker.statement : !contains(s.resources, "*") || contains(["EcrLogin", "WriteOwnMetrics", "DescribeNetwork"], s.sid)
+    ])
+    error_message = "The execution role may use a wildcard resource only where AWS requires one."
+  }
+}
+
+run "github_oidc_trust_pins_audience_and_subject" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for key in ["push", "infra"] : anytrue([
+        for c in data.aws_iam_policy_document.github_trust[key].statement[0].condition : c.variable == "token.actions.githubusercontent.com:sub" && c.test == "StringEquals"
+      ])
+    ])
+    error_message = "Both CI roles must pin the token subject with StringEquals."
+  }
+  assert {
+    condition     = [for c in data.aws_iam_policy_document.github_trust["push"].statement[0].condition : join(",", sort(c.values)) if c.variable == "token.actions.githubusercontent.com:sub"] == ["repo:example-org/sdturbo-serve:ref:refs/heads/main"]
+    error_message = "The image push role must trust only pushes to the main branch of the repository."
+  }
+  assert {
+    condition     = contains([for c in data.aws_iam_policy_document.github_trust["infra"].statement[0].condition : c.values if c.variable == "token.actions.githubusercontent.com:sub"][0], "repo:example-org/sdturbo-serve:environment:production")
+    error_message = "The Terraform role must trust the protected environment."
+  }
+  assert {
+    condition     = alltrue([for key in ["push", "infra"] : anytrue([for c in data.aws_iam_policy_document.github_trust[key].statement[0].condition : c.variable == "token.actions.githubusercontent.com:aud" && join(",", sort(c.values)) == "sts.amazonaws.com"])])
+    error_message = "Both CI roles must pin the token audience."
+  }
+}
+
+run "endpoint_replacement_keeps_the_endpoint_live" {
+  command = plan
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.name_prefix == "sdturbo-"
+    error_message = "Endpoint configurations must be name-prefixed so a new one can exist beside the live one."
+  }
+}

@@ -1,0 +1,80 @@
+# Bad inputs are refused by validation blocks, with messages that say what is expected.
+
+mock_provider "aws" {
+  # Computed attributes (ids, ARNs) get mock values at plan time, so plan-level assertions can read them.
+  override_during = plan
+
+  mock_data "aws_availability_zones" {
+    defaults = { names = ["eu-west-1a", "eu-west-1b"] }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+}
+
+variables {
+  github_repository = "example-org/sdturbo-serve"
+  state_bucket_name = "example-state"
+  lock_table_name   = "example-lock"
+}
+
+run "instance_type_must_be_a_sagemaker_type" {
+  command = plan
+  variables {
+    instance_type = "g4dn.2xlarge"
+  }
+  expect_failures = [var.instance_type]
+}
+
+run "max_instances_not_below_min" {
+  command = plan
+  variables {
+    min_instances = 3
+    max_instances = 2
+  }
+  expect_failures = [var.max_instances]
+}
+
+run "image_tag_latest_is_refused" {
+  command = plan
+  variables {
+    image_tag = "latest"
+  }
+  expect_failures = [var.image_tag]
+}
+
+run "repository_must_be_owner_slash_name" {
+  command = plan
+  variables {
+    github_repository = "sdturbo-serve"
+  }
+  expect_failures = [var.github_repository]
+}
+
+run "one_availability_zone_is_refused" {
+  command = plan
+  variables {
+    availability_zones = ["eu-west-1a"]
+  }
+  expect_failures = [var.availability_zones]
+}
+
+run "log_retention_must_be_a_cloudwatch_value" {
+  command = plan
+  variables {
+    log_retention_days = 10
+  }
+  expect_failures = [var.log_retention_days]
+}
+
+run "interface_endpoints_are_opt_in" {
+  command = plan
+  variables {
+    enable_sns_endpoint         = true
+    enable_cloudwatch_endpoints = true
+  }
+  assert {
+    condition     = length(aws_vpc_endpoint.interface) == 3
+    error_message = "Turning the toggles on must create the sns, logs and monitoring endpoints."
+  }
+}

@@ -1,0 +1,316 @@
+variable "name" {
+  description = "Name prefix of every resource, and the SageMaker endpoint's name."
+  type        = string
+  default     = "sdturbo"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 characters of lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}
+
+# ------------------------------------------------------------------ network
+variable "vpc_cidr" {
+  description = "CIDR block of the private VPC."
+  type        = string
+  default     = "10.42.0.0/16"
+
+  validation {
+    condition     = can(cidrnetmask(var.vpc_cidr))
+    error_message = "vpc_cidr must be an IPv4 CIDR block such as 10.42.0.0/16."
+  }
+}
+
+variable "az_count" {
+  description = "How many availability zones get a private subnet (used when availability_zones is empty)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.az_count >= 2 && var.az_count <= 6
+    error_message = "az_count must be between 2 and 6: SageMaker wants subnets in at least two AZs."
+  }
+}
+
+variable "availability_zones" {
+  description = "Explicit AZ names for the private subnets; empty picks the first az_count available."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.availability_zones) == 0 || length(var.availability_zones) >= 2
+    error_message = "availability_zones must name at least two zones, or be empty."
+  }
+}
+
+variable "enable_sns_endpoint" {
+  description = "Interface endpoint for SNS in the private subnets. Off by default: SageMaker's async agent publishes notifications from the service side; turn on if your account policy forces all SNS traffic through the VPC (~$0.01 per AZ-hour)."
+  type        = bool
+  default     = false
+}
+
+variable "enable_cloudwatch_endpoints" {
+  description = "Interface endpoints for CloudWatch Logs and Metrics. Off by default: the container runs with network isolation and SageMaker ships its logs and metrics; turn on only if you disable network isolation (~$0.02 per AZ-hour for both)."
+  type        = bool
+  default     = false
+}
+
+# ------------------------------------------------------------------ storage
+variable "async_object_expiration_days" {
+  description = "Days after which async requests, outputs and failures are deleted from S3."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.async_object_expiration_days >= 1 && var.async_object_expiration_days <= 365
+    error_message = "async_object_expiration_days must be between 1 and 365."
+  }
+}
+
+variable "model_data_prefix" {
+  description = "Prefix in the artifacts bucket holding the uncompressed archive folder (scripts/publish.py uploads it). Ends with '/'."
+  type        = string
+  default     = "models/sdturbo/v1/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/-]+/$", var.model_data_prefix))
+    error_message = "model_data_prefix must be an S3 key prefix ending with '/'."
+  }
+}
+
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete non-empty buckets. Keep false outside experiments."
+  type        = bool
+  default     = false
+}
+
+# ------------------------------------------------------------------ image and model
+variable "image_tag" {
+  description = "Tag of the image in this stack's ECR repository (the CI pushes the full commit SHA)."
+  type        = string
+  default     = "bootstrap"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a valid Docker tag and not 'latest' (the repository is immutable)."
+  }
+}
+
+variable "ecr_keep_images" {
+  description = "How many tagged images the ECR lifecycle policy keeps."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.ecr_keep_images >= 1
+    error_message = "ecr_keep_images must be at least 1."
+  }
+}
+
+variable "instance_type" {
+  description = "SageMaker instance type; the image targets a T4 (ml.g4dn.*)."
+  type        = string
+  default     = "ml.g4dn.2xlarge"
+
+  validation {
+    condition     = can(regex("^ml\\.[a-z0-9]+\\.[a-z0-9]+$", var.instance_type))
+    error_message = "instance_type must be a SageMaker instance type such as ml.g4dn.2xlarge (it starts with 'ml.')."
+  }
+}
+
+variable "enable_network_isolation" {
+  description = "Run the container with no network access (it needs none: weights come through /opt/ml/model)."
+  type        = bool
+  default     = true
+}
+
+variable "torchserve_workers" {
+  description = "TorchServe workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.torchserve_workers >= 1 && var.torchserve_workers <= 8
+    error_message = "torchserve_workers must be between 1 and 8."
+  }
+}
+
+variable "torchserve_batch_size" {
+  description = "Requests per TorchServe batch (SAGEMAKER_TS_BATCH_SIZE). 8 keeps a worker under 10 GiB on a 16 GB T4."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.torchserve_batch_size >= 1 && var.torchserve_batch_size <= 64
+    error_message = "torchserve_batch_size must be between 1 and 64."
+  }
+}
+
+variable "torchserve_max_batch_delay_ms" {
+  description = "Milliseconds TorchServe waits to fill a batch (SAGEMAKER_TS_MAX_BATCH_DELAY)."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.torchserve_max_batch_delay_ms >= 0 && var.torchserve_max_batch_delay_ms <= 10000
+    error_message = "torchserve_max_batch_delay_ms must be between 0 and 10000."
+  }
+}
+
+variable "torchserve_response_timeout_s" {
+  description = "Seconds one batch may take before TorchServe fails it (SAGEMAKER_TS_RESPONSE_TIMEOUT)."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.torchserve_response_timeout_s >= 10 && var.torchserve_response_timeout_s <= 3600
+    error_message = "torchserve_response_timeout_s must be between 10 and 3600."
+  }
+}
+
+variable "container_startup_timeout_s" {
+  description = "Seconds SageMaker waits for /ping to turn 200 (image pull, model load and warm-up on a T4)."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.container_startup_timeout_s >= 60 && var.container_startup_timeout_s <= 3600
+    error_message = "container_startup_timeout_s must be between 60 and 3600."
+  }
+}
+
+variable "model_download_timeout_s" {
+  description = "Seconds SageMaker may spend copying the model data (2.6 GB for SD-turbo) to the instance."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.model_download_timeout_s >= 60 && var.model_download_timeout_s <= 3600
+    error_message = "model_download_timeout_s must be between 60 and 3600."
+  }
+}
+
+# ------------------------------------------------------------------ autoscaling
+variable "min_instances" {
+  description = "Fewest instances. 0 lets the endpoint scale to zero when the queue is empty."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.min_instances >= 0
+    error_message = "min_instances must be 0 or more."
+  }
+}
+
+variable "max_instances" {
+  description = "Most instances the endpoint scales out to."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances >= var.min_instances
+    error_message = "max_instances must be at least 1 and not less than min_instances."
+  }
+}
+
+variable "target_backlog_per_instance" {
+  description = "Target of ApproximateBacklogSizePerInstance for target tracking (queued requests per instance)."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.target_backlog_per_instance > 0
+    error_message = "target_backlog_per_instance must be positive."
+  }
+}
+
+variable "scale_in_cooldown_s" {
+  description = "Seconds after a scale-in before another (how long an idle instance lingers before going to zero)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.scale_in_cooldown_s >= 60
+    error_message = "scale_in_cooldown_s must be at least 60."
+  }
+}
+
+variable "scale_out_cooldown_s" {
+  description = "Seconds after a scale-out before another."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.scale_out_cooldown_s >= 0
+    error_message = "scale_out_cooldown_s must be 0 or more."
+  }
+}
+
+# ------------------------------------------------------------------ observability
+variable "log_retention_days" {
+  description = "Retention of the endpoint's CloudWatch log group."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+variable "alarm_email" {
+  description = "Optional e-mail address subscribed to the alarms topic (empty: no subscription)."
+  type        = string
+  default     = ""
+}
+
+# ------------------------------------------------------------------ GitHub OIDC
+variable "github_repository" {
+  description = "GitHub repository allowed to assume the CI roles, as owner/name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
+    error_message = "github_repository must look like owner/name."
+  }
+}
+
+variable "github_branch" {
+  description = "Branch whose pushes may push images and plan."
+  type        = string
+  default     = "main"
+}
+
+variable "github_environment" {
+  description = "Protected GitHub environment whose jobs may run terraform apply."
+  type        = string
+  default     = "production"
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider (false if the account already has one)."
+  type        = bool
+  default     = true
+}
+
+variable "state_bucket_name" {
+  description = "Terraform state bucket (from infra/bootstrap), so the plan/apply role can reach its state."
+  type        = string
+}
+
+variable "lock_table_name" {
+  description = "Terraform lock table (from infra/bootstrap)."
+  type        = string
+}

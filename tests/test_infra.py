@@ -1,0 +1,141 @@
+"""The Terraform stacks, offline: fmt, validate, `terraform test` with a mocked AWS provider, checkov."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.infra
+INFRA = REPO / "infra"
+ROOTS = [INFRA, INFRA / "bootstrap"]
+CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
+
+
+def plugin_dir() -> str | None:
+    """A local provider mirror (…/registry.terraform.io/hashicorp/aws/5.x), when the machine has one."""
+    candidates = [os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins", "/usr/share/terraform/plugins"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "registry.terraform.io").is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def terraform(tmp_path_factory):
+    binary = shutil.which("terraform")
+    assert binary, "terraform 1.9+ is needed for the infra tests (https://developer.hashicorp.com/terraform/install)"
+    config = tmp_path_factory.mktemp("tf") / "terraformrc"
+    config.write_text("")
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": str(config), "NO_COLOR": "1"}
+
+    def run(*args, cwd=INFRA, check=True):
+        result = subprocess.run([binary, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        if check:
+            assert result.returncode == 0, f"terraform {' '.join(args)} in {cwd}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    mirror = plugin_dir()
+    for root in ROOTS:
+        run("init", "-backend=false", "-input=false", *([f"-plugin-dir={mirror}"] if mirror else []), cwd=root)
+    return run
+
+
+def test_fmt(terraform):
+    terraform("fmt", "-check", "-recursive", "-diff")
+
+
+@pytest.mark.parametrize("root", ROOTS, ids=["main", "bootstrap"])
+def test_validate(terraform, root):
+    terraform("validate", "-no-color", cwd=root)
+
+
+@pytest.mark.parametrize("root", ROOTS, ids=["main", "bootstrap"])
+def test_terraform_test_passes(terraform, root):
+    result = terraform("test", "-no-color", cwd=root, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    summary = re.search(r"Success! (\d+) passed, 0 failed", result.stdout)
+    assert summary and int(summary.group(1)) > 0, result.stdout[-1000:]
+
+
+def test_checkov_finds_nothing(terraform):
+    assert CHECKOV.exists(), "run `make tools`"
+    result = subprocess.run([str(CHECKOV), "-d", str(INFRA), "--framework", "terraform", "--skip-download",
+                             "--quiet", "--compact", "-o", "json"], capture_output=True, text=True, timeout=600)
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [c for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+    assert not failed, [(c["check_id"], c["resource"], c["file_path"]) for c in failed]
+    assert sum(r["summary"]["passed"] for r in reports) > 100
+
+
+def test_every_checkov_skip_gives_a_reason():
+    for path in INFRA.rglob("*.tf"):
+        for line in path.read_text().splitlines():
+            if "checkov:skip=" in line:
+                reason = line.split(":", 2)[-1] if line.count(":") >= 2 else ""
+                assert len(reason.strip()) > 20, f"{path.name}: {line.strip()}"
+
+
+def declared_resources() -> list[tuple[str, str]]:
+    found = []
+    for path in INFRA.rglob("*.tf"):
+        if ".terraform" not in path.parts:
+            found += re.findall(r'^resource\s+"([^"]+)"\s+"([^"]+)"', path.read_text(), re.MULTILINE)
+    return found
+
+
+def test_no_internet_or_nat_gateway_and_no_routes_out():
+    types = {kind for kind, _ in declared_resources()}
+    forbidden = {"aws_internet_gateway", "aws_nat_gateway", "aws_egress_only_internet_gateway", "aws_route",
+                 "aws_eip", "aws_vpc_peering_connection"}
+    assert not types & forbidden
+    assert not re.search(r"^\s*route\s*{", (INFRA / "network.tf").read_text(), re.MULTILINE)
+
+
+def test_every_variable_and_output_is_described_and_typed():
+    for root in ROOTS:
+        variables = (root / "variables.tf").read_text()
+        blocks = re.split(r'^variable\s+"', variables, flags=re.MULTILINE)[1:]
+        assert blocks
+        for block in blocks:
+            name = block.split('"', 1)[0]
+            assert "description" in block and re.search(r"^\s+type\s+=", block, re.MULTILINE), name
+        outputs = re.split(r'^output\s+"', (root / "outputs.tf").read_text(), flags=re.MULTILINE)[1:]
+        assert outputs and all("description" in block for block in outputs)
+
+
+def test_no_account_ids_or_real_bucket_names_in_the_repo():
+    suspicious = re.compile(r"(?<![\d.])\d{12}(?![\d.])")
+    for path in list(INFRA.rglob("*.tf")) + list(INFRA.rglob("*.hcl.example")):
+        if ".terraform" in path.parts:
+            continue
+        assert not suspicious.search(path.read_text()), f"{path}: looks like an account id"
+
+
+def test_readme_tables_are_generated_from_the_code():
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "tf_docs.py"), "--check"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_diagram_shows_what_the_code_declares():
+    diagram = (INFRA / "README.md").read_text().split("```mermaid", 1)[1].split("```", 1)[0]
+    types = {kind for kind, _ in declared_resources()}
+    expected = {
+        "aws_sagemaker_endpoint": "async endpoint", "aws_vpc_endpoint": "S3 gateway endpoint",
+        "aws_ecr_repository": "ECR", "aws_sns_topic": "SNS", "aws_appautoscaling_policy": "Auto Scaling",
+        "aws_iam_openid_connect_provider": "OIDC", "aws_kms_key": "KMS", "aws_s3_bucket": "S3 artifacts",
+        "aws_cloudwatch_metric_alarm": "HasBacklogWithoutCapacity",
+    }
+    for kind, label in expected.items():
+        assert kind in types, f"{kind} is no longer declared: update the diagram"
+        assert label in diagram, f"the diagram lost {label!r}"
