@@ -29,7 +29,7 @@ run "state_bucket_is_versioned_encrypted_and_private" {
     error_message = "The state bucket must refuse requests without TLS."
   }
   assert {
-    condition     = aws_s3_bucket.state.bucket == "sdturbo-tfstate-123456789012-eu-west-1"
+    condition     = aws_s3_bucket.state.bucket == "sdturbo-tfstate-123456789012-us-east-1"
     error_message = "The bucket name is derived from the account and region, never hard-coded."
   }
 }
