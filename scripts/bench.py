@@ -21,7 +21,6 @@ import argparse
 import json
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,7 +111,7 @@ def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float
         lock = threading.Lock()
         records: list[tuple[int, float, int]] = []
 
-        def client():
+        def client(counter=counter, lock=lock, records=records):
             while True:
                 with lock:
                     index = next(counter, None)

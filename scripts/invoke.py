@@ -5,6 +5,7 @@
       POST to a running TorchServe (/predictions/sdturbo, or --path /invocations).
   invoke.py async "a cat wearing sunglasses" --from-terraform infra/ --out cat.png
       Upload the request to S3, call invoke_endpoint_async, wait for the output (or failure) object.
+      Credentials come from the standard AWS chain (environment, profile, SSO, instance role).
   invoke.py decode reply.json --out cat.png
       Turn a saved JSON reply into image files.
 
@@ -23,7 +24,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from terraform_outputs import OutputsError, split_s3_uri, terraform_outputs  # noqa: E402
 
 EXIT_OK, EXIT_SERVICE_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_BAD_REPLY = 0, 1, 2, 3, 4
 REQUEST_FIELDS = ("seed", "num_inference_steps", "guidance_scale", "width", "height", "num_images", "output_format")
@@ -118,6 +124,95 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def resolve_async_target(args: argparse.Namespace) -> tuple[str, str, str, str | None]:
+    """(endpoint, bucket, input prefix, region) from the flags, then the Terraform outputs."""
+    outputs: dict = {}
+    if args.from_terraform:
+        try:
+            outputs = terraform_outputs(args.from_terraform)
+        except OutputsError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    endpoint = args.endpoint or outputs.get("endpoint_name")
+    bucket = args.bucket or outputs.get("async_bucket")
+    prefix = args.input_prefix or outputs.get("async_input_prefix") or "async-input/"
+    region = args.region or outputs.get("region")
+    if not endpoint or not bucket:
+        raise CliError("give --endpoint and --bucket, or --from-terraform infra/", EXIT_USAGE)
+    return str(endpoint), str(bucket), str(prefix), region
+
+
+def s3_object_or_none(s3, uri: str) -> bytes | None:
+    """The object's bytes, or None while it does not exist yet."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+
+
+def wait_for_result(s3, output_uri: str, failure_uri: str, deadline_s: float, endpoint: str) -> dict:
+    """Poll the output and failure locations with backoff until one exists or the deadline passes."""
+    started = time.monotonic()
+    delay = 1.0
+    while True:
+        output = s3_object_or_none(s3, output_uri)
+        if output is not None:
+            try:
+                return json.loads(output)
+            except ValueError:
+                raise CliError(f"the output at {output_uri} is not JSON: {output[:200]!r}", EXIT_BAD_REPLY) from None
+        failure = s3_object_or_none(s3, failure_uri)
+        if failure is not None:
+            raise CliError(f"the endpoint reported a failure ({failure_uri}): "
+                           f"{describe_error('error', failure)}", EXIT_SERVICE_ERROR)
+        elapsed = time.monotonic() - started
+        if elapsed >= deadline_s:
+            raise CliError(f"no result after {elapsed:.0f}s; it may still arrive at {output_uri} "
+                           f"(failure: {failure_uri})", EXIT_TIMEOUT)
+        print(f"waiting for {endpoint}: {elapsed:.0f}s elapsed (from zero instances a cold start takes "
+              f"several minutes; deadline {deadline_s:.0f}s)", file=sys.stderr, flush=True)
+        time.sleep(min(delay, max(0.0, deadline_s - elapsed)))
+        delay = min(delay * 1.6, 15.0)
+
+
+def cmd_async(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    endpoint, bucket, prefix, region = resolve_async_target(args)
+    inference_id = args.inference_id or uuid.uuid4().hex
+    key = f"{prefix}{inference_id}.json"
+    session = boto3.session.Session(region_name=region)
+    s3 = session.client("s3")
+    runtime = session.client("sagemaker-runtime")
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(request_body(args)).encode(),
+                      ContentType="application/json")
+        response = runtime.invoke_endpoint_async(
+            EndpointName=endpoint, InputLocation=f"s3://{bucket}/{key}", ContentType="application/json",
+            Accept="application/json", InferenceId=inference_id,
+            InvocationTimeoutSeconds=args.invocation_timeout, RequestTTLSeconds=args.request_ttl,
+        )
+        output_uri, failure_uri = response["OutputLocation"], response.get("FailureLocation", "")
+        print(f"queued {inference_id}: output {output_uri}, failure {failure_uri}", file=sys.stderr)
+        if args.no_wait:
+            print(json.dumps({"inference_id": inference_id, "input": f"s3://{bucket}/{key}",
+                              "output": output_uri, "failure": failure_uri}))
+            return EXIT_OK
+        reply = wait_for_result(s3, output_uri, failure_uri, args.deadline, endpoint)
+    except (BotoCoreError, ClientError) as exc:
+        raise CliError(f"AWS call failed: {exc}", EXIT_SERVICE_ERROR) from None
+    if "image" not in reply and "images" not in reply:
+        raise CliError(describe_error(reply.get("code", "error"), json.dumps(reply)), EXIT_SERVICE_ERROR)
+    paths = write_images(reply, args.out)
+    print(f"wrote {', '.join(map(str, paths))} (seed {reply.get('seed')})")
+    return EXIT_OK
+
+
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="what to draw")
     parser.add_argument("--seed", type=int, help="0..2^32-1; random (and reported) when absent")
@@ -141,6 +236,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which route (default: %(default)s)")
     local.add_argument("--timeout", type=float, default=300, help="seconds to wait (default: %(default)s)")
     local.set_defaults(run=cmd_local)
+
+    remote = commands.add_parser("async", help="call the SageMaker async endpoint through S3")
+    add_request_arguments(remote)
+    remote.add_argument("--from-terraform", type=Path, metavar="PATH",
+                        help="infra/ (runs terraform output) or a saved `terraform output -json` file")
+    remote.add_argument("--endpoint", help="endpoint name (default: from --from-terraform)")
+    remote.add_argument("--bucket", help="async bucket (default: from --from-terraform)")
+    remote.add_argument("--input-prefix", help="key prefix for requests (default: async-input/)")
+    remote.add_argument("--region", help="AWS region (default: from --from-terraform or the AWS config)")
+    remote.add_argument("--inference-id", help="id for this request (default: random)")
+    remote.add_argument("--deadline", type=float, default=1200,
+                        help="seconds to wait for the result; covers a cold start from zero (default: %(default)s)")
+    remote.add_argument("--invocation-timeout", type=int, default=900,
+                        help="seconds the endpoint may spend on the request (default: %(default)s)")
+    remote.add_argument("--request-ttl", type=int, default=21600,
+                        help="seconds the request may wait in the queue (default: %(default)s)")
+    remote.add_argument("--no-wait", action="store_true", help="print the output/failure locations and exit")
+    remote.set_defaults(run=cmd_async)
 
     decode = commands.add_parser("decode", help="write the images of a saved JSON reply")
     decode.add_argument("reply", type=Path, help="JSON reply file")

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from tests.helpers import PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, TorchServe, build_archive
+from tests.helpers import (
+    PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, ServeEntrypoint, TorchServe, build_archive, wait_until,
+)
 
 
 def _ensure_tiny_model(path, arch: str):
@@ -66,7 +67,23 @@ def torchserve(tmp_path_factory, batching_archive):
         server.stop()
 
 
-@pytest.fixture
-def fresh_dir(tmp_path):
-    yield tmp_path
-    shutil.rmtree(tmp_path, ignore_errors=True)
+@pytest.fixture(scope="session")
+def sagemaker_model_dir(tmp_path_factory, tiny_sd_dir):
+    """/opt/ml/model as SageMaker lays out uncompressed S3Prefix model data: the archive folder itself."""
+    root = tmp_path_factory.mktemp("opt-ml")
+    config = write_model_config(root / "model-config.yaml", batchSize=2, maxBatchDelay=50)
+    store = root / "store"
+    build_archive(tiny_sd_dir, store, config)
+    return store / "sdturbo"
+
+
+@pytest.fixture(scope="session")
+def serve(tmp_path_factory, sagemaker_model_dir, plugins_dir):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path_factory.mktemp("serve"), plugins_dir)
+    try:
+        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.05,
+                   what="/ping to turn healthy")
+        assert server.process.poll() is None, server.output()[-2000:]
+        yield server
+    finally:
+        server.stop()

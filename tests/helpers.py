@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -77,3 +78,43 @@ def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "c
 
 
 TorchServe = LocalTorchServe
+
+
+class ServeEntrypoint:
+    """`serve` with a SageMaker-like model folder, on free ports, polling /ping from the first moment."""
+
+    def __init__(self, model_dir: Path, workdir: Path, plugins_dir: Path, env=None):
+        self.port = free_port()
+        self.management_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output_path = workdir / "serve.out"
+        self._output = open(self.output_path, "wb")
+        environ = {**os.environ, "SDTURBO_DEVICE": "cpu", "SDTURBO_PLUGINS_DIR": str(plugins_dir),
+                   "SDTURBO_LOG_DIR": str(workdir / "logs"), **(env or {})}
+        self.process = subprocess.Popen(
+            [PYTHON, str(REPO / "scripts" / "serve.py"), "serve", "--model-dir", str(model_dir),
+             "--host", "127.0.0.1", "--port", str(self.port), "--management-port", str(self.management_port),
+             "--metrics-port", str(free_port()), "--grpc-ports", str(free_port()), str(free_port())],
+            env=environ, stdout=self._output, stderr=subprocess.STDOUT,
+        )
+        self.pings: list[int] = []
+
+    def ping(self) -> int:
+        try:
+            status = http("GET", f"{self.url}/ping", content_type=None, timeout=2).status
+        except OSError:
+            status = 0  # not listening yet
+        self.pings.append(status)
+        return status
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._output.close()

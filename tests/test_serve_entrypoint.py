@@ -2,82 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_model_config
-from tests.helpers import PYTHON, REPO, build_archive, decode_image, free_port, http, post_json, wait_until
+from tests.helpers import REPO, ServeEntrypoint, decode_image, http, post_json, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class ServeEntrypoint:
-    """`serve` with a SageMaker-like model folder, on free ports, polling /ping from the first moment."""
-
-    def __init__(self, model_dir: Path, workdir: Path, plugins_dir: Path, env=None):
-        self.port = free_port()
-        self.management_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.output_path = workdir / "serve.out"
-        self._output = open(self.output_path, "wb")
-        environ = {**os.environ, "SDTURBO_DEVICE": "cpu", "SDTURBO_PLUGINS_DIR": str(plugins_dir),
-                   "SDTURBO_LOG_DIR": str(workdir / "logs"), **(env or {})}
-        self.process = subprocess.Popen(
-            [PYTHON, str(REPO / "scripts" / "serve.py"), "serve", "--model-dir", str(model_dir),
-             "--host", "127.0.0.1", "--port", str(self.port), "--management-port", str(self.management_port),
-             "--metrics-port", str(free_port()), "--grpc-ports", str(free_port()), str(free_port())],
-            env=environ, stdout=self._output, stderr=subprocess.STDOUT,
-        )
-        self.pings: list[int] = []
-
-    def ping(self) -> int:
-        try:
-            status = http("GET", f"{self.url}/ping", content_type=None, timeout=2).status
-        except OSError:
-            status = 0  # not listening yet
-        self.pings.append(status)
-        return status
-
-    def output(self) -> str:
-        return self.output_path.read_text(errors="replace")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._output.close()
-
-
-@pytest.fixture(scope="module")
-def sagemaker_model_dir(tmp_path_factory, tiny_sd_dir):
-    """/opt/ml/model as SageMaker lays out uncompressed S3Prefix model data: the archive folder itself."""
-    root = tmp_path_factory.mktemp("opt-ml")
-    config = write_model_config(root / "model-config.yaml", batchSize=2, maxBatchDelay=50)
-    store = root / "store"
-    build_archive(tiny_sd_dir, store, config)
-    return store / "sdturbo"
-
-
-@pytest.fixture(scope="module")
-def serve(tmp_path_factory, sagemaker_model_dir, plugins_dir):
-    server = ServeEntrypoint(sagemaker_model_dir, tmp_path_factory.mktemp("serve"), plugins_dir)
-    try:
-        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.05,
-                   what="/ping to turn healthy")
-        assert server.process.poll() is None, server.output()[-2000:]
-        yield server
-    finally:
-        server.stop()
 
 
 def test_ping_is_unhealthy_until_the_model_is_warm(serve):

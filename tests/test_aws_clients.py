@@ -1,0 +1,278 @@
+"""publish.py and invoke.py against a real HTTP S3 emulator (moto in server mode, on loopback), and a local
+async round trip: a fake SageMaker async agent feeds requests to the real `serve` entrypoint."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+
+from tests.helpers import PYTHON, REPO, build_archive, decode_image, free_port
+
+ASYNC_BUCKET = "test-async"
+ARTIFACTS_BUCKET = "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto's S3 + SageMaker Runtime over HTTP on a free loopback port, with fake credentials."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    for bucket in (ASYNC_BUCKET, ARTIFACTS_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    yield {"url": url, "env": env, "s3": s3}
+    server.stop()
+
+
+def cli(script: str, *args, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, str(REPO / "scripts" / script), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def png_reply(seed=7, size=(64, 48)) -> dict:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, format="PNG")
+    return {"image": base64.b64encode(buffer.getvalue()).decode(), "seed": seed, "width": size[0],
+            "height": size[1], "format": "png"}
+
+
+def queue_moto_results(moto, *results):
+    """moto's API for what the next invoke_endpoint_async calls return (it writes them to S3 itself)."""
+    request = urllib.request.Request(f"{moto['url']}/moto-api/static/sagemaker/async-endpoint-results",
+                                     data=json.dumps({"results": list(results)}).encode(), method="POST")
+    urllib.request.urlopen(request).read()
+
+
+# ------------------------------------------------------------------ publish
+def test_publish_uploads_every_file_intact(moto, tmp_path, tiny_sd_dir):
+    archive = build_archive(tiny_sd_dir, tmp_path / "store")
+    result = cli("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "models/sdturbo/v1/",
+                 env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    local = {p.relative_to(archive).as_posix(): p for p in archive.rglob("*") if p.is_file()}
+    listed = moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="models/sdturbo/v1/")["Contents"]
+    remote = {o["Key"].removeprefix("models/sdturbo/v1/") for o in listed}
+    assert remote == set(local)
+    for name, path in local.items():
+        body = moto["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key=f"models/sdturbo/v1/{name}")["Body"].read()
+        assert body == path.read_bytes(), name
+    assert "MAR-INF/MANIFEST.json" in remote and any(n.endswith(".safetensors") for n in remote)
+
+
+def test_publish_takes_the_location_from_terraform_outputs(moto, tmp_path, tiny_sd_dir):
+    archive = build_archive(tiny_sd_dir, tmp_path / "store")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"model_data_uri": {"value": f"s3://{ARTIFACTS_BUCKET}/models/sdturbo/v9/"},
+                                   "region": {"value": "us-east-1"}}))
+    result = cli("publish.py", str(archive), "--from-terraform", str(outputs), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    keys = [o["Key"] for o in moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="models/sdturbo/v9/")["Contents"]]
+    assert "models/sdturbo/v9/MAR-INF/MANIFEST.json" in keys
+
+
+def test_publish_dry_run_uploads_nothing(moto, tmp_path, tiny_sd_dir):
+    archive = build_archive(tiny_sd_dir, tmp_path / "store")
+    result = cli("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "dry/", "--dry-run",
+                 env=moto["env"])
+    assert result.returncode == 0 and "MAR-INF/MANIFEST.json" in result.stdout
+    assert moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="dry/").get("KeyCount", 0) == 0
+
+
+def test_publish_refuses_a_folder_that_is_not_an_archive(moto, tmp_path):
+    result = cli("publish.py", str(tmp_path), "--bucket", ARTIFACTS_BUCKET, "--prefix", "x/", env=moto["env"])
+    assert result.returncode == 2 and "make mar" in result.stderr
+
+
+# ------------------------------------------------------------------ invoke async against moto
+def async_args(tmp_path, *extra):
+    return ["async", "a cat", "--seed", "7", "--endpoint", "sdturbo", "--bucket", ASYNC_BUCKET,
+            "--out", str(tmp_path / "cat.png"), *extra]
+
+
+def test_invoke_async_uploads_the_request_and_decodes_the_output(moto, tmp_path):
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = cli("invoke.py", *async_args(tmp_path, "--inference-id", "req-1"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "cat.png").size == (64, 48)
+    request = moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-1.json")["Body"].read()
+    assert json.loads(request) == {"prompt": "a cat", "seed": 7}
+
+
+def test_invoke_async_reports_a_failure_object(moto, tmp_path):
+    queue_moto_results(moto, {"is_failure": True, "data": json.dumps(
+        {"code": 400, "type": "InvalidRequest", "message": "invalid request: width: multiple of 8"})})
+    result = cli("invoke.py", *async_args(tmp_path), env=moto["env"])
+    assert result.returncode == 1
+    assert "width: multiple of 8" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "cat.png").exists()
+
+
+def test_invoke_async_no_wait_prints_the_locations(moto, tmp_path):
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = cli("invoke.py", *async_args(tmp_path, "--no-wait"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    locations = json.loads(result.stdout)
+    assert locations["output"].startswith("s3://") and locations["input"].startswith(f"s3://{ASYNC_BUCKET}/async-input/")
+
+
+def test_invoke_async_reads_names_from_terraform_outputs(moto, tmp_path):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"endpoint_name": {"value": "sdturbo"}, "async_bucket": {"value": ASYNC_BUCKET},
+                                   "async_input_prefix": {"value": "async-input/"}, "region": {"value": "us-east-1"}}))
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = cli("invoke.py", "async", "a cat", "--from-terraform", str(outputs), "--out", str(tmp_path / "c.png"),
+                 env=moto["env"])
+    assert result.returncode == 0, result.stderr
+
+
+def test_invoke_async_without_a_target_is_a_usage_error(moto, tmp_path):
+    result = cli("invoke.py", "async", "a cat", env=moto["env"])
+    assert result.returncode == 2 and "--from-terraform" in result.stderr
+
+
+# ------------------------------------------------------------------ a fake SageMaker async agent
+class AsyncAgent:
+    """Plays SageMaker's async front end + agent on loopback: InvokeEndpointAsync answers 202 with output and
+    failure locations in the async bucket, then (unless ``silent``) fetches the request from S3, POSTs it
+    to the container's /invocations and writes the reply to the output (2xx) or failure (other) location."""
+
+    def __init__(self, s3, container_url: str | None, silent: bool = False):
+        self.s3, self.container_url, self.silent = s3, container_url, silent
+        self.threads: list[threading.Thread] = []
+        agent = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                inference_id = self.headers.get("X-Amzn-SageMaker-Inference-Id") or uuid.uuid4().hex
+                output = f"s3://{ASYNC_BUCKET}/async-output/{inference_id}.out"
+                failure = f"s3://{ASYNC_BUCKET}/async-failure/{inference_id}-error.out"
+                self.send_response(202)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Amzn-SageMaker-OutputLocation", output)
+                self.send_header("X-Amzn-SageMaker-FailureLocation", failure)
+                body = json.dumps({"InferenceId": inference_id}).encode()
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                if not agent.silent:
+                    args = (self.headers["X-Amzn-SageMaker-InputLocation"],
+                            self.headers.get("X-Amzn-SageMaker-Content-Type", "application/octet-stream"),
+                            output, failure)
+                    thread = threading.Thread(target=agent.process, args=args)
+                    agent.threads.append(thread)
+                    thread.start()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def process(self, input_uri: str, content_type: str, output_uri: str, failure_uri: str) -> None:
+        bucket, key = input_uri[5:].split("/", 1)
+        payload = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        request = urllib.request.Request(f"{self.container_url}/invocations", data=payload, method="POST",
+                                         headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                target, body = output_uri, response.read()
+        except urllib.error.HTTPError as err:
+            target, body = failure_uri, err.read()
+        bucket, key = target[5:].split("/", 1)
+        self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def close(self):
+        self.server.shutdown()
+        for thread in self.threads:
+            thread.join(30)
+
+
+def test_invoke_async_gives_up_at_the_deadline(moto, tmp_path):
+    agent = AsyncAgent(moto["s3"], None, silent=True)
+    try:
+        env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
+        result = cli("invoke.py", *async_args(tmp_path, "--deadline", "3"), env=env)
+    finally:
+        agent.close()
+    assert result.returncode == 3
+    assert "no result after" in result.stderr and "waiting for sdturbo" in result.stderr
+
+
+@pytest.mark.integration
+def test_local_async_round_trip_through_the_real_container_entrypoint(moto, tmp_path, serve):
+    """Client, payload format and container contract together: the unmodified CLI gets a valid PNG."""
+    agent = AsyncAgent(moto["s3"], serve.url)
+    try:
+        env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
+        ok = cli("invoke.py", *async_args(tmp_path, "--width", "256", "--num-images", "2"), env=env)
+        bad = cli("invoke.py", "async", "a cat", "--width", "100", "--endpoint", "sdturbo", "--bucket", ASYNC_BUCKET,
+                  "--out", str(tmp_path / "bad.png"), env=env)
+    finally:
+        agent.close()
+    assert ok.returncode == 0, ok.stderr
+    first, second = Image.open(tmp_path / "cat.png"), Image.open(tmp_path / "cat-1.png")
+    assert first.format == "PNG" and first.size == second.size == (256, 512)
+    assert bad.returncode == 1 and "width" in bad.stderr
+
+
+@pytest.mark.integration
+def test_local_mode_posts_to_torchserve(torchserve, tmp_path):
+    env = dict(os.environ)
+    ok = cli("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url, "--out", str(tmp_path / "a.png"),
+             env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert decode_image(base64.b64encode((tmp_path / "a.png").read_bytes()).decode()).size == (512, 512)
+    via_invocations = cli("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url, "--path",
+                          "/invocations", "--out", str(tmp_path / "b.png"), env=env)
+    assert via_invocations.returncode == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    bad = cli("invoke.py", "local", "a cat", "--width", "100", "--url", torchserve.url, env=env)
+    assert bad.returncode == 1 and "400" in bad.stderr and "width" in bad.stderr
+
+
+def test_local_mode_explains_a_missing_server(tmp_path):
+    result = cli("invoke.py", "local", "a cat", "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
+    assert result.returncode == 1 and "make serve" in result.stderr
+
+
+def test_decode_writes_images_from_a_saved_reply(tmp_path):
+    (tmp_path / "reply.json").write_text(json.dumps(png_reply()))
+    result = cli("invoke.py", "decode", str(tmp_path / "reply.json"), "--out", str(tmp_path / "x.png"),
+                 env=dict(os.environ))
+    assert result.returncode == 0 and Image.open(tmp_path / "x.png").size == (64, 48)
+    (tmp_path / "err.json").write_text(json.dumps({"code": 400, "message": "bad"}))
+    assert cli("invoke.py", "decode", str(tmp_path / "err.json"), env=dict(os.environ)).returncode == 1
+
+
+def test_clis_have_help():
+    for script, args in (("publish.py", ["--help"]), ("invoke.py", ["--help"]), ("invoke.py", ["async", "--help"]),
+                         ("invoke.py", ["local", "--help"]), ("tf_docs.py", ["--help"]), ("bench.py", ["--help"]),
+                         ("baseline_server.py", ["--help"])):
+        result = cli(script, *args, env=dict(os.environ))
+        assert result.returncode == 0 and "usage" in result.stdout.lower(), (script, args)
+
+
