@@ -118,6 +118,10 @@ infra-test: install tools ## only the Terraform, checkov, hadolint and workflow 
 bench: check-java install plugin tiny-model ## benchmark engine vs served path vs baseline (BENCH_ARGS=...)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
+.PHONY: soak
+soak: check-java install tiny-model ## 10-minute soak at concurrency 64 on the tiny model (SOAK_ARGS=...)
+	$(PY) scripts/soak.py $(SOAK_ARGS)
+
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv and downloaded models)
 	rm -rf build logs demo.png $(MODEL_STORE)/sdturbo $(MODEL_STORE)/*.mar

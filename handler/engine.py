@@ -117,7 +117,7 @@ class Engine:
                 for i in members:
                     replies[i] = error_reply(500, "InternalServerError", "image generation failed; see server logs")
                 continue
-            pixels.update(zip(members, images, strict=False))
+            pixels.update(zip(members, images, strict=True))
 
         try:
             self._encode_into(items, seeds, pixels, replies)
@@ -132,7 +132,7 @@ class Engine:
         jobs = [(index, image) for index in sorted(pixels) for image in pixels[index]]
         encoded = self.encoder.encode_many([(image, items[index].output_format) for index, image in jobs])
         per_request: dict[int, list[str]] = defaultdict(list)
-        for (index, _), data in zip(jobs, encoded, strict=False):
+        for (index, _), data in zip(jobs, encoded, strict=True):
             per_request[index].append(base64.b64encode(data).decode("ascii"))
         for index, images in per_request.items():
             request = items[index]
@@ -161,7 +161,7 @@ class Engine:
         first = requests[0]
         prompts: list[str] = []
         generators: list[torch.Generator] = []
-        for request, seed in zip(requests, seeds, strict=False):
+        for request, seed in zip(requests, seeds, strict=True):
             generator = torch.Generator("cpu").manual_seed(seed)
             prompts += [request.prompt] * request.num_images
             generators += [generator] * request.num_images

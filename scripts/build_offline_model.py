@@ -82,7 +82,7 @@ def bytes_to_unicode() -> dict[int, str]:
             printable.append(byte)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, (chr(c) for c in chars), strict=False))
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
 def clip_bpe(num_merges: int) -> tuple[dict[str, int], list[str]]:

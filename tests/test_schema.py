@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from handler.schema import (
     MAX_BODY_BYTES, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest,
@@ -121,3 +123,38 @@ def test_requests_of_one_shape_share_a_key():
     b = parse_request(body(prompt="a dog", output_format="jpeg"))
     c = parse_request(body(width=256))
     assert a.shape_key() == b.shape_key() != c.shape_key()
+
+
+# ------------------------------------------------------------------ property-based fuzzing of the parser
+
+_json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text()
+_json = st.recursive(_json_leaf, lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(), c, max_size=5),
+                     max_leaves=20)
+_fields = st.fixed_dictionaries({}, optional={name: _json for name in GenerationRequest.model_fields})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=2000), _fields.map(lambda d: json.dumps(d).encode()),
+                 _json.map(lambda v: json.dumps(v).encode())))
+def test_any_body_parses_or_gets_a_4xx(raw):
+    try:
+        request = parse_request(raw, "application/json")
+    except RequestError as error:
+        assert 400 <= error.status < 500
+        json.dumps(error.to_body())
+        assert len(error.message) < 5000  # bounded, whatever the input
+    else:
+        assert isinstance(request, GenerationRequest) and request.prompt.strip()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(
+    dict,
+    prompt=st.text(min_size=1, max_size=MAX_PROMPT_CHARS).filter(str.strip),
+    seed=st.integers(0, MAX_SEED),
+    width=st.integers(MIN_SIDE // 8, MAX_SIDE // 8).map(lambda n: n * 8),
+    num_images=st.integers(1, MAX_IMAGES),
+))
+def test_every_valid_request_is_accepted_unchanged(fields):
+    request = parse_request(json.dumps(fields).encode(), "application/json")
+    assert request.model_dump(include=set(fields)) == fields
