@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,7 +23,8 @@ class ImageEncoder:
 
     def __init__(self, settings: EngineSettings):
         self._settings = settings
-        self._pool = ThreadPoolExecutor(max_workers=settings.encode_threads, thread_name_prefix="encode")
+        threads = settings.encode_threads or min(8, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="encode")
 
     def encode_one(self, pixels: np.ndarray, fmt: str) -> bytes:
         image = Image.fromarray(pixels)

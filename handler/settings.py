@@ -52,8 +52,9 @@ class EngineSettings(BaseModel):
     png_compress_level: int = Field(1, ge=0, le=9)
     jpeg_quality: int = Field(90, ge=1, le=100)
     webp_quality: int = Field(90, ge=1, le=100)
-    # Pillow releases the GIL while compressing, so a small pool overlaps encoding of a batch.
-    encode_threads: int = Field(4, ge=1, le=64)
+    # Pillow releases the GIL while compressing, so a pool overlaps encoding of a batch. 0 = one thread per
+    # CPU core, at most 8 (several workers per GPU share the cores).
+    encode_threads: int = Field(0, ge=0, le=64)
 
     # Prompts are user data: they are only logged at DEBUG, and only when this is on.
     log_prompts: bool = False

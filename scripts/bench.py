@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,33 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     return rows, device
 
 
+def bench_natural_encode(settings: dict) -> dict:
+    """Encoder cost on a natural photograph (scikit-image's astronaut, 512x512) rather than the noise a
+    random-weight model draws: noise barely compresses and makes PNG look several times slower."""
+    try:
+        from skimage import data
+    except ImportError:
+        return {"skipped": "scikit-image is not installed"}
+    from handler.encode import ImageEncoder
+    from handler.settings import load_settings
+
+    image = data.astronaut()
+    rows = {}
+    for label, overrides, fmt in (("png_level_1", {"png_compress_level": 1}, "png"),
+                                  ("png_level_6", {"png_compress_level": 6}, "png"),
+                                  ("jpeg_q90", {}, "jpeg"), ("webp_q90", {}, "webp")):
+        encoder = ImageEncoder(load_settings({**settings, **overrides}, {}))
+        times, size = [], 0
+        for _ in range(15):
+            started = time.perf_counter()
+            size = len(encoder.encode_one(image, fmt))
+            times.append(time.perf_counter() - started)
+        encoder.close()
+        rows[label] = {"median_ms": round(statistics.median(times) * 1000, 1), "bytes": size}
+    log(f"natural-image encode: {rows}")
+    return rows
+
+
 def write_model_config(path: Path, overrides: dict, handler_overrides: dict) -> Path:
     import yaml
 
@@ -332,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             log("engine ceiling (generate + encode, no HTTP)")
             result["engine"], result["engine_device"] = bench_engine(
                 args.model_dir, args.engine_batches, args.engine_iterations, handler_settings)
+            result["encode_natural_image"] = bench_natural_encode(handler_settings)
         try:
             if "torchserve" not in args.skip:
                 result["startup_s"], result["served"] = bench_torchserve(args, work, handler_settings)

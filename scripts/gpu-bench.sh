@@ -19,5 +19,5 @@ python3 scripts/bench.py --model-dir "$model" --out "$out/default" --concurrency
 python3 scripts/bench.py --model-dir "$model" --out "$out/workers2" --skip engine --skip baseline \
   --formats no-archive --workers 2 --concurrency 1,8,32 --requests 128 2>&1 | tee "$out/workers2.log"
 python3 scripts/bench.py --model-dir "$model" --out "$out/tiny-decoder" --skip baseline --formats no-archive \
-  --workers 2 --batch-size 16 --handler-setting decoder=tiny --engine-batches 16 --concurrency 32,64 \
+  --workers 2 --batch-size 16 --handler-setting decoder=tiny --engine-batches 1,16 --concurrency 1,32,64 \
   --requests 256 2>&1 | tee "$out/tiny-decoder.log"

@@ -1,0 +1,31 @@
+"""The benchmark runs end to end on CPU with the tiny model (a smoke test: no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from PIL import Image
+
+from tests.helpers import PYTHON, REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_writes_every_section(tmp_path, tiny_sd_dir):
+    result = subprocess.run(
+        [PYTHON, str(REPO / "scripts" / "bench.py"), "--model-dir", str(tiny_sd_dir), "--out", str(tmp_path),
+         "--concurrency", "1,2", "--requests", "4", "--engine-batches", "1,2", "--engine-iterations", "1",
+         "--handler-setting", "device=cpu"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [row["batch"] for row in report["engine"]] == [1, 2]
+    assert set(report["startup_s"]) == {"no-archive", "zip-store"}
+    for system in ("served", "baseline"):
+        rows = report[system]
+        assert [row["concurrency"] for row in rows] == [1, 2]
+        assert all(row["errors"] == 0 and row["images_per_s"] > 0 and row["p50_ms"] for row in rows), rows
+    assert report["command"].startswith("scripts/bench.py")
+    assert Image.open(tmp_path / "bench.png").format == "PNG"
