@@ -13,6 +13,8 @@ CHECKOV_VERSION ?= 3.3.30
 MODEL ?= sd-turbo
 MODEL_DIR ?= models/$(MODEL)
 ARCHIVE_FORMAT ?= no-archive
+# TorchServe workers per device: 1 suits a CPU; 2 is faster on a CUDA GPU (docs/PERFORMANCE.md).
+WORKERS ?= 1
 MODEL_STORE ?= model-store
 # Offline random-weight models for the demo and the tests.
 TINY_SD := build/models/sd-turbo-tiny
@@ -79,7 +81,7 @@ model: install ## download the real weights from the Hugging Face Hub into model
 
 .PHONY: mar
 mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo (ARCHIVE_FORMAT=no-archive|zip-store|default)
-	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) --store $(MODEL_STORE) --format $(ARCHIVE_FORMAT)
+	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) --store $(MODEL_STORE) --format $(ARCHIVE_FORMAT) --workers $(WORKERS)
 
 # ------------------------------------------------------------------ serving
 .PHONY: serve

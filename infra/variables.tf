@@ -137,9 +137,9 @@ variable "enable_network_isolation" {
 }
 
 variable "torchserve_workers" {
-  description = "TorchServe workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS)."
+  description = "TorchServe workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS). Two overlap CPU encoding with GPU work and fit a T4."
   type        = number
-  default     = 1
+  default     = 2
 
   validation {
     condition     = var.torchserve_workers >= 1 && var.torchserve_workers <= 8

@@ -62,6 +62,17 @@ def build(model_dir: Path, store: Path, name: str, fmt: str, config: Path, versi
     return target
 
 
+def with_workers(config: Path, workers: int, folder: Path) -> Path:
+    """A copy of ``config`` in ``folder`` with minWorkers = maxWorkers = ``workers``."""
+    import yaml
+
+    values = yaml.safe_load(config.read_text())
+    values["minWorkers"] = values["maxWorkers"] = workers
+    copy = folder / "model-config.yaml"
+    copy.write_text(yaml.safe_dump(values, sort_keys=False))
+    return copy
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True, help="diffusers folder (has model_index.json)")
@@ -70,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="no-archive", help="archive format (default: no-archive)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="model-config.yaml to ship")
     parser.add_argument("--version", default="1.0", help="archive version (default: 1.0)")
+    parser.add_argument("--workers", type=int, help="override minWorkers/maxWorkers of the config (2 on a GPU)")
     args = parser.parse_args(argv)
 
     if not (args.model_dir / "model_index.json").is_file():
@@ -79,11 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config.is_file():
         print(f"error: {args.config} does not exist", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        target = build(args.model_dir, args.store, args.name, args.format, args.config, args.version)
-    except subprocess.CalledProcessError as exc:
-        print(f"error: torch-model-archiver failed with exit code {exc.returncode}", file=sys.stderr)
-        return EXIT_FAILED
+    if args.workers is not None and args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory(prefix="sdturbo-config-") as scratch:
+        config = args.config if args.workers is None else with_workers(args.config, args.workers, Path(scratch))
+        try:
+            target = build(args.model_dir, args.store, args.name, args.format, config, args.version)
+        except subprocess.CalledProcessError as exc:
+            print(f"error: torch-model-archiver failed with exit code {exc.returncode}", file=sys.stderr)
+            return EXIT_FAILED
     print(f"wrote {target}")
     return EXIT_OK
 

@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 futures = [pool.submit(client, i) for i in range(args.concurrency)]
                 while not all(f.done() for f in futures):
                     time.sleep(10)
+                    rss = sum(worker_rss(server).values())
                     print(f"[soak] {time.monotonic() - started:5.0f}s  requests {counts['requests']}  "
-                          f"errors {counts['errors']}", flush=True)
+                          f"errors {counts['errors']}  worker RSS {rss:.0f} MiB", flush=True)
             rss_end = worker_rss(server)
         finally:
             server.stop()

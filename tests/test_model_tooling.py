@@ -91,3 +91,13 @@ def test_archive_holds_handler_config_and_weights(tmp_path, tiny_sd_dir, fmt, ex
 
 def test_archive_of_a_missing_model_exits_3(tmp_path):
     assert run("build_archive.py", "--model-dir", str(tmp_path), "--store", str(tmp_path)).returncode == 3
+
+
+def test_archive_workers_override(tmp_path, tiny_sd_dir):
+    import yaml
+
+    result = run("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "sdturbo" / "model-config.yaml").read_text())
+    assert config["minWorkers"] == config["maxWorkers"] == 2
+    assert config["handler"]["model_dir"] == "model"  # the rest of the shipped config is kept

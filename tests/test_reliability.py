@@ -101,7 +101,8 @@ def test_http_fuzz_never_gets_a_5xx(torchserve, body):
 def small_server(tmp_path_factory, tiny_sd_dir):
     """One worker, batches of one, a queue of 3: easy to overload and to crash."""
     root = tmp_path_factory.mktemp("small")
-    config = write_model_config(root / "model-config.yaml", batchSize=1, maxBatchDelay=1, jobQueueSize=3)
+    config = write_model_config(root / "model-config.yaml", minWorkers=1, maxWorkers=1, batchSize=1, maxBatchDelay=1,
+                                jobQueueSize=3)
     store = root / "store"
     build_archive(tiny_sd_dir, store, config)
     server = TorchServe(store, root / "ts", extra_env={"SDTURBO_DEVICE": "cpu"})

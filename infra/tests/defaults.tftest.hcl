@@ -71,8 +71,8 @@ run "endpoint_is_async_with_output_failure_and_notifications" {
     error_message = "Async results must be announced on SNS."
   }
   assert {
-    condition     = aws_sagemaker_endpoint_configuration.this.async_inference_config[0].client_config[0].max_concurrent_invocations_per_instance == 8
-    error_message = "Concurrency per instance must equal TorchServe workers x batch size (1 x 8)."
+    condition     = aws_sagemaker_endpoint_configuration.this.async_inference_config[0].client_config[0].max_concurrent_invocations_per_instance == 16
+    error_message = "Concurrency per instance must equal TorchServe workers x batch size (2 x 8)."
   }
   assert {
     condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].instance_type == "ml.g4dn.2xlarge"
