@@ -22,6 +22,7 @@ import torch
 
 from handler.device import select_device, select_dtype
 from handler.encode import ImageEncoder
+from handler.memory import release_free_memory
 from handler.pipeline import apply_speedups, load_pipeline, load_tiny_decoder, needs_fp32_vae
 from handler.schema import MAX_SEED, GenerationRequest, RequestError
 from handler.settings import EngineSettings
@@ -123,6 +124,9 @@ class Engine:
             self._encode_into(items, seeds, pixels, replies)
         except Exception:
             logger.exception("image encoding failed")
+        del pixels
+        if self.settings.trim_memory_after_batch:
+            release_free_memory()
         return [
             reply if reply is not None else error_reply(500, "InternalServerError", "image encoding failed")
             for reply in replies

@@ -56,6 +56,9 @@ class EngineSettings(BaseModel):
     # CPU core, at most 8 (several workers per GPU share the cores).
     encode_threads: int = Field(0, ge=0, le=64)
 
+    # Return freed host memory to the OS after each batch (glibc malloc_trim), so a worker's RSS stays flat.
+    trim_memory_after_batch: bool = True
+
     # Prompts are user data: they are only logged at DEBUG, and only when this is on.
     log_prompts: bool = False
 

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=REPO / "build" / "models" / "sd-turbo-tiny")
     parser.add_argument("--duration", type=float, default=600, help="seconds of load (default: 600)")
     parser.add_argument("--concurrency", type=int, default=64, help="clients (default: 64)")
-    parser.add_argument("--warmup", type=float, default=60, help="seconds of the same load before measuring")
+    parser.add_argument("--warmup", type=float, default=120, help="seconds of the same load before measuring")
     parser.add_argument("--max-rss-growth", type=float, default=5.0, help="percent allowed (default: 5)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "soak.json")
     args = parser.parse_args(argv)

@@ -157,3 +157,14 @@ def test_pickle_weights_are_refused(tmp_path, tiny_sd_dir):
     (copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ModelLoadError, match="pickle"):
         make_engine(copy)
+
+
+def test_freed_memory_is_returned_after_each_batch(engine, monkeypatch):
+    import handler.engine as engine_module
+    from handler.memory import release_free_memory
+
+    calls = []
+    monkeypatch.setattr(engine_module, "release_free_memory", lambda: calls.append(1))
+    engine.serve_batch([req(seed=1)])
+    assert calls == [1]
+    assert release_free_memory() in (True, False)  # a no-op where the C library has no malloc_trim
