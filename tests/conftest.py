@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tests.helpers import (
-    PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, ServeEntrypoint, TorchServe, build_archive, wait_until,
+    PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive, wait_until,
 )
 
 
@@ -59,7 +59,8 @@ def batching_archive(tmp_path_factory, tiny_sd_dir):
 @pytest.fixture(scope="session")
 def torchserve(tmp_path_factory, batching_archive):
     """Real TorchServe with the tiny SD-turbo model, started once for the integration tests."""
-    server = TorchServe(batching_archive, tmp_path_factory.mktemp("torchserve"), extra_env={"SDTURBO_DEVICE": "cpu"})
+    server = LocalTorchServe(batching_archive, tmp_path_factory.mktemp("torchserve"),
+                             extra_env={"SDTURBO_DEVICE": "cpu"})
     try:
         server.wait_ready()
         yield server

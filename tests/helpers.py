@@ -19,7 +19,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from local_torchserve import LocalTorchServe, free_port, stop_process_group  # noqa: E402,F401
+from local_torchserve import LocalTorchServe, free_port  # noqa: E402,F401  (re-exported for the tests)
 
 PYTHON = sys.executable
 TINY_SD = REPO / "build" / "models" / "sd-turbo-tiny"
@@ -75,9 +75,6 @@ def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "c
             return result
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-TorchServe = LocalTorchServe
 
 
 class ServeEntrypoint:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import write_model_config
-from tests.helpers import TorchServe, build_archive, http, post_json, wait_until
+from tests.helpers import LocalTorchServe, build_archive, http, post_json, wait_until
 from tests.test_schema import BAD_REQUESTS
 
 pytestmark = pytest.mark.integration
@@ -105,7 +105,7 @@ def small_server(tmp_path_factory, tiny_sd_dir):
                                 jobQueueSize=3)
     store = root / "store"
     build_archive(tiny_sd_dir, store, config)
-    server = TorchServe(store, root / "ts", extra_env={"SDTURBO_DEVICE": "cpu"})
+    server = LocalTorchServe(store, root / "ts", extra_env={"SDTURBO_DEVICE": "cpu"})
     try:
         server.wait_ready(timeout=180)
         yield server
