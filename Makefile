@@ -117,7 +117,7 @@ infra-test: install tools ## only the Terraform, checkov, hadolint and workflow 
 	$(PY) -m pytest -m infra
 
 .PHONY: bench
-bench: check-java install plugin tiny-model ## benchmark engine vs served path vs baseline (BENCH_ARGS=...)
+bench: check-java install tiny-model ## benchmark engine vs served path vs baseline (BENCH_ARGS=...)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 .PHONY: soak

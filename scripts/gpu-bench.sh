@@ -5,6 +5,7 @@
 #   workers2      TorchServe with two workers per GPU
 #   tiny-decoder  two workers, batch 16, the TAESD-shaped decoder
 #   compile       engine only, with torch.compile (mode default) of UNet and VAE decoder (cold compile)
+#   compile-served  TorchServe, two workers, torch.compile with dynamic batch shapes (cold compile at start)
 # The model is the full-size SD-turbo architecture with random weights (same compute as the real one).
 # Usage: [STAGES="..."] scripts/gpu-bench.sh OUT_DIR   (on the GPU machine: source .device/activate.sh first)
 set -euo pipefail
@@ -27,6 +28,9 @@ for stage in $stages; do
                     --handler-setting decoder=tiny --engine-batches 1,16 --concurrency 1,32,64 --requests 256 ;;
     compile) bench compile --skip torchserve --skip baseline --handler-setting compile=default \
                --engine-batches 1,8,16 --engine-iterations 5 ;;
+    compile-served) bench compile-served --skip engine --skip baseline --formats no-archive --workers 2 \
+                      --handler-setting compile=default --handler-setting compile_dynamic=true \
+                      --concurrency 1,8,32 --requests 128 --startup-timeout 600 ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
