@@ -26,6 +26,12 @@ locals {
   async_output_prefix  = "async-output/"
   async_failure_prefix = "async-failure/"
 
+  # Instance families whose ML storage is local NVMe (g4dn, g5, g6, p4d, p5, *d): the hardware encrypts it,
+  # and CreateEndpointConfig refuses a KmsKeyId for them. Other types get the stack's key for the volume.
+  instance_family             = split(".", var.instance_type)[1]
+  instance_has_local_storage  = can(regex("^(g4dn|g5|g6|g6e|p4d|p4de|p5|p5e|p5en|[a-z][0-9][a-z]*d)$", local.instance_family))
+  endpoint_volume_kms_key_arn = local.instance_has_local_storage ? null : aws_kms_key.this.arn
+
   # TorchServe serves min(workers) x batch requests at once; SageMaker should not hand it more.
   max_concurrent_invocations = var.torchserve_workers * var.torchserve_batch_size
 }

@@ -39,8 +39,9 @@ resource "aws_sagemaker_model" "this" {
 }
 
 resource "aws_sagemaker_endpoint_configuration" "this" {
+  # checkov:skip=CKV_AWS_98: the volume key is set for EBS-backed types; NVMe instance storage (the default g4dn) is hardware-encrypted and AWS refuses a KmsKeyId there
   name_prefix = "${var.name}-"
-  kms_key_arn = aws_kms_key.this.arn # encrypts the instance's ML storage volume
+  kms_key_arn = local.endpoint_volume_kms_key_arn
 
   production_variants {
     variant_name           = local.variant_name

@@ -238,3 +238,24 @@ run "endpoint_replacement_keeps_the_endpoint_live" {
     error_message = "Endpoint configurations must be name-prefixed so a new one can exist beside the live one."
   }
 }
+
+run "nvme_instance_gets_no_volume_key_ebs_instance_does" {
+  command = plan
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.kms_key_arn == null
+    error_message = "ml.g4dn has NVMe instance storage: CreateEndpointConfig refuses a KmsKeyId for it."
+  }
+}
+
+run "ebs_backed_instance_volume_is_encrypted_with_the_stack_key" {
+  command = plan
+  variables {
+    instance_type = "ml.m5.2xlarge"
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.kms_key_arn == "arn:aws:kms:eu-west-1:123456789012:key/mock"
+    error_message = "EBS-backed instance volumes must use the stack's KMS key."
+  }
+}
