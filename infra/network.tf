@@ -39,8 +39,9 @@ resource "aws_default_security_group" "this" {
   tags   = { Name = "${var.name}-default-deny" }
 }
 
-# S3 gateway endpoint: model data download, async input/output. Free, and limited to our two buckets
-# (plus the regional ECR layer bucket, where image layers live).
+# S3 gateway endpoint: model data download, async input/output. Free, and limited to our two buckets.
+# The image needs no endpoint: with RepositoryAccessMode "Platform" (the default for ECR images)
+# SageMaker pulls it outside the VPC.
 resource "aws_vpc_endpoint" "s3" {
   vpc_id            = aws_vpc.this.id
   service_name      = "com.amazonaws.${local.region}.s3"
@@ -68,16 +69,6 @@ data "aws_iam_policy_document" "s3_endpoint" {
       test     = "StringEquals"
       variable = "aws:PrincipalAccount"
       values   = [local.account_id]
-    }
-  }
-
-  statement {
-    sid       = "EcrImageLayers"
-    actions   = ["s3:GetObject"]
-    resources = ["arn:${local.partition}:s3:::prod-${local.region}-starport-layer-bucket/*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["*"]
     }
   }
 }
