@@ -206,23 +206,13 @@ def bench_natural_encode(settings: dict) -> dict:
     return rows
 
 
-def write_model_config(path: Path, overrides: dict, handler_overrides: dict) -> Path:
-    import yaml
-
-    config = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
-    config.update(overrides)
-    config["handler"].update(handler_overrides)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, list[dict]]:
     """Start-to-READY for every archive format, then the sweep on the first format."""
-    from build_archive import archive_path, build
+    from build_archive import DEFAULT_CONFIG, archive_path, build, write_config
 
     overrides = {k: v for k, v in (("batchSize", args.batch_size), ("maxBatchDelay", args.max_batch_delay),
                                    ("minWorkers", args.workers), ("maxWorkers", args.workers)) if v is not None}
-    config = write_model_config(work / "model-config.yaml", overrides, handler_overrides)
+    config = write_config(DEFAULT_CONFIG, work / "model-config.yaml", overrides, handler_overrides)
     startup, served = {}, []
     for index, fmt in enumerate(args.formats):
         store = work / f"store-{fmt}"

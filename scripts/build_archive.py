@@ -62,15 +62,16 @@ def build(model_dir: Path, store: Path, name: str, fmt: str, config: Path, versi
     return target
 
 
-def with_workers(config: Path, workers: int, folder: Path) -> Path:
-    """A copy of ``config`` in ``folder`` with minWorkers = maxWorkers = ``workers``."""
+def write_config(source: Path, target: Path, overrides: dict | None = None,
+                 handler_overrides: dict | None = None) -> Path:
+    """Copy model-config.yaml to ``target`` with top-level keys and ``handler:`` keys overridden."""
     import yaml
 
-    values = yaml.safe_load(config.read_text())
-    values["minWorkers"] = values["maxWorkers"] = workers
-    copy = folder / "model-config.yaml"
-    copy.write_text(yaml.safe_dump(values, sort_keys=False))
-    return copy
+    values = yaml.safe_load(source.read_text())
+    values.update(overrides or {})
+    values.setdefault("handler", {}).update(handler_overrides or {})
+    target.write_text(yaml.safe_dump(values, sort_keys=False))
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --workers must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="sdturbo-config-") as scratch:
-        config = args.config if args.workers is None else with_workers(args.config, args.workers, Path(scratch))
+        config = args.config
+        if args.workers is not None:
+            workers = {"minWorkers": args.workers, "maxWorkers": args.workers}
+            config = write_config(args.config, Path(scratch) / "model-config.yaml", workers)
         try:
             target = build(args.model_dir, args.store, args.name, args.format, config, args.version)
         except subprocess.CalledProcessError as exc:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-import yaml
 
 from tests.helpers import (
     PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive, wait_until,
@@ -37,14 +36,11 @@ def plugins_dir():
     return PLUGINS_DIR
 
 
-def write_model_config(path, **overrides):
-    """The shipped model-config.yaml with top-level keys (or handler.* keys) overridden."""
-    config = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
-    handler_overrides = overrides.pop("handler", {})
-    config.update(overrides)
-    config["handler"].update(handler_overrides)
-    path.write_text(yaml.safe_dump(config))
-    return path
+def write_model_config(path, handler=None, **overrides):
+    """The shipped model-config.yaml with top-level keys (and ``handler`` keys) overridden."""
+    from build_archive import DEFAULT_CONFIG, write_config  # scripts/ is on sys.path (tests.helpers)
+
+    return write_config(DEFAULT_CONFIG, path, overrides, handler)
 
 
 @pytest.fixture(scope="session")
