@@ -107,7 +107,8 @@ class Engine:
                 images = self.generate(requests, [seeds[i] for i in members])
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                logger.error("out of GPU memory generating %d request(s) of shape %s", len(members), requests[0].shape_key())
+                logger.error("out of GPU memory generating %d request(s) of shape %s", len(members),
+                             requests[0].shape_key())
                 for i in members:
                     replies[i] = error_reply(
                         507, "OutOfMemory", "out of GPU memory; retry with fewer or smaller images"

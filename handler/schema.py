@@ -121,7 +121,8 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
     except ValidationError as exc:
         raise _to_request_error(exc) from None
     except RecursionError:
-        raise RequestError(400, "request body is nested too deeply", [{"field": "body", "message": "too deep"}]) from None
+        raise RequestError(400, "request body is nested too deeply",
+                           [{"field": "body", "message": "too deep"}]) from None
 
 
 def _to_request_error(exc: ValidationError) -> RequestError:

@@ -42,6 +42,15 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
         process.wait()
 
 
+def model_workers(management_url: str, model: str = "sdturbo") -> list[dict]:
+    """The model's workers as the management API describes them; [] while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{management_url}/models/{model}", timeout=2) as response:
+            return [w for m in json.load(response) for w in m.get("workers", [])]
+    except (OSError, ValueError):
+        return []
+
+
 class LocalTorchServe:
     """TorchServe serving ``models`` from ``store``, with its own TMPDIR, logs and ports under ``workdir``."""
 
@@ -80,11 +89,7 @@ class LocalTorchServe:
         )
 
     def workers(self, model: str = "sdturbo") -> list[dict]:
-        try:
-            with urllib.request.urlopen(f"{self.management_url}/models/{model}", timeout=2) as response:
-                return [w for m in json.load(response) for w in m.get("workers", [])]
-        except (OSError, ValueError):
-            return []
+        return model_workers(self.management_url, model)
 
     def worker_ready(self, model: str = "sdturbo") -> bool:
         return any(w.get("status") == "READY" for w in self.workers(model))

@@ -20,14 +20,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
+from bench import post  # noqa: E402
 from build_archive import build  # noqa: E402
 from local_torchserve import LocalTorchServe  # noqa: E402
 
@@ -48,22 +47,14 @@ def worker_rss(server: LocalTorchServe) -> dict[int, float]:
 def one_request(url: str, rng: random.Random) -> tuple[int, int]:
     """(status, expected status) for one random request."""
     if rng.random() < 0.1:
-        body, expected = json.dumps({"prompt": "a cat", "width": rng.choice([100, 2000, "512"])}).encode(), 400
+        payload, expected = {"prompt": "a cat", "width": rng.choice([100, 2000, "512"])}, 400
     else:
-        body = json.dumps({"prompt": f"soak {rng.random()}", "seed": rng.randrange(2**32),
-                           "width": rng.choice([256, 384, 512]), "height": rng.choice([256, 512]),
-                           "num_images": rng.choice([1, 1, 1, 2])}).encode()
+        payload = {"prompt": f"soak {rng.random()}", "seed": rng.randrange(2**32),
+                   "width": rng.choice([256, 384, 512]), "height": rng.choice([256, 512]),
+                   "num_images": rng.choice([1, 1, 1, 2])}
         expected = 200
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            response.read()
-            return response.status, expected
-    except urllib.error.HTTPError as err:
-        err.read()
-        return err.code, expected
-    except OSError:
-        return 0, expected
+    status, _, _ = post(url, payload, timeout=300)
+    return status, expected
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     growth = (end_total - start_total) / start_total * 100 if start_total else 0.0
     result = {
         "command": "scripts/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": time.strftime("%Y-%m-%d"), "warmup_s": args.warmup, "duration_s": args.duration, "concurrency": args.concurrency,
+        "date": time.strftime("%Y-%m-%d"), "warmup_s": args.warmup, "duration_s": args.duration,
+        "concurrency": args.concurrency,
         **counts, "unexpected": unexpected, "requests_per_s": round(counts["requests"] / args.duration, 2),
         "worker_rss_mib_start": round(start_total, 1), "worker_rss_mib_end": round(end_total, 1),
         "worker_rss_growth_pct": round(growth, 2), "same_workers": sorted(rss_start) == sorted(rss_end),

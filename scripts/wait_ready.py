@@ -17,17 +17,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from local_torchserve import model_workers  # noqa: E402
 
 EXIT_READY, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
 
 
 def worker_ready(management_url: str, model: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{management_url}/models/{model}", timeout=2) as response:
-            description = json.load(response)
-    except (OSError, ValueError):
-        return False
-    return any(w.get("status") == "READY" for m in description for w in m.get("workers", []))
+    return any(w.get("status") == "READY" for w in model_workers(management_url, model))
 
 
 def probe(url: str, model: str) -> tuple[int, dict]:
@@ -47,7 +47,8 @@ def probe(url: str, model: str) -> tuple[int, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="inference API (default: %(default)s)")
-    parser.add_argument("--management-url", default="http://127.0.0.1:8081", help="management API (default: %(default)s)")
+    parser.add_argument("--management-url", default="http://127.0.0.1:8081",
+                        help="management API (default: %(default)s)")
     parser.add_argument("--model", default="sdturbo", help="model name (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait (default: %(default)s)")
     args = parser.parse_args(argv)

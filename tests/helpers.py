@@ -48,6 +48,12 @@ def http(method: str, url: str, body: bytes | None = None, content_type: str | N
         return HttpReply(err.code, err.read(), {k.lower(): v for k, v in err.headers.items()})
 
 
+def run_script(script: str, *args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>`` with this interpreter, capturing text output."""
+    return subprocess.run([PYTHON, str(REPO / "scripts" / script), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def post_json(url: str, payload, timeout: float = 60) -> HttpReply:
     return http("POST", url, json.dumps(payload).encode(), timeout=timeout)
 

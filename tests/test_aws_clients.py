@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import os
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from tests.helpers import PYTHON, REPO, build_archive, decode_image, free_port
+from tests.helpers import build_archive, decode_image, free_port, run_script
 
 ASYNC_BUCKET = "test-async"
 ARTIFACTS_BUCKET = "test-artifacts"
@@ -45,11 +44,6 @@ def moto(tmp_path_factory):
     server.stop()
 
 
-def cli(script: str, *args, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, str(REPO / "scripts" / script), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def png_reply(seed=7, size=(64, 48)) -> dict:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 30, 30)).save(buffer, format="PNG")
@@ -67,8 +61,8 @@ def queue_moto_results(moto, *results):
 # ------------------------------------------------------------------ publish
 def test_publish_uploads_every_file_intact(moto, tmp_path, tiny_sd_dir):
     archive = build_archive(tiny_sd_dir, tmp_path / "store")
-    result = cli("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "models/sdturbo/v1/",
-                 env=moto["env"])
+    result = run_script("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "models/sdturbo/v1/",
+                        env=moto["env"])
     assert result.returncode == 0, result.stderr
     local = {p.relative_to(archive).as_posix(): p for p in archive.rglob("*") if p.is_file()}
     listed = moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="models/sdturbo/v1/")["Contents"]
@@ -85,22 +79,23 @@ def test_publish_takes_the_location_from_terraform_outputs(moto, tmp_path, tiny_
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"model_data_uri": {"value": f"s3://{ARTIFACTS_BUCKET}/models/sdturbo/v9/"},
                                    "region": {"value": "us-east-1"}}))
-    result = cli("publish.py", str(archive), "--from-terraform", str(outputs), env=moto["env"])
+    result = run_script("publish.py", str(archive), "--from-terraform", str(outputs), env=moto["env"])
     assert result.returncode == 0, result.stderr
-    keys = [o["Key"] for o in moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="models/sdturbo/v9/")["Contents"]]
+    listed = moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="models/sdturbo/v9/")["Contents"]
+    keys = [o["Key"] for o in listed]
     assert "models/sdturbo/v9/MAR-INF/MANIFEST.json" in keys
 
 
 def test_publish_dry_run_uploads_nothing(moto, tmp_path, tiny_sd_dir):
     archive = build_archive(tiny_sd_dir, tmp_path / "store")
-    result = cli("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "dry/", "--dry-run",
-                 env=moto["env"])
+    result = run_script("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "dry/", "--dry-run",
+                        env=moto["env"])
     assert result.returncode == 0 and "MAR-INF/MANIFEST.json" in result.stdout
     assert moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="dry/").get("KeyCount", 0) == 0
 
 
 def test_publish_refuses_a_folder_that_is_not_an_archive(moto, tmp_path):
-    result = cli("publish.py", str(tmp_path), "--bucket", ARTIFACTS_BUCKET, "--prefix", "x/", env=moto["env"])
+    result = run_script("publish.py", str(tmp_path), "--bucket", ARTIFACTS_BUCKET, "--prefix", "x/", env=moto["env"])
     assert result.returncode == 2 and "make mar" in result.stderr
 
 
@@ -112,7 +107,7 @@ def async_args(tmp_path, *extra):
 
 def test_invoke_async_uploads_the_request_and_decodes_the_output(moto, tmp_path):
     queue_moto_results(moto, {"data": json.dumps(png_reply())})
-    result = cli("invoke.py", *async_args(tmp_path, "--inference-id", "req-1"), env=moto["env"])
+    result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "req-1"), env=moto["env"])
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "cat.png").size == (64, 48)
     request = moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-1.json")["Body"].read()
@@ -122,7 +117,7 @@ def test_invoke_async_uploads_the_request_and_decodes_the_output(moto, tmp_path)
 def test_invoke_async_reports_a_failure_object(moto, tmp_path):
     queue_moto_results(moto, {"is_failure": True, "data": json.dumps(
         {"code": 400, "type": "InvalidRequest", "message": "invalid request: width: multiple of 8"})})
-    result = cli("invoke.py", *async_args(tmp_path), env=moto["env"])
+    result = run_script("invoke.py", *async_args(tmp_path), env=moto["env"])
     assert result.returncode == 1
     assert "width: multiple of 8" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "cat.png").exists()
@@ -130,10 +125,11 @@ def test_invoke_async_reports_a_failure_object(moto, tmp_path):
 
 def test_invoke_async_no_wait_prints_the_locations(moto, tmp_path):
     queue_moto_results(moto, {"data": json.dumps(png_reply())})
-    result = cli("invoke.py", *async_args(tmp_path, "--no-wait"), env=moto["env"])
+    result = run_script("invoke.py", *async_args(tmp_path, "--no-wait"), env=moto["env"])
     assert result.returncode == 0, result.stderr
     locations = json.loads(result.stdout)
-    assert locations["output"].startswith("s3://") and locations["input"].startswith(f"s3://{ASYNC_BUCKET}/async-input/")
+    assert locations["output"].startswith("s3://")
+    assert locations["input"].startswith(f"s3://{ASYNC_BUCKET}/async-input/")
 
 
 def test_invoke_async_reads_names_from_terraform_outputs(moto, tmp_path):
@@ -141,13 +137,13 @@ def test_invoke_async_reads_names_from_terraform_outputs(moto, tmp_path):
     outputs.write_text(json.dumps({"endpoint_name": {"value": "sdturbo"}, "async_bucket": {"value": ASYNC_BUCKET},
                                    "async_input_prefix": {"value": "async-input/"}, "region": {"value": "us-east-1"}}))
     queue_moto_results(moto, {"data": json.dumps(png_reply())})
-    result = cli("invoke.py", "async", "a cat", "--from-terraform", str(outputs), "--out", str(tmp_path / "c.png"),
-                 env=moto["env"])
+    result = run_script("invoke.py", "async", "a cat", "--from-terraform", str(outputs),
+                        "--out", str(tmp_path / "c.png"), env=moto["env"])
     assert result.returncode == 0, result.stderr
 
 
 def test_invoke_async_without_a_target_is_a_usage_error(moto, tmp_path):
-    result = cli("invoke.py", "async", "a cat", env=moto["env"])
+    result = run_script("invoke.py", "async", "a cat", env=moto["env"])
     assert result.returncode == 2 and "--from-terraform" in result.stderr
 
 
@@ -215,7 +211,7 @@ def test_invoke_async_gives_up_at_the_deadline(moto, tmp_path):
     agent = AsyncAgent(moto["s3"], None, silent=True)
     try:
         env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
-        result = cli("invoke.py", *async_args(tmp_path, "--deadline", "3"), env=env)
+        result = run_script("invoke.py", *async_args(tmp_path, "--deadline", "3"), env=env)
     finally:
         agent.close()
     assert result.returncode == 3
@@ -228,9 +224,9 @@ def test_local_async_round_trip_through_the_real_container_entrypoint(moto, tmp_
     agent = AsyncAgent(moto["s3"], serve.url)
     try:
         env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
-        ok = cli("invoke.py", *async_args(tmp_path, "--width", "256", "--num-images", "2"), env=env)
-        bad = cli("invoke.py", "async", "a cat", "--width", "100", "--endpoint", "sdturbo", "--bucket", ASYNC_BUCKET,
-                  "--out", str(tmp_path / "bad.png"), env=env)
+        ok = run_script("invoke.py", *async_args(tmp_path, "--width", "256", "--num-images", "2"), env=env)
+        bad = run_script("invoke.py", "async", "a cat", "--width", "100", "--endpoint", "sdturbo",
+                         "--bucket", ASYNC_BUCKET, "--out", str(tmp_path / "bad.png"), env=env)
     finally:
         agent.close()
     assert ok.returncode == 0, ok.stderr
@@ -242,37 +238,37 @@ def test_local_async_round_trip_through_the_real_container_entrypoint(moto, tmp_
 @pytest.mark.integration
 def test_local_mode_posts_to_torchserve(torchserve, tmp_path):
     env = dict(os.environ)
-    ok = cli("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url, "--out", str(tmp_path / "a.png"),
-             env=env)
+    ok = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url,
+                    "--out", str(tmp_path / "a.png"), env=env)
     assert ok.returncode == 0, ok.stderr
     assert decode_image(base64.b64encode((tmp_path / "a.png").read_bytes()).decode()).size == (512, 512)
-    via_invocations = cli("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url, "--path",
-                          "/invocations", "--out", str(tmp_path / "b.png"), env=env)
+    via_invocations = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url, "--path",
+                                 "/invocations", "--out", str(tmp_path / "b.png"), env=env)
     assert via_invocations.returncode == 0
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    bad = cli("invoke.py", "local", "a cat", "--width", "100", "--url", torchserve.url, env=env)
+    bad = run_script("invoke.py", "local", "a cat", "--width", "100", "--url", torchserve.url, env=env)
     assert bad.returncode == 1 and "400" in bad.stderr and "width" in bad.stderr
 
 
 def test_local_mode_explains_a_missing_server(tmp_path):
-    result = cli("invoke.py", "local", "a cat", "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
+    result = run_script("invoke.py", "local", "a cat", "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
     assert result.returncode == 1 and "make serve" in result.stderr
 
 
 def test_decode_writes_images_from_a_saved_reply(tmp_path):
     (tmp_path / "reply.json").write_text(json.dumps(png_reply()))
-    result = cli("invoke.py", "decode", str(tmp_path / "reply.json"), "--out", str(tmp_path / "x.png"),
-                 env=dict(os.environ))
+    result = run_script("invoke.py", "decode", str(tmp_path / "reply.json"), "--out", str(tmp_path / "x.png"),
+                        env=dict(os.environ))
     assert result.returncode == 0 and Image.open(tmp_path / "x.png").size == (64, 48)
     (tmp_path / "err.json").write_text(json.dumps({"code": 400, "message": "bad"}))
-    assert cli("invoke.py", "decode", str(tmp_path / "err.json"), env=dict(os.environ)).returncode == 1
+    assert run_script("invoke.py", "decode", str(tmp_path / "err.json"), env=dict(os.environ)).returncode == 1
 
 
 def test_clis_have_help():
     for script, args in (("publish.py", ["--help"]), ("invoke.py", ["--help"]), ("invoke.py", ["async", "--help"]),
                          ("invoke.py", ["local", "--help"]), ("tf_docs.py", ["--help"]), ("bench.py", ["--help"]),
                          ("baseline_server.py", ["--help"])):
-        result = cli(script, *args, env=dict(os.environ))
+        result = run_script(script, *args, env=dict(os.environ))
         assert result.returncode == 0 and "usage" in result.stdout.lower(), (script, args)
 
 

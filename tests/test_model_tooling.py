@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.helpers import PYTHON, REPO
-
-
-def run(script, *args, env=None):
-    return subprocess.run([PYTHON, str(REPO / "scripts" / script), *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+from tests.helpers import REPO, run_script
 
 
 @pytest.mark.parametrize("script", ["build_offline_model.py", "download_model.py", "build_archive.py",
                                     "wait_ready.py", "serve.py"])
 def test_cli_has_help(script):
-    result = run(script, "--help")
+    result = run_script(script, "--help")
     assert result.returncode == 0 and "usage" in result.stdout.lower()
 
 
@@ -59,14 +53,14 @@ def test_full_architecture_matches_sd_turbo():
 
 def test_builder_refuses_to_overwrite_without_force(tmp_path):
     (tmp_path / "out").mkdir()
-    assert run("build_offline_model.py", "--out", str(tmp_path / "out")).returncode == 3
+    assert run_script("build_offline_model.py", "--out", str(tmp_path / "out")).returncode == 3
 
 
 def test_download_fails_cleanly_without_the_hub(tmp_path):
     import os
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = run("download_model.py", "--out", str(tmp_path / "m"), env=env)
+    result = run_script("download_model.py", "--out", str(tmp_path / "m"), env=env)
     assert result.returncode == 1
     assert "error: download of stabilityai/sd-turbo failed" in result.stderr
     assert "Traceback" not in result.stderr
@@ -76,7 +70,7 @@ def test_download_fails_cleanly_without_the_hub(tmp_path):
 def test_archive_holds_handler_config_and_weights(tmp_path, tiny_sd_dir, fmt, expected):
     import zipfile
 
-    result = run("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--format", fmt)
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--format", fmt)
     assert result.returncode == 0, result.stderr
     target = tmp_path / expected
     if fmt == "no-archive":
@@ -90,13 +84,13 @@ def test_archive_holds_handler_config_and_weights(tmp_path, tiny_sd_dir, fmt, ex
 
 
 def test_archive_of_a_missing_model_exits_3(tmp_path):
-    assert run("build_archive.py", "--model-dir", str(tmp_path), "--store", str(tmp_path)).returncode == 3
+    assert run_script("build_archive.py", "--model-dir", str(tmp_path), "--store", str(tmp_path)).returncode == 3
 
 
 def test_archive_workers_override(tmp_path, tiny_sd_dir):
     import yaml
 
-    result = run("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--workers", "2")
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--workers", "2")
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "sdturbo" / "model-config.yaml").read_text())
     assert config["minWorkers"] == config["maxWorkers"] == 2
