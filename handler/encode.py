@@ -10,39 +10,49 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from handler.png import encode_png
 from handler.settings import EngineSettings
 
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+# Below this many raw bytes per band, splitting one PNG over threads costs more than it saves.
+_MIN_BAND_BYTES = 128 * 1024
 
 
 class ImageEncoder:
     """Encodes images with the settings' quality knobs on a small thread pool.
 
-    Pillow releases the GIL inside zlib/libjpeg/libwebp, so threads overlap the encodes of a batch.
+    zlib, libjpeg and libwebp release the GIL, so threads overlap the encodes of a batch. With fewer images
+    than threads (a lone request), each PNG is deflated in row bands across the threads instead.
     """
 
     def __init__(self, settings: EngineSettings):
         self._settings = settings
-        threads = settings.encode_threads or min(8, os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="encode")
+        self.threads = settings.encode_threads or min(8, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="encode")
 
-    def encode_one(self, pixels: np.ndarray, fmt: str) -> bytes:
+    def encode_one(self, pixels: np.ndarray, fmt: str, parts: int = 1) -> bytes:
+        settings = self._settings
+        if fmt == "png" and settings.png_encoder == "fast":
+            parts = min(parts, max(1, pixels.nbytes // _MIN_BAND_BYTES))
+            return encode_png(pixels, settings.png_compress_level, parts, self._pool.map if parts > 1 else None)
         image = Image.fromarray(pixels)
         buffer = io.BytesIO()
         if fmt == "png":
-            image.save(buffer, format="PNG", compress_level=self._settings.png_compress_level)
+            image.save(buffer, format="PNG", compress_level=settings.png_compress_level)
         elif fmt == "jpeg":
-            image.save(buffer, format="JPEG", quality=self._settings.jpeg_quality)
+            image.save(buffer, format="JPEG", quality=settings.jpeg_quality)
         elif fmt == "webp":
-            image.save(buffer, format="WEBP", quality=self._settings.webp_quality)
+            image.save(buffer, format="WEBP", quality=settings.webp_quality)
         else:
             raise ValueError(f"unknown output format {fmt!r}")
         return buffer.getvalue()
 
     def encode_many(self, items: Sequence[tuple[np.ndarray, str]]) -> list[bytes]:
         """Encode ``(pixels, format)`` pairs, preserving order."""
-        if len(items) <= 1:
-            return [self.encode_one(pixels, fmt) for pixels, fmt in items]
+        fast_png = self._settings.png_encoder == "fast" and all(fmt == "png" for _, fmt in items)
+        if len(items) <= 1 or (fast_png and len(items) < self.threads):
+            # One image at a time from this thread, each PNG spread over the pool (never nested in it).
+            return [self.encode_one(pixels, fmt, self.threads) for pixels, fmt in items]
         return list(self._pool.map(lambda item: self.encode_one(*item), items))
 
     def close(self) -> None:

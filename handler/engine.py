@@ -20,6 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from handler.cuda_graphs import (
+    CaptureFunction,
+    GraphedBatchFunction,
+    GraphedTextEncoder,
+    GraphedUNet,
+    capture_cuda_graph,
+)
 from handler.device import select_device, select_dtype
 from handler.encode import ImageEncoder
 from handler.memory import release_free_memory
@@ -50,16 +57,38 @@ def error_reply(status: int, kind: str, message: str) -> Reply:
 class Engine:
     """Generates and encodes images for batches of requests with one diffusers pipeline."""
 
-    def __init__(self, pipe, device: torch.device, dtype: torch.dtype, settings: EngineSettings, decoder=None):
+    def __init__(self, pipe, device: torch.device, dtype: torch.dtype, settings: EngineSettings, decoder=None,
+                 capture: CaptureFunction | None = None):
+        """``capture`` replaces CUDA graph capture (tests exercise the graph plumbing on a CPU with it)."""
         self.pipe = pipe
         self.device = device
         self.dtype = dtype
         self.settings = settings
         self.decoder = decoder if decoder is not None else pipe.vae
         self.encoder = ImageEncoder(settings)
+        self.graphs: list[GraphedBatchFunction] = []
+        self._decode_chunk = self._decode_to_uint8
+        if settings.cuda_graphs and (device.type == "cuda" or capture is not None):
+            self._install_graphs(capture or capture_cuda_graph)
+
+    def _install_graphs(self, capture: CaptureFunction) -> None:
+        pipe, sizes = self.pipe, self.settings.cuda_graph_batch_sizes
+        pool = torch.cuda.graph_pool_handle() if capture is capture_cuda_graph else None
+        pipe.unet = GraphedUNet.wrap(pipe.unet, sizes, pool, capture=capture)
+        self.graphs.append(pipe.unet.graphed)
+        if getattr(pipe, "text_encoder_2", None) is None:  # SDXL asks its encoders for hidden states: eager
+            pipe.text_encoder = GraphedTextEncoder.wrap(pipe.text_encoder, sizes, pool, capture=capture)
+            self.graphs.append(pipe.text_encoder.graphed)
+        slice_size = self.settings.vae_decode_batch
+        decode_sizes = sorted({size for size in sizes if size < slice_size} | {slice_size})
+        self._decode_chunk = GraphedBatchFunction(
+            self._decode_to_uint8, decode_sizes, name="vae_decode", pool=pool, capture=capture
+        )
+        self.graphs.append(self._decode_chunk)
 
     @classmethod
-    def load(cls, base_dir: Path, settings: EngineSettings, gpu_id: int | None = None) -> Engine:
+    def load(cls, base_dir: Path, settings: EngineSettings, gpu_id: int | None = None,
+             capture: CaptureFunction | None = None) -> Engine:
         """Load the model named by ``settings.model_dir`` (relative to ``base_dir``) on the chosen device.
 
         Raises:
@@ -82,7 +111,7 @@ class Engine:
             type(pipe).__name__, model_dir, device, str(dtype).removeprefix("torch."),
             time.perf_counter() - started,
         )
-        return cls(pipe, device, dtype, settings, decoder)
+        return cls(pipe, device, dtype, settings, decoder, capture)
 
     # ----------------------------------------------------------------- serving
     def serve_batch(self, items: Sequence[GenerationRequest | RequestError]) -> list[Reply]:
@@ -200,20 +229,31 @@ class Engine:
             latents = latents / config.scaling_factor
         if self.settings.channels_last and self.device.type == "cuda":
             latents = latents.contiguous(memory_format=torch.channels_last)
-        chunks = []
-        for chunk in latents.split(self.settings.vae_decode_batch):
-            images = decoder.decode(chunk, return_dict=False)[0]
-            images = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-            chunks.append(images.permute(0, 2, 3, 1).contiguous().cpu())
+        slices = latents.split(self.settings.vae_decode_batch)
+        chunks = [self._decode_chunk({"latents": chunk}).cpu() for chunk in slices]
         return torch.cat(chunks).numpy()
 
+    def _decode_to_uint8(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        images = self.decoder.decode(inputs["latents"], return_dict=False)[0]
+        images = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        return images.permute(0, 2, 3, 1).contiguous()
+
     def warmup(self) -> float:
-        """One real request through generate and encode; returns its seconds."""
+        """Real requests through generate and encode; returns their seconds. With CUDA graphs, one batch of
+        every graph size at the warm-up resolution first, so serving never pays a capture there."""
         size = self.settings.warmup_size
         started = time.perf_counter()
-        reply = self.serve_batch([GenerationRequest(prompt=WARMUP_PROMPT, seed=0, width=size, height=size)])[0]
+        request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, width=size, height=size)
+        for batch in self.settings.cuda_graph_batch_sizes if self.graphs else ():
+            self.generate([request] * batch, list(range(batch)))
+        reply = self.serve_batch([request])[0]
         if reply.status != 200:
             raise RuntimeError(f"warm-up generation failed: {reply.body.get('message')}")
         elapsed = time.perf_counter() - started
-        logger.info("warm-up generation (%dx%d) took %.2fs", size, size, elapsed)
+        graphs = sum(g.graph_count for g in self.graphs)
+        if graphs and self.device.type == "cuda":
+            # The eager runs before each capture left blocks in the allocator's cache; the graphs keep
+            # their own pool, so give those back rather than hold both.
+            torch.cuda.empty_cache()
+        logger.info("warm-up generation (%dx%d) took %.2fs (%d CUDA graphs)", size, size, elapsed, graphs)
         return elapsed

@@ -6,6 +6,7 @@ of our own code is absolute (``handler.*``), found in the ``handler/`` package s
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -44,11 +45,16 @@ class SDTurboHandler(BaseHandler):
         # Bodies reach preprocess as raw bytes, so one strict JSON parser sees every request.
         os.environ.setdefault("TS_DECODE_INPUT_REQUEST", "false")
         properties = context.system_properties
+        timings = {"process_started": _process_start_time(), "initialize": time.time()}
         try:
             settings = load_settings((context.model_yaml_config or {}).get("handler"), os.environ)
             self.engine = Engine.load(Path(properties["model_dir"]), settings, properties.get("gpu_id"))
+            timings["loaded"] = time.time()
             if settings.warmup:
                 self.engine.warmup()
+            timings["warm"] = time.time()
+            # Wall-clock stamps, so scripts/bench.py can split launch -> READY into its phases.
+            logger.info("startup timings %s", json.dumps(timings))
         except Exception as exc:  # every load failure is reported the same way; see docstring
             self.engine = None
             self.load_error = f"{type(exc).__name__}: {exc}"
@@ -89,6 +95,16 @@ class SDTurboHandler(BaseHandler):
             self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, index)
             self.context.set_response_content_type(index, JSON)
         return [reply.to_json() for reply in replies]
+
+
+def _process_start_time() -> float | None:
+    """When this worker process started (epoch seconds): the gap to ``initialize`` is Python imports."""
+    try:
+        import psutil  # a TorchServe dependency
+
+        return psutil.Process().create_time()
+    except (ImportError, OSError):
+        return None
 
 
 def _body_and_content_type(context, index: int, row: dict[str, Any]) -> tuple[Any, str | None]:

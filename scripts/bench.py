@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark sdturbo-serve in one run: the engine's ceiling, TorchServe, and the seed's FastAPI baseline.
 
-1. engine:   the handler's own Engine (generate + encode, no HTTP) at several batch sizes: the ceiling.
-2. startup:  TorchServe launch -> worker READY (load + warm-up) for each archive format.
+1. engine:   the handler's own Engine (generate + encode, no HTTP) at several batch sizes: the ceiling
+             (in a child process, so its GPU memory is gone before the served stages), plus the
+             encoders on a natural photograph.
+2. startup:  TorchServe launch -> worker READY (load + warm-up) for each archive format, split into
+             phases with the timestamps the handler logs.
 3. served:   TorchServe with the archive, swept over concurrency levels: img/s, p50/p90/p99, errors,
              GPU memory.
 4. baseline: scripts/baseline_server.py (FastAPI + diffusers, one request at a time), same sweep.
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -179,6 +184,22 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     return rows, device
 
 
+def bench_engine_and_encoder(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict):
+    logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s")
+    logging.getLogger("handler").setLevel(logging.INFO)
+    return bench_engine(model_dir, batch_sizes, iterations, settings), bench_natural_encode(settings)
+
+
+def in_child_process(function, *args):
+    """Run ``function`` in a fresh process: the engine's GPU memory (weights, CUDA graph pools, the CUDA
+    context) is gone when it returns, so it cannot inflate the served stages' GPU memory readings."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def bench_natural_encode(settings: dict) -> dict:
     """Encoder cost on a natural photograph (scikit-image's astronaut, 512x512) rather than the noise a
     random-weight model draws: noise barely compresses and makes PNG look several times slower."""
@@ -191,14 +212,17 @@ def bench_natural_encode(settings: dict) -> dict:
 
     image = data.astronaut()
     rows = {}
-    for label, overrides, fmt in (("png_level_1", {"png_compress_level": 1}, "png"),
-                                  ("png_level_6", {"png_compress_level": 6}, "png"),
-                                  ("jpeg_q90", {}, "jpeg"), ("webp_q90", {}, "webp")):
+    pillow, fast = {"png_encoder": "pillow"}, {"png_encoder": "fast"}
+    for label, overrides, fmt, parts in (("png_fast", fast, "png", 1),
+                                         ("png_fast_parallel", fast, "png", None),
+                                         ("png_pillow_level_1", {**pillow, "png_compress_level": 1}, "png", 1),
+                                         ("png_pillow_level_6", {**pillow, "png_compress_level": 6}, "png", 1),
+                                         ("jpeg_q90", {}, "jpeg", 1), ("webp_q90", {}, "webp", 1)):
         encoder = ImageEncoder(load_settings({**settings, **overrides}, {}))
         times, size = [], 0
         for _ in range(15):
             started = time.perf_counter()
-            size = len(encoder.encode_one(image, fmt))
+            size = len(encoder.encode_one(image, fmt, parts or encoder.threads))
             times.append(time.perf_counter() - started)
         encoder.close()
         rows[label] = {"median_ms": round(statistics.median(times) * 1000, 1), "bytes": size}
@@ -213,7 +237,7 @@ def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, l
     overrides = {k: v for k, v in (("batchSize", args.batch_size), ("maxBatchDelay", args.max_batch_delay),
                                    ("minWorkers", args.workers), ("maxWorkers", args.workers)) if v is not None}
     config = write_config(DEFAULT_CONFIG, work / "model-config.yaml", overrides, handler_overrides)
-    startup, served = {}, []
+    startup, phases, served = {}, {}, []
     for index, fmt in enumerate(args.formats):
         store = work / f"store-{fmt}"
         log(f"building the {fmt} archive")
@@ -223,7 +247,8 @@ def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, l
         try:
             seconds = server.wait_ready(timeout=args.startup_timeout)
             startup[fmt] = round(seconds, 2)
-            log(f"TorchServe ({fmt}) launch -> READY: {seconds:.1f}s")
+            phases[fmt] = startup_phases(server, seconds)
+            log(f"TorchServe ({fmt}) launch -> READY: {seconds:.1f}s; phases {phases[fmt]}")
             if index == 0:
                 served = sweep(f"{server.url}/predictions/sdturbo", args.concurrency, args.requests,
                                args.request_timeout, "torchserve")
@@ -234,7 +259,22 @@ def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, l
         finally:
             server.stop()
         shutil.rmtree(store, ignore_errors=True)
-    return startup, served
+    return startup, phases, served
+
+
+def startup_phases(server: LocalTorchServe, ready_s: float) -> dict:
+    """Split launch -> READY with the wall-clock stamps the handler logs (the first worker to warm up):
+    Java frontend until the worker process exists, Python imports, model load, warm-up, READY report."""
+    stamps = [json.loads(m) for m in re.findall(r"startup timings (\{[^}]*\})", server.log_text())]
+    stamps = [s for s in stamps if s.get("process_started") and s.get("warm")]
+    if not stamps:
+        return {}
+    first = min(stamps, key=lambda s: s["warm"])
+    points = [server.launched_at, first["process_started"], first["initialize"], first["loaded"], first["warm"]]
+    names = ("frontend_to_worker_process", "python_imports", "model_load", "warm_up")
+    phases = {name: round(b - a, 2) for name, a, b in zip(names, points[:-1], points[1:], strict=True)}
+    phases["ready_report"] = round(server.launched_at + ready_s - first["warm"], 2)
+    return phases
 
 
 def bench_baseline(args, work: Path) -> list[dict]:
@@ -254,8 +294,8 @@ def bench_baseline(args, work: Path) -> list[dict]:
             except OSError:
                 time.sleep(0.2)
         post(f"http://127.0.0.1:{port}/generate", {"prompt": "warm-up"}, args.request_timeout)
-        return sweep(f"http://127.0.0.1:{port}/generate", args.concurrency, args.requests, args.request_timeout,
-                     "fastapi-baseline")
+        return sweep(f"http://127.0.0.1:{port}/generate", args.concurrency, args.baseline_requests or args.requests,
+                     args.request_timeout, "fastapi-baseline")
     finally:
         stop_process_group(process)
         output.close()
@@ -299,13 +339,16 @@ def parse_settings(pairs: list[str]) -> dict:
 
 
 def device_name() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    """The GPU's name from nvidia-smi (asking torch would put a CUDA context, ~0.5 GiB, in this process and
+    into the served stages' GPU memory readings), else the CPU."""
+    if shutil.which("nvidia-smi"):
+        try:
+            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                   capture_output=True, text=True, timeout=10).stdout.split("\n")
+            if names[0].strip():
+                return names[0].strip()
+        except subprocess.SubprocessError:
+            pass
     return f"CPU ({platform.processor() or platform.machine()})"
 
 
@@ -317,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results", help="where bench.json/png go")
     parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="levels (default 1,8,32)")
     parser.add_argument("--requests", type=int, default=64, help="requests per level (default 64)")
+    parser.add_argument("--baseline-requests", type=int,
+                        help="requests per level for the slow FastAPI baseline (default: --requests)")
     parser.add_argument("--engine-batches", type=ints, default=[1, 8], help="engine batch sizes (default 1,8)")
     parser.add_argument("--engine-iterations", type=int, default=5, help="timed calls per batch size")
     parser.add_argument("--formats", type=lambda t: t.split(","), default=["no-archive", "zip-store"],
@@ -330,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=900)
     parser.add_argument("--request-timeout", type=float, default=300)
     args = parser.parse_args(argv)
+    # The engine's own log lines (load, CUDA graph captures, warm-up time) belong in the benchmark's log.
+    logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s")
+    logging.getLogger("handler").setLevel(logging.INFO)
     if not (args.model_dir / "model_index.json").is_file():
         print(f"error: {args.model_dir} is not a diffusers folder (make tiny-model, or build_offline_model.py "
               "--size full)", file=sys.stderr)
@@ -348,12 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         if "engine" not in args.skip:
             log("engine ceiling (generate + encode, no HTTP)")
-            result["engine"], result["engine_device"] = bench_engine(
-                args.model_dir, args.engine_batches, args.engine_iterations, handler_settings)
-            result["encode_natural_image"] = bench_natural_encode(handler_settings)
+            (result["engine"], result["engine_device"]), result["encode_natural_image"] = in_child_process(
+                bench_engine_and_encoder, args.model_dir, args.engine_batches, args.engine_iterations,
+                handler_settings)
         try:
             if "torchserve" not in args.skip:
-                result["startup_s"], result["served"] = bench_torchserve(args, work, handler_settings)
+                result["startup_s"], result["startup_phases_s"], result["served"] = bench_torchserve(
+                    args, work, handler_settings)
             if "baseline" not in args.skip:
                 log("FastAPI one-at-a-time baseline")
                 result["baseline"] = bench_baseline(args, work)

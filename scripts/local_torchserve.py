@@ -57,6 +57,7 @@ class LocalTorchServe:
     def __init__(self, store: Path, workdir: Path, models: str = "sdturbo=sdturbo", extra_env=None,
                  extra_properties: dict[str, str] | None = None):
         self.started_at = time.monotonic()
+        self.launched_at = time.time()  # wall clock, comparable with the handler's logged startup timings
         self.ports = {name: free_port() for name in ("inference", "management", "metrics", "grpc", "grpc_mgmt")}
         self.url = f"http://127.0.0.1:{self.ports['inference']}"
         self.management_url = f"http://127.0.0.1:{self.ports['management']}"

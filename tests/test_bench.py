@@ -23,6 +23,11 @@ def test_bench_writes_every_section(tmp_path, tiny_sd_dir):
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [row["batch"] for row in report["engine"]] == [1, 2]
     assert set(report["startup_s"]) == {"no-archive", "zip-store"}
+    for fmt, phases in report["startup_phases_s"].items():  # from the handler's logged timestamps
+        assert set(phases) == {"frontend_to_worker_process", "python_imports", "model_load", "warm_up",
+                               "ready_report"}, phases
+        assert phases["model_load"] > 0 and phases["warm_up"] > 0
+        assert sum(phases.values()) == pytest.approx(report["startup_s"][fmt], abs=0.1)
     for system in ("served", "baseline"):
         rows = report[system]
         assert [row["concurrency"] for row in rows] == [1, 2]
