@@ -138,8 +138,8 @@ def apply_speedups(pipe, settings: EngineSettings, device: torch.device, cache_r
         pipe.vae.to(memory_format=torch.channels_last)
     if settings.compile != "none":
         cache_dir = cache_root / settings.compile_cache_dir
-        # Inductor reads these lazily at the first compile; a cache shipped in the archive makes a
-        # restart load kernels instead of re-tuning them.
+        # Inductor reads these lazily at the first compile, so kernels land beside the model (or wherever
+        # compile_cache_dir points) rather than in a per-user /tmp folder.
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
         os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
         logger.info("compiling UNet and VAE decoder (mode=%s, cache %s)", settings.compile, cache_dir)

@@ -49,7 +49,8 @@ class EngineSettings(BaseModel):
     # padded up to the next of these sizes; the warm-up captures each one (handler/cuda_graphs.py).
     cuda_graphs: bool = True
     cuda_graph_batch_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field((1, 2, 4, 8, 16), min_length=1)
-    # torch.compile artefacts (inductor/triton caches) live here so a restart reuses them.
+    # torch.compile artefacts (Inductor/Triton caches) are written here. A restart over a filled cache was
+    # not faster on an H200 (207 s cold, 210 s warm; docs/PERFORMANCE.md), which is why compile is off.
     compile_cache_dir: str = "compile-cache"
 
     # Image encoding. "fast" is handler/png.py (Up filter + zlib run-length, deflated in parallel bands for
