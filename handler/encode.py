@@ -13,7 +13,6 @@ from PIL import Image
 from handler.png import encode_png
 from handler.settings import EngineSettings
 
-MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 # Below this many raw bytes per band, splitting one PNG over threads costs more than it saves.
 _MIN_BAND_BYTES = 128 * 1024
 

@@ -73,7 +73,7 @@ class Engine:
 
     def _install_graphs(self, capture: CaptureFunction) -> None:
         pipe, sizes = self.pipe, self.settings.cuda_graph_batch_sizes
-        pool = torch.cuda.graph_pool_handle() if capture is capture_cuda_graph else None
+        pool = torch.cuda.graph_pool_handle() if self.device.type == "cuda" else None
         pipe.unet = GraphedUNet.wrap(pipe.unet, sizes, pool, capture=capture)
         self.graphs.append(pipe.unet.graphed)
         if getattr(pipe, "text_encoder_2", None) is None:  # SDXL asks its encoders for hidden states: eager

@@ -184,9 +184,14 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     return rows, device
 
 
-def bench_engine_and_encoder(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict):
+def configure_logging() -> None:
+    """The engine's own log lines (load, CUDA graph captures, warm-up time) belong in the benchmark's log."""
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s")
     logging.getLogger("handler").setLevel(logging.INFO)
+
+
+def bench_engine_and_encoder(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict):
+    configure_logging()  # a spawned child starts with logging unconfigured
     return bench_engine(model_dir, batch_sizes, iterations, settings), bench_natural_encode(settings)
 
 
@@ -375,9 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=900)
     parser.add_argument("--request-timeout", type=float, default=300)
     args = parser.parse_args(argv)
-    # The engine's own log lines (load, CUDA graph captures, warm-up time) belong in the benchmark's log.
-    logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s")
-    logging.getLogger("handler").setLevel(logging.INFO)
+    configure_logging()
     if not (args.model_dir / "model_index.json").is_file():
         print(f"error: {args.model_dir} is not a diffusers folder (make tiny-model, or build_offline_model.py "
               "--size full)", file=sys.stderr)

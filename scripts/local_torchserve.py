@@ -51,6 +51,11 @@ def model_workers(management_url: str, model: str = "sdturbo") -> list[dict]:
         return []
 
 
+def worker_ready(management_url: str, model: str = "sdturbo") -> bool:
+    """Whether any worker of ``model`` is READY (loaded and warmed up)."""
+    return any(w.get("status") == "READY" for w in model_workers(management_url, model))
+
+
 class LocalTorchServe:
     """TorchServe serving ``models`` from ``store``, with its own TMPDIR, logs and ports under ``workdir``."""
 
@@ -93,7 +98,7 @@ class LocalTorchServe:
         return model_workers(self.management_url, model)
 
     def worker_ready(self, model: str = "sdturbo") -> bool:
-        return any(w.get("status") == "READY" for w in self.workers(model))
+        return worker_ready(self.management_url, model)
 
     def wait_ready(self, timeout: float = 180, model: str = "sdturbo") -> float:
         """Block until a worker is READY (after load and warm-up); returns seconds since the launch."""

@@ -21,13 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_torchserve import model_workers  # noqa: E402
+from local_torchserve import worker_ready  # noqa: E402
 
 EXIT_READY, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
-
-
-def worker_ready(management_url: str, model: str) -> bool:
-    return any(w.get("status") == "READY" for w in model_workers(management_url, model))
 
 
 def probe(url: str, model: str) -> tuple[int, dict]:
