@@ -46,13 +46,21 @@ class ImageEncoder:
             raise ValueError(f"unknown output format {fmt!r}")
         return buffer.getvalue()
 
-    def encode_many(self, items: Sequence[tuple[np.ndarray, str]]) -> list[bytes]:
-        """Encode ``(pixels, format)`` pairs, preserving order."""
+    def encode_each(self, items: Sequence[tuple[np.ndarray, str]]) -> list[bytes | Exception]:
+        """Encode ``(pixels, format)`` pairs, preserving order; an item that fails gets its exception in
+        its place, so one bad image does not cost the others theirs."""
         fast_png = self._settings.png_encoder == "fast" and all(fmt == "png" for _, fmt in items)
         if len(items) <= 1 or (fast_png and len(items) < self.threads):
             # One image at a time from this thread, each PNG spread over the pool (never nested in it).
-            return [self.encode_one(pixels, fmt, self.threads) for pixels, fmt in items]
-        return list(self._pool.map(lambda item: self.encode_one(*item), items))
+            return [_capture(self.encode_one, pixels, fmt, self.threads) for pixels, fmt in items]
+        return list(self._pool.map(lambda item: _capture(self.encode_one, *item), items))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+def _capture(function, *args) -> bytes | Exception:
+    try:
+        return function(*args)
+    except Exception as exc:  # handed back to the caller, which answers that request alone
+        return exc

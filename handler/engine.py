@@ -1,21 +1,34 @@
-"""The framework-free serving engine: a batch of parsed requests in, one reply per request out.
+"""The framework-free serving engine: a batch of valid requests in, one reply per request out.
 
-TorchServe is only one caller (handler/torchserve_handler.py); the benchmark and the FastAPI baseline
-call the same ``Engine``, so the served path and the raw ceiling run identical generate/encode code.
+A batch is a list of jobs (handler/jobs.py), one per request, that go through these stages in order:
+
+1. admit     each request becomes a job, its seed drawn if the caller sent none;
+2. plan      jobs of the same shape (size, steps, guidance) form a group: one pipeline call each;
+3. generate  per group, the pipeline up to latents (text encoder, UNet, scheduler);
+4. decode    per group, latents to uint8 pixels on the device (VAE decoder, in slices);
+5. encode    per image, pixels to PNG/JPEG/WebP on a thread pool, then base64;
+6. reply     each job still open gets its 200 body.
+
+Each stage answers the jobs it fails and moves on, so an error stays with its request: running out of
+device memory in generate or decode splits the group in halves, down to single requests, and only a
+request that does not fit alone gets 507; any other error there answers 500 to the jobs of that call; an
+encoding error answers 500 to its own job. Requests that do not parse never get here: the caller answers
+them (handler/torchserve_handler.py). generate, decode and encode are timed, per batch, under those names.
+
+TorchServe is only one caller; the benchmark and the FastAPI baseline call the same ``Engine``, so the
+served path and the raw ceiling run identical code.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,29 +42,18 @@ from handler.cuda_graphs import (
 )
 from handler.device import select_device, select_dtype
 from handler.encode import ImageEncoder
-from handler.memory import release_free_memory
-from handler.pipeline import apply_speedups, load_pipeline, load_tiny_decoder, needs_fp32_vae
-from handler.schema import MAX_SEED, GenerationRequest, RequestError
+from handler.jobs import BatchResult, Job, Reply
+from handler.memory import is_out_of_memory, release_device_cache, release_free_memory
+from handler.pipeline import apply_speedups, load_pipeline, load_tiny_decoder
+from handler.schema import MAX_SEED, GenerationRequest
 from handler.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
 WARMUP_PROMPT = "a photograph of an astronaut riding a horse"
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What one caller gets back: an HTTP status and a JSON body."""
-
-    status: int
-    body: dict[str, Any]
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":")).encode()
-
-
-def error_reply(status: int, kind: str, message: str) -> Reply:
-    return Reply(status, {"code": status, "type": kind, "message": message})
+# The stages whose durations are reported per batch (TorchServe metrics <Stage>Time, the benchmark).
+TIMED_STAGES = ("generate", "decode", "encode")
+OUT_OF_MEMORY_MESSAGE = "out of device memory for this request alone; retry with fewer or smaller images"
 
 
 class Engine:
@@ -100,8 +102,6 @@ class Engine:
         model_dir = base_dir / settings.model_dir
         started = time.perf_counter()
         pipe = load_pipeline(model_dir, device, dtype)
-        if needs_fp32_vae(pipe, dtype):
-            pipe.vae.to(torch.float32)
         decoder = None
         if settings.decoder == "tiny":
             decoder = load_tiny_decoder(model_dir / settings.tiny_decoder_dir, device, dtype)
@@ -113,92 +113,60 @@ class Engine:
         )
         return cls(pipe, device, dtype, settings, decoder, capture)
 
-    # ----------------------------------------------------------------- serving
-    def serve_batch(self, items: Sequence[GenerationRequest | RequestError]) -> list[Reply]:
-        """Answer every item: parse errors pass through as their 4xx; valid requests with the same shape
-        share one pipeline call; a failure in one group does not touch the others."""
-        replies: list[Reply | None] = [None] * len(items)
-        seeds: dict[int, int] = {}
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for index, item in enumerate(items):
-            if isinstance(item, RequestError):
-                replies[index] = Reply(item.status, item.to_body())
-                continue
-            seeds[index] = item.seed if item.seed is not None else secrets.randbelow(MAX_SEED + 1)
-            groups[item.shape_key()].append(index)
-            if self.settings.log_prompts:
-                logger.debug("request %d: %r", index, item.prompt)
-
-        pixels: dict[int, np.ndarray] = {}
-        for members in groups.values():
-            requests = [items[i] for i in members]
-            try:
-                images = self.generate(requests, [seeds[i] for i in members])
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                logger.error("out of GPU memory generating %d request(s) of shape %s", len(members),
-                             requests[0].shape_key())
-                for i in members:
-                    replies[i] = error_reply(
-                        507, "OutOfMemory", "out of GPU memory; retry with fewer or smaller images"
-                    )
-                continue
-            except Exception:
-                logger.exception("generation failed for %d request(s)", len(members))
-                for i in members:
-                    replies[i] = error_reply(500, "InternalServerError", "image generation failed; see server logs")
-                continue
-            pixels.update(zip(members, images, strict=True))
-
-        try:
-            self._encode_into(items, seeds, pixels, replies)
-        except Exception:
-            logger.exception("image encoding failed")
-        del pixels
+    # ------------------------------------------------------------------ the stages, in order
+    def serve(self, requests: Sequence[GenerationRequest]) -> BatchResult:
+        """Answer every request with its own reply; see the module docstring for the stages."""
+        stage_ms: dict[str, float] = {}
+        jobs = self.admit(requests)
+        groups = self.plan(jobs)
+        with self._timed(stage_ms, "generate"):
+            for group in groups:
+                self._isolated(group, self.generate, "generation")
+        with self._timed(stage_ms, "decode"):
+            for group in groups:
+                self._isolated(_still_open(group), self.decode, "decoding")
+        with self._timed(stage_ms, "encode"):
+            self.encode(_still_open(jobs))
+        self.reply(jobs)
         if self.settings.trim_memory_after_batch:
             release_free_memory()
-        return [
-            reply if reply is not None else error_reply(500, "InternalServerError", "image encoding failed")
-            for reply in replies
-        ]
+        return BatchResult(jobs, stage_ms)
 
-    def _encode_into(self, items, seeds, pixels: dict[int, np.ndarray], replies: list[Reply | None]) -> None:
-        jobs = [(index, image) for index in sorted(pixels) for image in pixels[index]]
-        encoded = self.encoder.encode_many([(image, items[index].output_format) for index, image in jobs])
-        per_request: dict[int, list[str]] = defaultdict(list)
-        for (index, _), data in zip(jobs, encoded, strict=True):
-            per_request[index].append(base64.b64encode(data).decode("ascii"))
-        for index, images in per_request.items():
-            request = items[index]
-            body: dict[str, Any] = {
-                "image": images[0],
-                "seed": seeds[index],
-                "width": request.width,
-                "height": request.height,
-                "format": request.output_format,
-            }
-            if request.num_images > 1:
-                body["images"] = images
-            replies[index] = Reply(200, body)
+    def serve_batch(self, requests: Sequence[GenerationRequest]) -> list[Reply]:
+        """``serve`` for callers that only want the replies, in request order."""
+        return self.serve(requests).replies
 
-    # -------------------------------------------------------------- generation
+    def admit(self, requests: Sequence[GenerationRequest]) -> list[Job]:
+        """Stage 1: a job per request, with the caller's seed or a fresh one (returned in the reply)."""
+        jobs = [Job(request, request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1))
+                for request in requests]
+        if self.settings.log_prompts:
+            for index, job in enumerate(jobs):
+                logger.debug("request %d: %r", index, job.request.prompt)
+        return jobs
+
+    @staticmethod
+    def plan(jobs: Sequence[Job]) -> list[list[Job]]:
+        """Stage 2: jobs whose requests share ``shape_key()`` go through the pipeline together."""
+        groups: dict[tuple, list[Job]] = defaultdict(list)
+        for job in jobs:
+            groups[job.request.shape_key()].append(job)
+        return list(groups.values())
+
     @torch.inference_mode()
-    def generate(self, requests: Sequence[GenerationRequest], seeds: Sequence[int]) -> list[np.ndarray]:
-        """Run one pipeline call for requests that share ``shape_key()``.
+    def generate(self, jobs: Sequence[Job]) -> None:
+        """Stage 3: one pipeline call, to latents, for jobs of one shape.
 
         Each request draws its noise from its own CPU ``torch.Generator`` seeded with its seed, so a seed
         reproduces its images whatever else is in the batch (and on any device).
-
-        Returns:
-            Per request, a uint8 array of shape (num_images, height, width, 3).
         """
-        first = requests[0]
+        first = jobs[0].request
         prompts: list[str] = []
         generators: list[torch.Generator] = []
-        for request, seed in zip(requests, seeds, strict=True):
-            generator = torch.Generator("cpu").manual_seed(seed)
-            prompts += [request.prompt] * request.num_images
-            generators += [generator] * request.num_images
+        for job in jobs:
+            generator = torch.Generator("cpu").manual_seed(job.seed)
+            prompts += [job.request.prompt] * job.request.num_images
+            generators += [generator] * job.request.num_images
         latents = self.pipe(
             prompt=prompts,
             height=first.height,
@@ -208,14 +176,90 @@ class Engine:
             generator=generators,
             output_type="latent",
         ).images
-        pixels = self.decode(latents)
-        split_at = np.cumsum([r.num_images for r in requests])[:-1]
-        return np.split(pixels, split_at)
+        for job, part in zip(jobs, latents.split(_image_counts(jobs)), strict=True):
+            job.latents = part
 
+    def decode(self, jobs: Sequence[Job]) -> None:
+        """Stage 4: the jobs' latents to pixels, in one pass of ``decode_latents``."""
+        pixels = self.decode_latents(torch.cat([job.latents for job in jobs]))
+        for job, part in zip(jobs, np.split(pixels, np.cumsum(_image_counts(jobs))[:-1]), strict=True):
+            job.pixels, job.latents = part, None
+
+    def encode(self, jobs: Sequence[Job]) -> None:
+        """Stage 5: every image of every job encoded in its format (in parallel), then base64; a job with
+        an image that fails to encode gets a 500 of its own."""
+        results = iter(self.encoder.encode_each(
+            [(image, job.request.output_format) for job in jobs for image in job.pixels]
+        ))
+        for job in jobs:
+            encoded = [next(results) for _ in range(len(job.pixels))]
+            failure = next((item for item in encoded if isinstance(item, Exception)), None)
+            if failure is not None:
+                logger.error("encoding an image failed", exc_info=failure)
+                job.fail(500, "InternalServerError", "image encoding failed; see server logs")
+                continue
+            job.images = [base64.b64encode(data).decode("ascii") for data in encoded]
+            job.pixels = None
+
+    @staticmethod
+    def reply(jobs: Sequence[Job]) -> None:
+        """Stage 6: the 200 body of every job no stage has failed."""
+        for job in _still_open(jobs):
+            request = job.request
+            body = {"image": job.images[0], "seed": job.seed, "width": request.width, "height": request.height,
+                    "format": request.output_format}
+            if request.num_images > 1:
+                body["images"] = job.images
+            job.reply = Reply(200, body)
+
+    # ------------------------------------------------------------------ error isolation and timing
+    def _isolated(self, jobs: list[Job], step: Callable[[list[Job]], None], what: str) -> None:
+        """Run ``step`` on ``jobs`` together. Out of device memory splits them in halves, down to single
+        requests, so a 507 reaches only a request that does not fit alone; any other error answers 500 to
+        the jobs of the failed call."""
+        if not jobs:
+            return
+        try:
+            step(jobs)
+            return
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                logger.exception("image %s failed for %d request(s)", what, len(jobs))
+                for job in jobs:
+                    job.fail(500, "InternalServerError", f"image {what} failed; see server logs")
+                return
+        # Out of memory. Retried outside the except block, so the failed call's frames (and the tensors
+        # they hold) are released first.
+        release_device_cache(self.device)
+        if len(jobs) == 1:
+            request = jobs[0].request
+            logger.error("out of device memory in %s for one request (%d image(s) at %dx%d)",
+                         what, request.num_images, request.width, request.height)
+            jobs[0].fail(507, "OutOfMemory", OUT_OF_MEMORY_MESSAGE)
+            return
+        logger.warning("out of device memory in %s for %d requests; retrying them in halves", what, len(jobs))
+        half = len(jobs) // 2
+        self._isolated(jobs[:half], step, what)
+        self._isolated(jobs[half:], step, what)
+
+    @contextmanager
+    def _timed(self, stage_ms: dict[str, float], stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # CUDA work is asynchronous: charge it to its own stage
+        stage_ms[stage] = round((time.perf_counter() - started) * 1000, 2)
+
+    # ------------------------------------------------------------------ decoding
     @torch.inference_mode()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """Latents to uint8 NHWC pixels. Conversion happens on the device, so only bytes cross to the
-        host; decoding runs in slices of ``vae_decode_batch`` because the decoder sets peak memory."""
+        host; decoding runs in slices of ``vae_decode_batch`` because the decoder sets peak memory.
+
+        Copied from diffusers 0.42's post-processing (StableDiffusionXLPipeline.__call__'s latent
+        un-scaling, VaeImageProcessor.postprocess's denormalisation, numpy_to_pil's rounding) so the
+        work stays on the device; tests/test_engine.py pins it to the pipelines' ``output_type="np"``.
+        """
         decoder = self.decoder
         config = decoder.config
         latents = latents.to(decoder.dtype)
@@ -238,14 +282,17 @@ class Engine:
         images = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
         return images.permute(0, 2, 3, 1).contiguous()
 
+    # ------------------------------------------------------------------ start-up
     def warmup(self) -> float:
-        """Real requests through generate and encode; returns their seconds. With CUDA graphs, one batch of
-        every graph size at the warm-up resolution first, so serving never pays a capture there."""
+        """Real requests through every stage; returns their seconds. With CUDA graphs, one batch of every
+        graph size at the warm-up resolution first, so serving never pays a capture there."""
         size = self.settings.warmup_size
         started = time.perf_counter()
         request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, width=size, height=size)
         for batch in self.settings.cuda_graph_batch_sizes if self.graphs else ():
-            self.generate([request] * batch, list(range(batch)))
+            jobs = self.admit([request] * batch)
+            self.generate(jobs)
+            self.decode(jobs)
         reply = self.serve_batch([request])[0]
         if reply.status != 200:
             raise RuntimeError(f"warm-up generation failed: {reply.body.get('message')}")
@@ -257,3 +304,11 @@ class Engine:
             torch.cuda.empty_cache()
         logger.info("warm-up generation (%dx%d) took %.2fs (%d CUDA graphs)", size, size, elapsed, graphs)
         return elapsed
+
+
+def _still_open(jobs: Sequence[Job]) -> list[Job]:
+    return [job for job in jobs if job.open]
+
+
+def _image_counts(jobs: Sequence[Job]) -> list[int]:
+    return [job.request.num_images for job in jobs]

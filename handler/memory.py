@@ -1,4 +1,4 @@
-"""Give freed heap memory back to the OS between batches (glibc only).
+"""Memory housekeeping: recognising a device out-of-memory error, and giving freed memory back.
 
 Each batch allocates and frees tens of MB of host buffers (pixels, PNG bytes, base64, JSON) from several
 threads. glibc keeps freed chunks in per-thread arenas, so a long-running worker's resident memory
@@ -11,6 +11,29 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+
+import torch
+
+# torch raises torch.OutOfMemoryError (torch.cuda.OutOfMemoryError is the same class) for CUDA; the MPS
+# backend raises a plain RuntimeError whose message starts like this.
+_MPS_OUT_OF_MEMORY = "MPS backend out of memory"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device ran out of memory (CUDA or MPS): the request was too big, the
+    server is fine."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and _MPS_OUT_OF_MEMORY in str(exc)
+    )
+
+
+def release_device_cache(device: torch.device) -> None:
+    """Hand the allocator's cached blocks back after an out-of-memory error, so a retry with less work
+    starts from the memory that is really free."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 @functools.cache

@@ -74,7 +74,8 @@ def _weights_variant(model_dir: Path) -> str | None:
 
 
 def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype):
-    """Load the pipeline named by ``model_index.json`` from ``model_dir``, offline, safetensors only.
+    """Load the pipeline named by ``model_index.json`` from ``model_dir``, offline, safetensors only, on
+    ``device`` in ``dtype`` (with the VAE in fp32 where the model needs it).
 
     Raises:
         ModelLoadError: the folder is not a usable diffusers model.
@@ -99,7 +100,10 @@ def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype):
     except Exception as exc:  # diffusers raises many types (OSError, ValueError, SafetensorError...)
         raise ModelLoadError(f"could not load the pipeline from {model_dir}: {type(exc).__name__}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe.to(device)
+    if needs_fp32_vae(pipe, dtype):
+        pipe.vae.to(torch.float32)  # the engine's decode feeds the VAE in its own dtype
+    return pipe
 
 
 def load_tiny_decoder(path: Path, device: torch.device, dtype: torch.dtype):

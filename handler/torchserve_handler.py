@@ -1,5 +1,11 @@
 """TorchServe adapter: a thin ``BaseHandler`` over the framework-free engine.
 
+A batch from TorchServe goes: ``preprocess`` parses each body (handler/schema.py) and answers the ones that
+do not parse with their 4xx right there; ``inference`` hands the valid requests to the engine
+(handler/engine.py), which answers each of them; ``postprocess`` sets every reply's status and content
+type. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
+``EncodeTime``) and one log line per batch.
+
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
 of our own code is absolute (``handler.*``), found in the ``handler/`` package shipped beside it.
 """
@@ -16,7 +22,8 @@ from typing import Any
 
 from ts.torch_handler.base_handler import BaseHandler
 
-from handler.engine import Engine, Reply, error_reply
+from handler.engine import Engine
+from handler.jobs import Reply, error_reply
 from handler.schema import GenerationRequest, RequestError, parse_request
 from handler.settings import load_settings
 from handler.worker_state import WorkerStateFiles
@@ -74,27 +81,44 @@ class SDTurboHandler(BaseHandler):
         context.metrics.add_time("HandlerTime", round((time.perf_counter() - started) * 1000, 2), None, "ms")
         return replies
 
-    def preprocess(self, data: list[dict[str, Any]]) -> list[GenerationRequest | RequestError]:
-        items: list[GenerationRequest | RequestError] = []
+    def preprocess(self, data: list[dict[str, Any]]) -> list[GenerationRequest | Reply]:
+        """Each body parsed into a request, or answered at once with the 4xx that says what is wrong."""
+        items: list[GenerationRequest | Reply] = []
         for index, row in enumerate(data):
             body, content_type = _body_and_content_type(self.context, index, row)
             try:
                 items.append(parse_request(body, content_type))
             except RequestError as exc:
-                items.append(exc)
+                items.append(Reply(exc.status, exc.to_body()))
         return items
 
-    def inference(self, items: list[GenerationRequest | RequestError], *args, **kwargs) -> list[Reply]:
+    def inference(self, items: list[GenerationRequest | Reply], *args, **kwargs) -> list[Reply]:
+        """The engine's reply for every parsed request; replies already made pass through in place.
+        Without a model every request gets the same 503, so no reply suggests the server could work."""
         if self.engine is None:
             message = f"the model failed to load and cannot serve requests: {self.load_error}"
             return [error_reply(503, "ModelLoadFailed", message) for _ in items]
-        return self.engine.serve_batch(items)
+        positions = [index for index, item in enumerate(items) if isinstance(item, GenerationRequest)]
+        replies = list(items)
+        if not positions:
+            return replies
+        result = self.engine.serve([items[index] for index in positions])
+        self._report_stage_times(result.stage_ms, len(positions))
+        for index, reply in zip(positions, result.replies, strict=True):
+            replies[index] = reply
+        return replies
 
     def postprocess(self, replies: list[Reply]) -> list[bytes]:
         for index, reply in enumerate(replies):
             self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, index)
             self.context.set_response_content_type(index, JSON)
         return [reply.to_json() for reply in replies]
+
+    def _report_stage_times(self, stage_ms: dict[str, float], requests: int) -> None:
+        for stage, milliseconds in stage_ms.items():
+            self.context.metrics.add_time(f"{stage.capitalize()}Time", milliseconds, None, "ms")
+        logger.info("batch of %d request(s): %s", requests,
+                    ", ".join(f"{stage} {milliseconds:.1f} ms" for stage, milliseconds in stage_ms.items()))
 
 
 def _process_start_time() -> float | None:

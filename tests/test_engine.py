@@ -8,7 +8,7 @@ import torch
 
 from handler.engine import Engine
 from handler.pipeline import ModelLoadError
-from handler.schema import RequestError, parse_request
+from handler.schema import parse_request
 from handler.settings import load_settings
 from tests.helpers import decode_image
 
@@ -96,31 +96,112 @@ def test_output_formats(engine, fmt, pil_format):
     assert reply.body["format"] == fmt
 
 
-def test_bad_request_in_a_batch_does_not_hurt_the_others(engine):
-    bad = RequestError(400, "invalid request: prompt: empty", [{"field": "prompt", "message": "empty"}])
-    replies = engine.serve_batch([req(seed=1), bad, req(seed=2)])
-    assert [r.status for r in replies] == [200, 400, 200]
-    assert replies[1].body["errors"][0]["field"] == "prompt"
+class OutOfMemoryAbove:
+    """A pipeline (or decoder) stand-in that runs out of memory for calls of more than ``limit`` images."""
+
+    def __init__(self, real, limit: int, error=None):
+        self.real, self.limit, self.calls = real, limit, []
+        self.error = error or torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def __call__(self, images, *args, **kwargs):
+        self.calls.append(images)
+        if images > self.limit:
+            raise self.error
+        return self.real(*args, **kwargs)
 
 
-def test_out_of_memory_is_507_for_that_group_only(engine, monkeypatch):
-    real_generate = engine.generate
-
-    def generate(requests, seeds):
-        if requests[0].width == 1024:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real_generate(requests, seeds)
-
-    monkeypatch.setattr(engine, "generate", generate)
-    replies = engine.serve_batch([req(width=1024, height=1024), req(seed=1)])
-    assert [r.status for r in replies] == [507, 200]
-    assert replies[0].body["type"] == "OutOfMemory"
+def failing_pipe(engine, monkeypatch, limit, error=None):
+    real = engine.pipe
+    guard = OutOfMemoryAbove(lambda **kw: real(**kw), limit, error)
+    monkeypatch.setattr(engine, "pipe", lambda **kw: guard(len(kw["prompt"]), **kw))
+    return guard
 
 
-def test_unexpected_failure_is_500_without_internals(engine, monkeypatch):
-    monkeypatch.setattr(engine, "generate", lambda *a: (_ for _ in ()).throw(RuntimeError("secret path /x")))
-    reply = engine.serve_batch([req()])[0]
-    assert reply.status == 500 and "secret" not in reply.body["message"]
+def test_out_of_memory_retries_in_halves_and_answers_507_only_to_the_request_that_cannot_fit(engine, monkeypatch):
+    guard = failing_pipe(engine, monkeypatch, limit=3)
+    replies = engine.serve_batch([req(seed=1), req(seed=2), req(seed=3), req(seed=4, num_images=4)])
+    assert [r.status for r in replies] == [200, 200, 200, 507]
+    assert replies[3].body["type"] == "OutOfMemory" and "alone" in replies[3].body["message"]
+    assert guard.calls == [7, 2, 5, 1, 4]  # all, first half, second half, then each of the second half
+
+
+def test_a_request_that_fits_after_the_split_gets_the_image_it_would_get_alone(engine, monkeypatch):
+    alone = engine.serve_batch([req(seed=7)])[0]
+    failing_pipe(engine, monkeypatch, limit=1)
+    split = engine.serve_batch([req(seed=7), req(seed=8)])
+    assert [r.status for r in split] == [200, 200]
+    # Its own noise and prompt: equal up to the rounding of batched kernels (it was decoded with its peer).
+    difference = np.asarray(decode_image(split[0].body["image"]), dtype=np.int16) - np.asarray(
+        decode_image(alone.body["image"]), dtype=np.int16)
+    assert np.abs(difference).max() <= 1
+
+
+def test_out_of_memory_while_decoding_is_isolated_the_same_way(engine, monkeypatch):
+    real = engine.decode_latents
+    guard = OutOfMemoryAbove(real, limit=2)
+    monkeypatch.setattr(engine, "decode_latents", lambda latents: guard(latents.shape[0], latents))
+    replies = engine.serve_batch([req(seed=1), req(seed=2, num_images=3)])
+    assert [r.status for r in replies] == [200, 507]
+    assert guard.calls == [4, 1, 3]
+
+
+def test_mps_out_of_memory_is_507_like_cuda(engine, monkeypatch):
+    failing_pipe(engine, monkeypatch, limit=0, error=RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"))
+    assert engine.serve_batch([req()])[0].status == 507
+
+
+def test_unexpected_failure_is_500_for_its_group_only_and_without_internals(engine, monkeypatch):
+    real = engine.pipe
+
+    def pipe(**kwargs):
+        if kwargs["width"] == 256:
+            raise RuntimeError("secret path /x")
+        return real(**kwargs)
+
+    monkeypatch.setattr(engine, "pipe", pipe)
+    replies = engine.serve_batch([req(width=256), req(seed=1), req(width=256, seed=2)])
+    assert [r.status for r in replies] == [500, 200, 500]
+    assert "secret" not in replies[0].body["message"] and replies[0].body["message"].startswith("image generation")
+
+
+def test_an_image_that_fails_to_encode_costs_only_its_own_request(engine, monkeypatch):
+    real = engine.encoder.encode_one
+
+    def encode_one(pixels, fmt, parts=1):
+        if fmt == "webp":
+            raise OSError("encoder crashed")
+        return real(pixels, fmt, parts)
+
+    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    replies = engine.serve_batch([req(seed=1), req(seed=2, output_format="webp"), req(seed=3, num_images=2)])
+    assert [r.status for r in replies] == [200, 500, 200]
+    assert replies[1].body["message"] == "image encoding failed; see server logs"
+    assert len(replies[2].body["images"]) == 2
+
+
+def test_each_batch_reports_its_stage_times(engine):
+    result = engine.serve([req(seed=1), req(seed=2, width=256)])
+    assert set(result.stage_ms) == {"generate", "decode", "encode"}
+    assert all(ms > 0 for ms in result.stage_ms.values())
+    assert [job.seed for job in result.jobs] == [1, 2] and all(job.reply.status == 200 for job in result.jobs)
+    assert all(job.pixels is None and job.latents is None for job in result.jobs)  # nothing held past encode
+
+
+@pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
+def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
+    """decode_latents re-implements diffusers' latent un-scaling and [-1, 1] -> uint8 on the device: it must
+    give exactly what the pipeline's ``output_type="np"`` path gives, rounded as diffusers rounds."""
+    engine = make_engine(request.getfixturevalue(fixture))
+    common = {"prompt": ["a red cube", "a blue ball"], "num_inference_steps": 1, "guidance_scale": 0.0,
+              "height": 256, "width": 256}
+    reference = engine.pipe(**common, generator=[torch.Generator().manual_seed(s) for s in (1, 2)],
+                            output_type="np").images
+    latents = engine.pipe(**common, generator=[torch.Generator().manual_seed(s) for s in (1, 2)],
+                          output_type="latent").images
+    ours = engine.decode_latents(latents)
+    expected = (reference * 255).round().astype(np.uint8)
+    assert ours.dtype == np.uint8 and ours.shape == expected.shape == (2, 256, 256, 3)
+    assert np.array_equal(ours, expected)
 
 
 def test_warmup_runs_a_real_generation(engine):

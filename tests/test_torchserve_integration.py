@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -82,3 +83,17 @@ def test_prompts_are_not_logged(torchserve):
     secret = "purple elephant 8c1f"
     assert post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": secret}).status == 200
     assert secret not in torchserve.log_text()
+
+
+def test_stage_timings_reach_the_metrics_endpoint_and_the_log(torchserve):
+    assert post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a cat", "seed": 5}).status == 200
+    metrics = http("GET", f"http://127.0.0.1:{torchserve.ports['metrics']}/metrics", content_type=None)
+    assert metrics.status == 200
+    values = {}
+    for line in metrics.body.decode().splitlines():
+        name, _, value = line.partition("{")
+        if name in ("GenerateTime", "DecodeTime", "EncodeTime") and 'ModelName="sdturbo"' in line:
+            values[name] = float(value.rsplit(" ", 1)[1])
+    assert set(values) == {"GenerateTime", "DecodeTime", "EncodeTime"} and all(v > 0 for v in values.values())
+    assert re.search(r"batch of \d+ request\(s\): generate [\d.]+ ms, decode [\d.]+ ms, encode [\d.]+ ms",
+                     torchserve.log_text())

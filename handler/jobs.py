@@ -1,0 +1,67 @@
+"""A batch as a value: one ``Job`` per request, carried through the engine's stages (handler/engine.py).
+
+A job holds everything that belongs to its request on the way from parsed request to reply: the resolved
+seed, its latents, its pixels, its encoded images and, once known, its ``Reply``. A stage works on the
+jobs that are still open and answers the ones it fails, so an error stays with the request that caused
+it and the stages after it simply skip that job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from handler.schema import GenerationRequest
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one caller gets back: an HTTP status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def error_reply(status: int, kind: str, message: str) -> Reply:
+    return Reply(status, {"code": status, "type": kind, "message": message})
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's way through a batch; each stage fills in the next field or the reply."""
+
+    request: GenerationRequest
+    seed: int
+    latents: torch.Tensor | None = None  # generate: (num_images, C, h, w) on the device
+    pixels: np.ndarray | None = None  # decode: (num_images, H, W, 3) uint8 on the host
+    images: list[str] = field(default_factory=list)  # encode: base64 of each encoded image
+    reply: Reply | None = None
+
+    @property
+    def open(self) -> bool:
+        """Still waiting for its reply (no stage has answered it yet)."""
+        return self.reply is None
+
+    def fail(self, status: int, kind: str, message: str) -> None:
+        self.reply = error_reply(status, kind, message)
+        self.latents = self.pixels = None
+
+
+@dataclass
+class BatchResult:
+    """The jobs of one batch, each with its reply, and how long each stage took."""
+
+    jobs: list[Job]
+    stage_ms: dict[str, float]
+
+    @property
+    def replies(self) -> list[Reply]:
+        return [job.reply for job in self.jobs]
