@@ -1,6 +1,7 @@
 """The request schema and its parser: bytes (or an already-decoded JSON value) in, a typed request out.
 
-Every limit sits here with the reason for its value; SECURITY.md and the README quote them.
+Every limit sits here with the reason for its value, in the field's description: the JSON Schema that
+clients get and the README's request table are both made from them.
 Parsing is a pure function with no model or server state, so it is unit- and fuzz-tested directly.
 """
 
@@ -11,21 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# Turbo models are distilled for 1-4 denoising steps; more steps do not improve them and cost linearly.
+# The bounds of each field; the reason for each is in the field's description below.
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 1, 4, 1
-# Adversarial distillation trained SD-turbo without classifier-free guidance: 0.0 is the model card's value.
-# Values above 1 double the UNet batch (CFG); 10 is far past anything useful and bounds that misuse.
 DEFAULT_GUIDANCE, MAX_GUIDANCE = 0.0, 10.0
-# SD-turbo was trained at 512x512. The VAE needs sides divisible by 8 (one latent pixel = 8x8 image
-# pixels); 256..1024 keeps the latent grid within what the UNet handles and bounds decoder memory
-# (a 1024x1024 decode is 4x the activations of 512x512).
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE, SIDE_MULTIPLE = 256, 1024, 512, 8
-# Images per request: bounds one caller's share of a batch and the response size (4 x ~0.5 MB base64 PNG).
 MAX_IMAGES = 4
-# CLIP reads 77 tokens (about 300 characters of English); longer prompts are truncated anyway, so
-# 1000 characters is generous while bounding tokenizer work and error/log sizes.
 MAX_PROMPT_CHARS = 1000
-# 32-bit seeds: what torch.Generator.manual_seed and most UIs accept and display.
 MAX_SEED = 2**32 - 1
 # A whole request body is a few hundred bytes; anything this large is not a valid request.
 MAX_BODY_BYTES = 64 * 1024
@@ -35,19 +27,38 @@ Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_MULTIPLE)
 
 
 class GenerationRequest(BaseModel):
-    """One text-to-image request, as a caller sends it."""
+    """One text-to-image request, as a caller sends it. Each field's description says why its bounds are
+    what they are; ``request_table()`` turns them into the README's table."""
 
     # strict: "512" is not 512 and true is not 1; allow_inf_nan: NaN/Infinity are rejected.
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
-    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
-    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
-    num_inference_steps: Annotated[int, Field(ge=MIN_STEPS, le=MAX_STEPS)] = DEFAULT_STEPS
-    guidance_scale: Annotated[float, Field(ge=0.0, le=MAX_GUIDANCE)] = DEFAULT_GUIDANCE
-    width: Side = DEFAULT_SIDE
-    height: Side = DEFAULT_SIDE
-    num_images: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 1
-    output_format: OutputFormat = "png"
+    prompt: Annotated[str, Field(
+        min_length=1, max_length=MAX_PROMPT_CHARS,
+        description="What to draw. CLIP reads 77 tokens (about 300 characters of English) and truncates the "
+                    "rest, so 1000 characters is generous while bounding tokenizer work and log sizes.")]
+    seed: Annotated[int | None, Field(
+        ge=0, le=MAX_SEED,
+        description="Noise seed; drawn at random when absent and returned in the reply. 32 bits: what "
+                    "torch.Generator and most UIs accept.")] = None
+    num_inference_steps: Annotated[int, Field(
+        ge=MIN_STEPS, le=MAX_STEPS,
+        description="Denoising steps. Turbo models are distilled for 1-4 steps; more do not improve them "
+                    "and cost linearly.")] = DEFAULT_STEPS
+    guidance_scale: Annotated[float, Field(
+        ge=0.0, le=MAX_GUIDANCE,
+        description="Classifier-free guidance. SD-turbo was trained without it (0.0, the model card's "
+                    "value); above 1 doubles the UNet work, and 10 is far past anything useful.")] = DEFAULT_GUIDANCE
+    width: Annotated[Side, Field(
+        description="Image width in pixels: multiples of 8 (one latent pixel is 8x8 pixels); 256-1024 keeps "
+                    "the latent grid within what the UNet handles and bounds decoder memory.")] = DEFAULT_SIDE
+    height: Annotated[Side, Field(description="Image height in pixels; bounds as for width.")] = DEFAULT_SIDE
+    num_images: Annotated[int, Field(
+        ge=1, le=MAX_IMAGES,
+        description="Images for this prompt, each with its own noise; bounds one caller's share of a batch "
+                    "and the reply size.")] = 1
+    output_format: Annotated[OutputFormat, Field(
+        description="Encoding of the returned images (base64 in the JSON reply).")] = "png"
 
     @field_validator("prompt")
     @classmethod
@@ -59,6 +70,33 @@ class GenerationRequest(BaseModel):
     def shape_key(self) -> tuple[int, int, int, float]:
         """Requests with equal keys can share one pipeline call."""
         return (self.width, self.height, self.num_inference_steps, self.guidance_scale)
+
+
+def request_json_schema() -> dict[str, Any]:
+    """The request body's JSON Schema (draft 2020-12), bounds and reasons included, for clients."""
+    return GenerationRequest.model_json_schema()
+
+
+def request_table() -> str:
+    """The README's request table, made from the schema: field, type, default, bounds, why."""
+    rows = ["| field | type | default | bounds | why |", "|---|---|---|---|---|"]
+    schema = request_json_schema()
+    for name, spec in schema["properties"].items():
+        spec = next((part for part in spec.get("anyOf", []) if part.get("type") != "null"), spec) | {
+            key: spec[key] for key in ("default", "description") if key in spec}
+        kind = " \\| ".join(f"`{value}`" for value in spec["enum"]) if "enum" in spec else spec["type"]
+        default = "required" if name in schema.get("required", ()) else (
+            "random, returned" if spec.get("default") is None else f"`{spec['default']}`")
+        rows.append(f"| `{name}` | {kind} | {default} | {_bounds(spec)} | {spec['description']} |")
+    return "\n".join(rows) + "\n"
+
+
+def _bounds(spec: dict[str, Any]) -> str:
+    low, high = spec.get("minimum", spec.get("minLength")), spec.get("maximum", spec.get("maxLength"))
+    if low is None and high is None:
+        return ""
+    text = f"{low}–{high}" + (" characters" if "maxLength" in spec else "")
+    return text + (f", multiple of {spec['multipleOf']}" if "multipleOf" in spec else "")
 
 
 class RequestError(Exception):

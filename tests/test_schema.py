@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import REPO
 from handler.schema import (
     MAX_BODY_BYTES, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest,
     RequestError, parse_request,
@@ -158,3 +159,19 @@ def test_any_body_parses_or_gets_a_4xx(raw):
 def test_every_valid_request_is_accepted_unchanged(fields):
     request = parse_request(json.dumps(fields).encode(), "application/json")
     assert request.model_dump(include=set(fields)) == fields
+
+
+def test_every_field_says_why_its_bounds_are_what_they_are():
+    from handler.schema import request_json_schema
+
+    properties = request_json_schema()["properties"]
+    assert set(properties) == set(GenerationRequest.model_fields)
+    assert all(len(spec.get("description", "")) > 20 for spec in properties.values()), properties
+
+
+def test_readme_request_table_is_the_schemas():
+    from handler.schema import request_table
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("<!-- BEGIN REQUEST TABLE -->\n", 1)[1].split("<!-- END REQUEST TABLE -->", 1)[0]
+    assert table == request_table(), "README's request table is stale: regenerate it from handler/schema.py"
