@@ -79,6 +79,10 @@ tiny-model: $(TINY_SD)/model_index.json $(TINY_SDXL)/model_index.json ## build t
 model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL)
 	$(PY) scripts/download_model.py --model $(MODEL) --out $(MODEL_DIR) --tiny-decoder
 
+.PHONY: compiled-kernels
+compiled-kernels: install ## on a GPU of the endpoint's type: compile $(MODEL_DIR)'s UNet and decoder into it (before `make mar`)
+	$(PY) scripts/build_compiled_kernels.py --model-dir $(MODEL_DIR)
+
 .PHONY: mar
 mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo (ARCHIVE_FORMAT=no-archive|zip-store|default)
 	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) --store $(MODEL_STORE) --format $(ARCHIVE_FORMAT) --workers $(WORKERS)

@@ -135,14 +135,13 @@ def _batch_rows(inputs: Mapping[str, torch.Tensor]) -> int:
     return sizes.pop()
 
 
-class _Delegating(torch.nn.Module):
+class DelegatingModule(torch.nn.Module):
     """A module that replaces a diffusers/transformers component and forwards everything else (config,
     dtype, device...) to it, so the pipeline cannot tell the difference."""
 
-    def __init__(self, inner: torch.nn.Module, graphed: GraphedBatchFunction):
+    def __init__(self, inner: torch.nn.Module):
         super().__init__()
         self.inner = inner
-        self.graphed = graphed
 
     def __getattr__(self, name: str):
         try:
@@ -151,7 +150,13 @@ class _Delegating(torch.nn.Module):
             return getattr(self.inner, name)
 
 
-class GraphedUNet(_Delegating):
+class _Graphed(DelegatingModule):
+    def __init__(self, inner: torch.nn.Module, graphed: GraphedBatchFunction):
+        super().__init__(inner)
+        self.graphed = graphed
+
+
+class GraphedUNet(_Graphed):
     """``UNet2DConditionModel`` through CUDA graphs when called the way the turbo pipelines call it."""
 
     @classmethod
@@ -184,7 +189,7 @@ class GraphedUNet(_Delegating):
         return (output,)
 
 
-class GraphedTextEncoder(_Delegating):
+class GraphedTextEncoder(_Graphed):
     """A CLIP text encoder through CUDA graphs for the plain call ``encoder(input_ids)[0]`` (SD 2.x);
     calls asking for hidden states or masks (SDXL, clip_skip) run eager."""
 

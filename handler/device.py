@@ -51,3 +51,14 @@ def select_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
     if preference != "auto":
         return getattr(torch, preference)
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def cap_device_memory(device: torch.device, max_gib: float) -> float | None:
+    """Keep this process's CUDA allocations under ``max_gib`` (0: no cap); returns the fraction of the
+    GPU that allows. Allocations past it raise out-of-memory, which the engine answers with 507."""
+    if device.type != "cuda" or not max_gib:
+        return None
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, max_gib * 2**30 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction

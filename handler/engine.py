@@ -40,7 +40,8 @@ from handler.cuda_graphs import (
     GraphedUNet,
     capture_cuda_graph,
 )
-from handler.device import select_device, select_dtype
+from handler.compiled import CompiledKernels, KernelTarget
+from handler.device import cap_device_memory, select_device, select_dtype
 from handler.encode import ImageEncoder
 from handler.jobs import BatchResult, Job, Reply
 from handler.memory import is_out_of_memory, release_device_cache, release_free_memory
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 WARMUP_PROMPT = "a photograph of an astronaut riding a horse"
 # The stages whose durations are reported per batch (TorchServe metrics <Stage>Time, the benchmark).
 TIMED_STAGES = ("generate", "decode", "encode")
+# vae_decode_batch counts images of 512x512, whose latents are 64x64.
+_LATENT_PIXELS_512 = 64 * 64
 OUT_OF_MEMORY_MESSAGE = "out of device memory for this request alone; retry with fewer or smaller images"
 
 
@@ -60,9 +63,11 @@ class Engine:
     """Generates and encodes images for batches of requests with one diffusers pipeline."""
 
     def __init__(self, pipe, device: torch.device, dtype: torch.dtype, settings: EngineSettings, decoder=None,
-                 capture: CaptureFunction | None = None):
-        """``capture`` replaces CUDA graph capture (tests exercise the graph plumbing on a CPU with it)."""
+                 capture: CaptureFunction | None = None, kernels: CompiledKernels | None = None):
+        """``capture`` replaces CUDA graph capture (tests exercise the graph plumbing on a CPU with it);
+        ``kernels`` are the compiled modules ``load`` installed, warmed up by ``warmup``."""
         self.pipe = pipe
+        self.kernels = kernels
         self.device = device
         self.dtype = dtype
         self.settings = settings
@@ -101,17 +106,23 @@ class Engine:
         dtype = select_dtype(device, settings.dtype)
         model_dir = base_dir / settings.model_dir
         started = time.perf_counter()
+        memory_fraction = cap_device_memory(device, settings.max_gpu_memory_gib)
         pipe = load_pipeline(model_dir, device, dtype)
-        decoder = None
+        decoder = pipe.vae
         if settings.decoder == "tiny":
             decoder = load_tiny_decoder(model_dir / settings.tiny_decoder_dir, device, dtype)
-        apply_speedups(pipe, settings, device, cache_root=base_dir)
+        apply_speedups(pipe, settings, device)
+        kernels = None
+        if settings.compile != "none" and device.type == "cuda":
+            kernels = CompiledKernels.apply(pipe, decoder, KernelTarget.current(device, model_dir, settings),
+                                            model_dir / settings.compiled_kernels_dir, settings)
         logger.info(
-            "loaded %s from %s on %s (%s) in %.1fs",
+            "loaded %s from %s on %s (%s%s) in %.1fs",
             type(pipe).__name__, model_dir, device, str(dtype).removeprefix("torch."),
-            time.perf_counter() - started,
+            f", capped at {settings.max_gpu_memory_gib:g} GiB = {memory_fraction:.3f} of the GPU"
+            if memory_fraction else "", time.perf_counter() - started,
         )
-        return cls(pipe, device, dtype, settings, decoder, capture)
+        return cls(pipe, device, dtype, settings, decoder, capture, kernels)
 
     # ------------------------------------------------------------------ the stages, in order
     def serve(self, requests: Sequence[GenerationRequest]) -> BatchResult:
@@ -273,7 +284,8 @@ class Engine:
             latents = latents / config.scaling_factor
         if self.settings.channels_last and self.device.type == "cuda":
             latents = latents.contiguous(memory_format=torch.channels_last)
-        slices = latents.split(self.settings.vae_decode_batch)
+        pixels_per_image = latents.shape[-2] * latents.shape[-1]
+        slices = latents.split(max(1, self.settings.vae_decode_batch * _LATENT_PIXELS_512 // pixels_per_image))
         chunks = [self._decode_chunk({"latents": chunk}).cpu() for chunk in slices]
         return torch.cat(chunks).numpy()
 
@@ -289,16 +301,23 @@ class Engine:
         size = self.settings.warmup_size
         started = time.perf_counter()
         request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, width=size, height=size)
-        for batch in self.settings.cuda_graph_batch_sizes if self.graphs else ():
-            jobs = self.admit([request] * batch)
-            self.generate(jobs)
-            self.decode(jobs)
-        reply = self.serve_batch([request])[0]
+        compiled = self.kernels is not None and self.kernels.active
+        if compiled:
+            self.kernels.warming(True)  # the shapes seen now are the only ones the compiled code runs
+        try:
+            for batch in self.settings.cuda_graph_batch_sizes if self.graphs or compiled else ():
+                jobs = self.admit([request] * batch)
+                self.generate(jobs)
+                self.decode(jobs)
+            reply = self.serve_batch([request])[0]
+        finally:
+            if compiled:
+                self.kernels.warming(False)
         if reply.status != 200:
             raise RuntimeError(f"warm-up generation failed: {reply.body.get('message')}")
         elapsed = time.perf_counter() - started
         graphs = sum(g.graph_count for g in self.graphs)
-        if graphs and self.device.type == "cuda":
+        if (graphs or compiled) and self.device.type == "cuda":
             # The eager runs before each capture left blocks in the allocator's cache; the graphs keep
             # their own pool, so give those back rather than hold both.
             torch.cuda.empty_cache()

@@ -1,4 +1,4 @@
-"""Load a diffusers text-to-image pipeline from a local folder, safely, and apply the speed settings.
+"""Load a diffusers text-to-image pipeline from a local folder, safely, and apply the layout speed-ups.
 
 One loading path serves the real ``stabilityai/sd-turbo`` and ``stabilityai/sdxl-turbo`` downloads and the
 offline random-weight models: diffusers picks the pipeline class from ``model_index.json``.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -131,8 +130,9 @@ def needs_fp32_vae(pipe, dtype: torch.dtype) -> bool:
     )
 
 
-def apply_speedups(pipe, settings: EngineSettings, device: torch.device, cache_root: Path) -> None:
-    """Channels-last, fused QKV and torch.compile, each behind its setting; CUDA only, where they pay."""
+def apply_speedups(pipe, settings: EngineSettings, device: torch.device) -> None:
+    """Channels-last and fused QKV projections, each behind its setting; CUDA only, where they pay.
+    (torch.compile is handler/compiled.py's job.)"""
     if device.type != "cuda":
         return
     if settings.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
@@ -140,14 +140,3 @@ def apply_speedups(pipe, settings: EngineSettings, device: torch.device, cache_r
     if settings.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
-    if settings.compile != "none":
-        cache_dir = cache_root / settings.compile_cache_dir
-        # Inductor reads these lazily at the first compile, so kernels land beside the model (or wherever
-        # compile_cache_dir points) rather than in a per-user /tmp folder.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
-        os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
-        logger.info("compiling UNet and VAE decoder (mode=%s, cache %s)", settings.compile, cache_dir)
-        pipe.unet = torch.compile(pipe.unet, mode=settings.compile, dynamic=settings.compile_dynamic)
-        pipe.vae.decoder = torch.compile(
-            pipe.vae.decoder, mode=settings.compile, dynamic=settings.compile_dynamic
-        )

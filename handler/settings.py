@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "SDTURBO_"
 
@@ -33,8 +33,9 @@ class EngineSettings(BaseModel):
     warmup: bool = True
     warmup_size: int = Field(512, ge=64, le=1024, multiple_of=8)
 
-    # Images per VAE decode call. The decoder's activations, not the UNet, set peak memory
-    # (about 2-3 GiB per 512x512 image in fp16), so large batches are decoded in slices.
+    # Images per VAE decode call, counted at 512x512. The decoder's activations, not the UNet, set peak
+    # memory, so large batches are decoded in slices; larger images make proportionally smaller slices
+    # (a 1024x1024 image counts as four), so the peak is bounded by pixels, not by image count.
     vae_decode_batch: int = Field(4, ge=1, le=64)
     # "full" is SD's KL autoencoder; "tiny" is a TAESD-shaped decoder (~18x fewer FLOPs, softer detail).
     decoder: Literal["full", "tiny"] = "full"
@@ -43,15 +44,21 @@ class EngineSettings(BaseModel):
     # GPU speed levers; each one is measured by scripts/bench.py (docs/PERFORMANCE.md).
     channels_last: bool = True
     fuse_qkv: bool = True
-    compile: Literal["none", "default", "max-autotune-no-cudagraphs", "reduce-overhead"] = "none"
-    compile_dynamic: bool = False
+    # torch.compile of the UNet and the decoder (CUDA only), from kernels shipped in the model folder
+    # (handler/compiled.py): without kernels built for this GPU type, torch and settings, the worker
+    # serves eagerly and says why. compile_without_artifacts compiles cold at start instead (minutes):
+    # that is how `make compiled-kernels` builds them.
+    compile: Literal["none", "default", "max-autotune-no-cudagraphs"] = "none"
+    compiled_kernels_dir: str = "compiled"
+    compile_without_artifacts: bool = False
     # CUDA graphs for the text encoder, UNet and VAE decode (CUDA only; ignored elsewhere). A batch is
     # padded up to the next of these sizes; the warm-up captures each one (handler/cuda_graphs.py).
     cuda_graphs: bool = True
     cuda_graph_batch_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field((1, 2, 4, 8, 16), min_length=1)
-    # torch.compile artefacts (Inductor/Triton caches) are written here. A restart over a filled cache was
-    # not faster on an H200 (207 s cold, 210 s warm; docs/PERFORMANCE.md), which is why compile is off.
-    compile_cache_dir: str = "compile-cache"
+    # A ceiling on this worker's GPU memory (torch's caching allocator; the CUDA context comes on top, about
+    # 0.5 GiB), so several workers share one GPU predictably, e.g. two within a 16 GB T4. 0 = no ceiling.
+    # A request that does not fit under it gets 507; the worker keeps serving.
+    max_gpu_memory_gib: float = Field(0.0, ge=0.0, le=1024.0)
 
     # Image encoding. "fast" is handler/png.py (Up filter + zlib run-length, deflated in parallel bands for
     # a lone image): ~3x faster than Pillow's level 1 and smaller on photographs. "pillow" is Pillow's
@@ -81,11 +88,6 @@ class EngineSettings(BaseModel):
     def _sorted_sizes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(sorted(set(value)))
 
-    @model_validator(mode="after")
-    def _one_graph_owner(self) -> EngineSettings:
-        if self.cuda_graphs and self.compile == "reduce-overhead":
-            raise ValueError("compile=reduce-overhead captures its own CUDA graphs: set cuda_graphs: false with it")
-        return self
 
 
 def load_settings(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import re
 import shutil
@@ -68,8 +69,8 @@ class GpuMemorySampler:
         if shutil.which("nvidia-smi") is None:
             return None
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True, timeout=5).stdout
+            out = subprocess.run(["nvidia-smi", *_visible_gpu(), "--query-gpu=memory.used",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5).stdout
             return max(int(line) for line in out.split())
         except (subprocess.SubprocessError, ValueError):
             return None
@@ -88,6 +89,12 @@ class GpuMemorySampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def _visible_gpu() -> list[str]:
+    """nvidia-smi's selector for the one GPU this run may use (several runs can share a machine)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [f"--id={visible}"] if visible.isdigit() else []
 
 
 def post(url: str, payload: dict, timeout: float) -> tuple[int, float, int]:
@@ -151,14 +158,21 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> list[dict]:
-    """The ceiling: Engine.serve_batch (generate + encode to base64 PNG) without HTTP or TorchServe."""
+    """The ceiling: Engine.serve (generate, decode, encode to base64 PNG) without HTTP or TorchServe."""
     import torch
 
     from handler.engine import Engine
     from handler.schema import GenerationRequest
     from handler.settings import load_settings
 
-    engine = Engine.load(model_dir.parent, load_settings({"model_dir": model_dir.name, **settings}, {}))
+    import yaml
+
+    from build_archive import DEFAULT_CONFIG
+
+    # The shipped handler: settings as the archive's model-config.yaml has them, so the ceiling and the
+    # served stages run the same engine.
+    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())["handler"]
+    engine = Engine.load(model_dir.parent, load_settings({**shipped, **settings, "model_dir": model_dir.name}, {}))
     engine.warmup()
     rows = []
     for batch in batch_sizes:
@@ -167,15 +181,21 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
         if engine.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(engine.device)
+        stage_ms: dict[str, list[float]] = {}
         started = time.perf_counter()
         for _ in range(iterations):
-            replies = engine.serve_batch(requests)
+            result = engine.serve(requests)
+            for stage, ms in result.stage_ms.items():
+                stage_ms.setdefault(stage, []).append(ms)
         wall = time.perf_counter() - started
-        assert all(r.status == 200 for r in replies), replies[0].body
+        assert all(r.status == 200 for r in result.replies), result.replies[0].body
         peak = torch.cuda.max_memory_allocated(engine.device) / 2**20 if engine.device.type == "cuda" else None
         row = {"batch": batch, "images_per_s": batch * iterations / wall,
-               "batch_ms": round(wall / iterations * 1000, 1), "torch_peak_mib": peak and round(peak)}
-        log(f"engine batch {batch}: {row['images_per_s']:.1f} img/s ({row['batch_ms']} ms a batch)")
+               "batch_ms": round(wall / iterations * 1000, 1), "torch_peak_mib": peak and round(peak),
+               # the same per-stage timings TorchServe reports as GenerateTime/DecodeTime/EncodeTime
+               "stage_ms": {stage: round(statistics.mean(values), 1) for stage, values in stage_ms.items()}}
+        log(f"engine batch {batch}: {row['images_per_s']:.1f} img/s ({row['batch_ms']} ms a batch; "
+            f"stages {row['stage_ms']})")
         rows.append(row)
     device = str(engine.device)
     del engine
@@ -267,6 +287,43 @@ def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, l
     return startup, phases, served
 
 
+def bench_memory_cap(args, work: Path, handler_overrides: dict) -> dict:
+    """Two workers, each capped at ``--memory-cap-gib``, under the worst request mix the schema allows
+    (batches of 8; 1 to 4 images; 512 and 1024 sides mixed): no worker may die, and a request may get 507
+    only if it cannot fit alone, which is checked by sending each 507'd request again on its own."""
+    from build_archive import DEFAULT_CONFIG, build, write_config
+
+    config = write_config(DEFAULT_CONFIG, work / "model-config-capped.yaml",
+                          {"minWorkers": 2, "maxWorkers": 2, "batchSize": 8, "maxBatchDelay": 50},
+                          {**handler_overrides, "max_gpu_memory_gib": args.memory_cap_gib})
+    store = work / "store-capped"
+    build(args.model_dir, store, "sdturbo", "no-archive", config, "1.0")
+    server = LocalTorchServe(store, work / "ts-capped")
+    url = f"{server.url}/predictions/sdturbo"
+    sides, images = (512, 1024), (1, 2, 3, 4)
+    payloads = [{"prompt": f"memory cap prompt {i}", "seed": i, "width": sides[i % 2], "height": sides[i // 2 % 2],
+                 "num_images": images[i // 4 % 4]} for i in range(args.memory_cap_requests)]
+    try:
+        server.wait_ready(timeout=args.startup_timeout)
+        pids_before = sorted(w.get("pid") for w in server.workers())
+        with GpuMemorySampler() as memory, ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda p: post(url, p, args.request_timeout)[0], payloads))
+        pids_after = sorted(w.get("pid") for w in server.workers())
+        refused = [p for p, status in zip(payloads, statuses, strict=True) if status == 507]
+        refused_alone = [post(url, p, args.request_timeout)[0] for p in refused]
+    finally:
+        server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+    row = {"cap_gib_per_worker": args.memory_cap_gib, "workers": 2, "requests": len(payloads),
+           "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
+           "workers_unchanged": pids_before == pids_after and len(pids_after) == 2,
+           "refused_507": [(p["width"], p["height"], p["num_images"]) for p in refused],
+           "refused_507_that_fit_alone": sum(1 for status in refused_alone if status != 507),
+           "gpu_peak_mib_all_processes": memory.peak_mib}
+    log(f"memory cap: {row}")
+    return row
+
+
 def startup_phases(server: LocalTorchServe, ready_s: float) -> dict:
     """Split launch -> READY with the wall-clock stamps the handler logs (the first worker to warm up):
     Java frontend until the worker process exists, Python imports, model load, warm-up, READY report."""
@@ -348,7 +405,7 @@ def device_name() -> str:
     into the served stages' GPU memory readings), else the CPU."""
     if shutil.which("nvidia-smi"):
         try:
-            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            names = subprocess.run(["nvidia-smi", *_visible_gpu(), "--query-gpu=name", "--format=csv,noheader"],
                                    capture_output=True, text=True, timeout=10).stdout.split("\n")
             if names[0].strip():
                 return names[0].strip()
@@ -377,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handler-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="override a handler: setting for every stage (repeatable)")
     parser.add_argument("--skip", action="append", default=[], choices=("engine", "torchserve", "baseline"))
+    parser.add_argument("--memory-cap-gib", type=float,
+                        help="also run the memory-cap stage: 2 workers capped at this many GiB, worst request mix")
+    parser.add_argument("--memory-cap-requests", type=int, default=96, help="requests of the memory-cap stage")
     parser.add_argument("--startup-timeout", type=float, default=900)
     parser.add_argument("--request-timeout", type=float, default=300)
     args = parser.parse_args(argv)
@@ -409,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
             if "baseline" not in args.skip:
                 log("FastAPI one-at-a-time baseline")
                 result["baseline"] = bench_baseline(args, work)
+            if args.memory_cap_gib:
+                log(f"memory cap: 2 workers at {args.memory_cap_gib:g} GiB each, worst request mix")
+                result["memory_cap"] = bench_memory_cap(args, work, handler_settings)
         except (RuntimeError, TimeoutError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             (args.out / "bench.json").write_text(json.dumps(result, indent=2))
@@ -417,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(result, args.out / "bench.png")
     log(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
     errors = sum(r["errors"] for r in result["served"] + result["baseline"])
+    cap = result.get("memory_cap")
+    if cap and (not cap["workers_unchanged"] or cap["refused_507_that_fit_alone"]
+                or set(cap["statuses"]) - {"200", "507"}):
+        errors += 1
     return EXIT_ERRORS if errors else EXIT_OK
 
 
