@@ -175,6 +175,18 @@ class CompiledKernels:
     def warming(self, on: bool) -> None:
         for module in self.modules:
             module.warming = on
+        if not on:
+            self._report()
+
+    def _report(self) -> None:
+        """Say how the warm-up got its kernels: from the caches the artifacts filled, or compiled cold."""
+        from torch._dynamo.utils import counters
+
+        hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+        shapes = sum(len(module.warm_shapes) for module in self.modules)
+        log = logger.warning if self.source == "artifacts" and misses else logger.info
+        log("compiled kernels (%s) warm at %d input shapes: %d graphs from the cache, %d compiled cold",
+            self.source, shapes, hits, misses)
 
     def save(self) -> Path:
         """Write this process's compiled kernels and their manifest; returns the folder."""

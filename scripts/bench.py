@@ -283,6 +283,7 @@ def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, l
             raise
         finally:
             server.stop()
+            keep_server_log(server, args.out / f"torchserve-{fmt}.log")
         shutil.rmtree(store, ignore_errors=True)
     return startup, phases, served
 
@@ -313,6 +314,7 @@ def bench_memory_cap(args, work: Path, handler_overrides: dict) -> dict:
         refused_alone = [post(url, p, args.request_timeout)[0] for p in refused]
     finally:
         server.stop()
+        keep_server_log(server, args.out / "torchserve-capped.log")
         shutil.rmtree(store, ignore_errors=True)
     row = {"cap_gib_per_worker": args.memory_cap_gib, "workers": 2, "requests": len(payloads),
            "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
@@ -322,6 +324,12 @@ def bench_memory_cap(args, work: Path, handler_overrides: dict) -> dict:
            "gpu_peak_mib_all_processes": memory.peak_mib}
     log(f"memory cap: {row}")
     return row
+
+
+def keep_server_log(server: LocalTorchServe, path: Path) -> None:
+    """The server's own log beside the results (its work folder is deleted), without per-request lines."""
+    lines = [line for line in server.log_text().splitlines() if "ACCESS_LOG" not in line and "[METRICS]" not in line]
+    path.write_text("\n".join(lines[-20000:]) + "\n")
 
 
 def startup_phases(server: LocalTorchServe, ready_s: float) -> dict:

@@ -7,6 +7,7 @@
 #                 engine ceiling, launch -> READY with its phases, served sweep c = 1/8/32, FastAPI baseline
 #   workers3      served sweep only, 3 workers per GPU, c = 32/64
 #   eager         compile off (graphs on): engine and served sweep, and launch -> READY without kernels
+#   baseline      the FastAPI one-at-a-time baseline alone (c = 1/8/32)
 #   memory-cap    2 workers capped at MEMORY_CAP_GIB (default 7) each, worst request mix (bench.py --memory-cap-gib)
 #   tiny-decoder  the tiny decoder with its kernels, 2 workers, batch 16, c = 1/32/64
 # The model is the full-size SD-turbo architecture with random weights (same compute as the real one),
@@ -16,7 +17,7 @@
 # Usage: [STAGES="..."] scripts/gpu-bench.sh OUT_DIR   (on the GPU machine: source .device/activate.sh first)
 # Exit codes: 0 every stage passed, 1 a stage failed, 2 bad usage, 3 the model could not be built.
 set -uo pipefail
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 case ${1:-} in
   -h|--help) usage; exit 0 ;;
   "") usage >&2; exit 2 ;;
@@ -41,7 +42,8 @@ run() {  # run NAME COMMAND...: bounded, logged, summarised
   echo "stage $name exited $rc after $((SECONDS - started)) s"
   [ $rc -eq 0 ] || status=1
 }
-bench() { local name=$1; shift; run "$name" python3 scripts/bench.py --model-dir "$model" --out "$out/$name" "$@"; }
+# BENCH_ARGS: extra bench.py arguments for every stage (e.g. --handler-setting compile=none)
+bench() { local name=$1; shift; run "$name" python3 scripts/bench.py --model-dir "$model" --out "$out/$name" "$@" ${BENCH_ARGS:-}; }
 for stage in $stages; do
   case $stage in
     kernels) run kernels python3 scripts/build_compiled_kernels.py --model-dir "$model" ;;
@@ -55,6 +57,7 @@ for stage in $stages; do
              --concurrency 1,32 --requests 128 --engine-batches 1,8,16 --engine-iterations 5
            bench eager-start --skip engine --skip baseline --handler-setting compiled_kernels_dir=absent \
              --formats no-archive --workers 2 --concurrency 1 --requests 8 ;;
+    baseline) bench baseline --skip engine --skip torchserve --concurrency 1,8,32 --baseline-requests 48 ;;
     memory-cap) bench memory-cap --skip engine --skip torchserve --skip baseline \
                   --memory-cap-gib "${MEMORY_CAP_GIB:-7}" --memory-cap-requests 96 ;;
     tiny-decoder) bench tiny-decoder --skip baseline --formats no-archive --workers 2 --batch-size 16 \
