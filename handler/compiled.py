@@ -60,6 +60,9 @@ class KernelTarget:
     diffusers: str
     triton: str
     cuda: str
+    # Process-wide state that is part of Inductor's cache key: TorchServe's BaseHandler sets "high" on
+    # import on sm_80+ GPUs, so kernels built outside TorchServe with "highest" all missed in its workers.
+    matmul_precision: str
     model: str  # digest of the compiled components' config.json files
     settings: dict[str, Any]
 
@@ -69,7 +72,8 @@ class KernelTarget:
         values = settings.model_dump(include=set(_SHAPING_SETTINGS))
         values["cuda_graph_batch_sizes"] = list(values["cuda_graph_batch_sizes"])
         return cls(f"sm_{major}{minor}", torch.__version__, _version("diffusers"), _version("triton"),
-                   str(torch.version.cuda), _model_digest(model_dir, settings), values)
+                   str(torch.version.cuda), torch.get_float32_matmul_precision(), _model_digest(model_dir, settings),
+                   values)
 
     def folder(self, root: Path) -> Path:
         shape = json.dumps({"model": self.model, "settings": self.settings}, sort_keys=True).encode()

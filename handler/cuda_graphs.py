@@ -79,6 +79,7 @@ class GraphedBatchFunction:
         self.max_graphs = max_graphs
         self._capture = capture
         self._graphs: dict[tuple, _Graph] = {}
+        self._too_big: set[tuple] = set()
         self.disabled = False
         self.eager_calls = 0
         self.replays = 0
@@ -86,6 +87,13 @@ class GraphedBatchFunction:
     @property
     def graph_count(self) -> int:
         return len(self._graphs)
+
+    def limit_batch(self, largest: int) -> None:
+        """Serve with graph sizes up to ``largest`` only (larger batches run in chunks of it); graphs
+        already captured above it are dropped."""
+        self.batch_sizes = [size for size in self.batch_sizes if size <= largest] or [1]
+        for key in [key for key in self._graphs if key[0] > self.batch_sizes[-1]]:
+            del self._graphs[key]
 
     def padded_size(self, rows: int) -> int:
         """The smallest captured batch size that holds ``rows`` (callers chunk above the largest)."""
@@ -111,13 +119,21 @@ class GraphedBatchFunction:
         size = self.padded_size(rows)
         key = (size, *sorted((k, tuple(v.shape[1:]), v.dtype, v.device) for k, v in inputs.items()))
         graph = self._graphs.get(key)
-        if graph is not None or len(self._graphs) >= self.max_graphs:
+        if graph is not None or len(self._graphs) >= self.max_graphs or key in self._too_big:
             return graph
         static_inputs = {k: _static_like(v, size) for k, v in inputs.items()}
         try:
             replay, output = self._capture(self.fn, static_inputs, self.pool)
-        except torch.cuda.OutOfMemoryError:
-            raise  # this request is too big (the engine answers 507); smaller ones can still be captured
+        except torch.OutOfMemoryError:
+            # A graph keeps its buffers for good; where they do not fit (under max_gpu_memory_gib, say),
+            # this shape runs eager, which frees its memory after each call. Other shapes still capture.
+            del static_inputs
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            logger.warning("no memory to capture a CUDA graph for %s at batch %d; that shape runs eager",
+                           self.name, size)
+            self._too_big.add(key)
+            return None
         except Exception:
             # An op that cannot be captured (a host sync, say) must not take serving down: run eager.
             logger.exception("capturing a CUDA graph for %s failed; it runs eager from now on", self.name)

@@ -62,3 +62,11 @@ def cap_device_memory(device: torch.device, max_gib: float) -> float | None:
     fraction = min(1.0, max_gib * 2**30 / total)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     return fraction
+
+
+def configure_matmul(device: torch.device) -> None:
+    """TF32 for float32 matrix products on CUDA ("high"), set here for every caller: TorchServe's
+    BaseHandler sets it when imported on an sm_80+ GPU, and compiled kernels are keyed on it, so the
+    engine must run with the same value inside and outside TorchServe (handler/compiled.py)."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")

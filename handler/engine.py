@@ -41,7 +41,7 @@ from handler.cuda_graphs import (
     capture_cuda_graph,
 )
 from handler.compiled import CompiledKernels, KernelTarget
-from handler.device import cap_device_memory, select_device, select_dtype
+from handler.device import cap_device_memory, configure_matmul, select_device, select_dtype
 from handler.encode import ImageEncoder
 from handler.jobs import BatchResult, Job, Reply
 from handler.memory import is_out_of_memory, release_device_cache, release_free_memory
@@ -107,6 +107,7 @@ class Engine:
         model_dir = base_dir / settings.model_dir
         started = time.perf_counter()
         memory_fraction = cap_device_memory(device, settings.max_gpu_memory_gib)
+        configure_matmul(device)
         pipe = load_pipeline(model_dir, device, dtype)
         decoder = pipe.vae
         if settings.decoder == "tiny":
@@ -295,6 +296,32 @@ class Engine:
         return images.permute(0, 2, 3, 1).contiguous()
 
     # ------------------------------------------------------------------ start-up
+    def _fits(self, request: GenerationRequest, batch: int) -> bool:
+        """Generate and decode ``batch`` copies of ``request`` (capturing their graphs); False when the
+        device has no room for them (a max_gpu_memory_gib ceiling, a small GPU)."""
+        try:
+            jobs = self.admit([request] * batch)
+            self.generate(jobs)
+            self.decode(jobs)
+            return True
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+        release_device_cache(self.device)
+        return False
+
+    def _limit_batch(self, below: int) -> None:
+        """Run batches larger than what fits in chunks of the largest size that fits."""
+        largest = max((size for size in self.settings.cuda_graph_batch_sizes if size < below), default=0)
+        if not largest:
+            raise RuntimeError(f"one {self.settings.warmup_size}x{self.settings.warmup_size} image does not fit in "
+                               "device memory (see max_gpu_memory_gib)")
+        logger.warning("a batch of %d does not fit in device memory: batches run in chunks of at most %d",
+                       below, largest)
+        for graphed in self.graphs:
+            graphed.limit_batch(largest)
+
+
     def warmup(self) -> float:
         """Real requests through every stage; returns their seconds. With CUDA graphs, one batch of every
         graph size at the warm-up resolution first, so serving never pays a capture there."""
@@ -306,9 +333,9 @@ class Engine:
             self.kernels.warming(True)  # the shapes seen now are the only ones the compiled code runs
         try:
             for batch in self.settings.cuda_graph_batch_sizes if self.graphs or compiled else ():
-                jobs = self.admit([request] * batch)
-                self.generate(jobs)
-                self.decode(jobs)
+                if not self._fits(request, batch):
+                    self._limit_batch(below=batch)
+                    break
             reply = self.serve_batch([request])[0]
         finally:
             if compiled:

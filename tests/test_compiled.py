@@ -169,3 +169,26 @@ def test_kernels_for_several_configurations_live_side_by_side(model, cache_calls
         (folder / ARTIFACTS).write_bytes(payload)
     assert apply(engine, settings, target, tmp_path, StandInCompiler()).active
     assert cache_calls["loaded"] == [b"full decoder kernels"]
+
+
+def test_kernels_built_under_another_matmul_precision_are_refused(model, cache_calls, tmp_path, caplog):
+    """TorchServe's BaseHandler sets float32 matmul precision "high" on import (on sm_80+); kernels built
+    outside it under "highest" were all compiled cold again inside the workers (seen on an H200)."""
+    engine, settings, target = model
+    ship(tmp_path, replace(target, matmul_precision="highest"))
+    with caplog.at_level(logging.WARNING, logger="handler.compiled"):
+        kernels = apply(engine, settings, replace(target, matmul_precision="high"), tmp_path, StandInCompiler())
+    assert not kernels.active and "matmul_precision: built for highest, running high" in caplog.text
+
+
+def test_the_engine_runs_cuda_with_the_matmul_precision_torchserve_sets():
+    from handler.device import configure_matmul
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        configure_matmul(torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == before
+        configure_matmul(torch.device("cuda", 0))
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)

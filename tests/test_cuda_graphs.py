@@ -86,11 +86,63 @@ def test_a_capture_failure_falls_back_to_eager_for_good():
     assert graphed.eager_calls == 2
 
 
-def test_out_of_memory_while_capturing_reaches_the_caller_and_keeps_graphs_on():
-    graphed, _ = make(capture=FakeCapture(fail=torch.cuda.OutOfMemoryError("out of memory")))
-    with pytest.raises(torch.cuda.OutOfMemoryError):
-        graphed(batch(1))
-    assert not graphed.disabled
+class OutOfMemoryAbove(FakeCapture):
+    """A capture that has no room for graphs of more than ``rows`` rows."""
+
+    def __init__(self, rows):
+        super().__init__()
+        self.rows, self.refused = rows, 0
+
+    def __call__(self, fn, static_inputs, pool):
+        if next(iter(static_inputs.values())).shape[0] > self.rows:
+            self.refused += 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return super().__call__(fn, static_inputs, pool)
+
+
+def test_a_shape_without_room_for_its_graph_runs_eager_and_the_others_keep_their_graphs():
+    capture = OutOfMemoryAbove(rows=2)
+    graphed, _ = make(capture=capture)
+    for _ in range(2):
+        inputs = batch(4, offset=1)
+        assert torch.equal(graphed(inputs), double(inputs))
+    assert capture.refused == 1 and graphed.eager_calls == 2  # not tried again
+    graphed(batch(2))
+    assert not graphed.disabled and graphed.graph_count == 1 and graphed.replays == 1
+
+
+def test_limiting_the_batch_drops_larger_graphs_and_chunks_instead():
+    graphed, capture = make()
+    graphed(batch(4))
+    graphed.limit_batch(2)
+    inputs = batch(5, offset=2)
+    assert torch.equal(graphed(inputs), double(inputs))  # 2 + 2 + 1
+    assert graphed.batch_sizes == [1, 2] and graphed.graph_count == 2
+    assert [shapes["x"][0] for shapes in capture.captured] == [4, 2, 1]
+
+
+def test_warm_up_keeps_the_graph_sizes_that_fit_in_device_memory(tiny_sd_dir, monkeypatch, caplog):
+    engine = load_pair(tiny_sd_dir, FakeCapture())[1]
+    real = engine.generate
+
+    def generate(jobs):
+        if sum(job.request.num_images for job in jobs) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        real(jobs)
+
+    monkeypatch.setattr(engine, "generate", generate)
+    assert engine.warmup() > 0
+    assert all(graphed.batch_sizes[-1] <= 2 for graphed in engine.graphs)
+    assert "a batch of 4 does not fit" in caplog.text
+    requests = [parse_request({"prompt": f"a cat {i}", "width": 256, "height": 256}) for i in range(2)]
+    assert [reply.status for reply in engine.serve_batch(requests)] == [200, 200]
+
+
+def test_a_model_that_does_not_fit_at_batch_1_fails_to_load_clearly(tiny_sd_dir, monkeypatch):
+    engine = load_pair(tiny_sd_dir, FakeCapture())[1]
+    monkeypatch.setattr(engine, "generate", lambda jobs: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("oom")))
+    with pytest.raises(RuntimeError, match="does not fit in device memory"):
+        engine.warmup()
 
 
 def test_inputs_must_agree_on_the_batch():
