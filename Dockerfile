@@ -46,11 +46,12 @@ RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin sdturbo
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/plugins /opt/sdturbo/plugins
 COPY scripts/serve.py /opt/sdturbo/scripts/serve.py
+# Only the entrypoint's own SDSERVE_* settings here: SDTURBO_<FIELD> overrides engine settings, and the
+# engine refuses any SDTURBO_* variable that names none. The model folder is /opt/ml/model by default.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    SDTURBO_PLUGINS_DIR=/opt/sdturbo/plugins \
-    SDTURBO_LOG_DIR=/tmp/sdturbo-logs \
-    SDTURBO_MODEL_DIR=/opt/ml/model
+    SDSERVE_PLUGINS_DIR=/opt/sdturbo/plugins \
+    SDSERVE_LOG_DIR=/tmp/sdturbo-logs
 USER 1000:1000
 WORKDIR /home/sdturbo
 EXPOSE 8080

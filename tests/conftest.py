@@ -78,9 +78,8 @@ def sagemaker_model_dir(tmp_path_factory, tiny_sd_dir):
 def serve(tmp_path_factory, sagemaker_model_dir, plugins_dir):
     server = ServeEntrypoint(sagemaker_model_dir, tmp_path_factory.mktemp("serve"), plugins_dir)
     try:
-        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.05,
-                   what="/ping to turn healthy")
-        assert server.process.poll() is None, server.output()[-2000:]
+        wait_until(server.settled, 180, 0.05, what="/ping to turn healthy")
+        assert server.pings[-1] == 200, f"{server.last_ping}\n{server.output()[-2000:]}"
         yield server
     finally:
         server.stop()

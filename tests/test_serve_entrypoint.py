@@ -87,6 +87,17 @@ def test_missing_model_exits_3(tmp_path, plugins_dir):
     assert "MAR-INF" in server.output()
 
 
+def wait_for_worker(server: ServeEntrypoint, timeout: float = 120) -> None:
+    """Until TorchServe reports its worker READY: the handler's initialize has returned, loaded or not."""
+    def worker_reported():
+        reply = http("GET", f"http://127.0.0.1:{server.management_port}/models/sdturbo", content_type=None) \
+            if server.ping() else None
+        return reply is not None and reply.status == 200 and any(
+            w["status"] == "READY" for w in reply.json()[0]["workers"])
+
+    wait_until(worker_reported, timeout, 0.2, what="the worker to report")
+
+
 def test_model_that_fails_to_load_keeps_ping_unhealthy_and_fails_fast(tmp_path, sagemaker_model_dir, plugins_dir):
     broken = tmp_path / "model"
     shutil.copytree(sagemaker_model_dir, broken)
@@ -94,13 +105,7 @@ def test_model_that_fails_to_load_keeps_ping_unhealthy_and_fails_fast(tmp_path, 
         weights.write_bytes(b"not a safetensors file")
     server = ServeEntrypoint(broken, tmp_path, plugins_dir)
     try:
-        def worker_reported():
-            reply = http("GET", f"http://127.0.0.1:{server.management_port}/models/sdturbo", content_type=None) \
-                if server.ping() else None
-            return reply is not None and reply.status == 200 and any(
-                w["status"] == "READY" for w in reply.json()[0]["workers"])
-
-        wait_until(worker_reported, 120, 0.2, what="the worker to report")
+        wait_for_worker(server)
         ping = http("GET", f"{server.url}/ping", content_type=None)
         assert ping.status == 503 and "failed to load" in ping.json()["reason"]
         started = time.monotonic()
@@ -135,3 +140,35 @@ def test_sigterm_lets_the_in_flight_request_finish_and_exits_0(tmp_path, sagemak
     assert result["reply"].status == 200
     assert len(result["reply"].json()["images"]) == 4
     assert "stopped cleanly" in server.output()
+
+
+# What SageMaker or a user may set that must stop the worker from serving, and the words that name the cause.
+REFUSED_ENVIRONMENTS = [
+    # a typo in an engine override: SDTURBO_CUDA_GRAPHS is the setting
+    ({"SDTURBO_CUDA_GRAPH": "false"}, "SDTURBO_CUDA_GRAPH"),
+]
+
+
+@pytest.mark.parametrize("env, cause", REFUSED_ENVIRONMENTS, ids=["unknown-setting"])
+def test_worker_that_must_not_serve_answers_503_naming_the_cause(tmp_path, sagemaker_model_dir, plugins_dir,
+                                                                  env, cause):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env=env)
+    try:
+        wait_for_worker(server, timeout=60)
+        ping = http("GET", f"{server.url}/ping", content_type=None)
+        assert ping.status == 503 and "failed to load" in ping.json()["reason"], ping.body
+        for _ in range(2):  # every request, not only the first
+            started = time.monotonic()
+            reply = post_json(f"{server.url}/invocations", {"prompt": "a cat"}, timeout=30)
+            assert reply.status == 503 and time.monotonic() - started < 10
+            assert reply.json()["type"] == "ModelLoadFailed" and cause in reply.json()["message"]
+    finally:
+        server.stop()
+
+
+def test_unknown_entrypoint_variable_exits_2(tmp_path, sagemaker_model_dir, plugins_dir):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env={"SDSERVE_MODEL_DIR": "/x"})
+    assert server.process.wait(30) == 2
+    server.stop()
+    assert "SDSERVE_MODEL_DIR" in server.output()
+
