@@ -144,12 +144,14 @@ def test_sigterm_lets_the_in_flight_request_finish_and_exits_0(tmp_path, sagemak
 
 # What SageMaker or a user may set that must stop the worker from serving, and the words that name the cause.
 REFUSED_ENVIRONMENTS = [
+    # a GPU instance whose CUDA does not work (the stack sets SDTURBO_DEVICE=cuda on GPU instance types)
+    ({"SDTURBO_DEVICE": "cuda"}, "CUDA is not usable"),
     # a typo in an engine override: SDTURBO_CUDA_GRAPHS is the setting
     ({"SDTURBO_CUDA_GRAPH": "false"}, "SDTURBO_CUDA_GRAPH"),
 ]
 
 
-@pytest.mark.parametrize("env, cause", REFUSED_ENVIRONMENTS, ids=["unknown-setting"])
+@pytest.mark.parametrize("env, cause", REFUSED_ENVIRONMENTS, ids=["cuda-required", "unknown-setting"])
 def test_worker_that_must_not_serve_answers_503_naming_the_cause(tmp_path, sagemaker_model_dir, plugins_dir,
                                                                   env, cause):
     server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env=env)
