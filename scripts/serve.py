@@ -5,7 +5,8 @@
   management and metrics on loopback only; model API off; token auth off because SageMaker puts IAM in
   front of the endpoint and cannot send a TorchServe token.
 - The model comes from ``/opt/ml/model`` (``--model-dir``): either an uncompressed archive folder
-  (MAR-INF/ at its root, the S3Prefix layout) or one ``.mar`` file.
+  (MAR-INF/ at its root, the S3Prefix layout) or one ``.mar`` file. Every file in it must be readable by
+  the user the container runs as; the entrypoint checks that before TorchServe starts.
 - Its own environment variables are ``SDSERVE_*`` (``SDSERVE_PLUGINS_DIR``, ``SDSERVE_LOG_DIR``; it sets
   ``SDSERVE_STATE_DIR`` for the workers and the plugin); an unknown ``SDSERVE_*`` is refused.
   ``SDTURBO_<FIELD>`` variables belong to the engine (handler/settings.py), which refuses unknown ones.
@@ -17,7 +18,8 @@
   queued and running requests to finish (at most ``--drain-seconds``, inside SageMaker's 30 s), stops
   TorchServe and exits 0.
 
-Exit codes: 0 clean shutdown, 2 bad usage or configuration, 3 no model found, other: TorchServe's own.
+Exit codes: 0 clean shutdown, 2 bad usage or configuration, 3 no model found, 4 model data not readable,
+other: TorchServe's own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +42,7 @@ import yaml
 
 MODEL_NAME = "sdturbo"
 REPO = Path(__file__).resolve().parent.parent
-EXIT_OK, EXIT_USAGE, EXIT_NO_MODEL = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_NO_MODEL, EXIT_MODEL_UNREADABLE = 0, 2, 3, 4
 ENV_PREFIX = "SDSERVE_"
 PLUGINS_DIR_ENV, LOG_DIR_ENV = ENV_PREFIX + "PLUGINS_DIR", ENV_PREFIX + "LOG_DIR"
 # Written by this entrypoint for its TorchServe workers (handler/worker_state.py) and the /ping plugin.
@@ -68,6 +71,28 @@ def check_own_environment(environ: dict[str, str]) -> None:
     unknown = sorted(key for key in environ if key.startswith(ENV_PREFIX) and key not in KNOWN_ENV)
     if unknown:
         raise ConfigError(f"unknown environment variable(s) {', '.join(unknown)} (known: {', '.join(KNOWN_ENV)})")
+
+
+def unreadable_entry(model_dir: Path) -> Path | None:
+    """The first folder under ``model_dir`` this process cannot list and enter, or file it cannot read."""
+    if not os.access(model_dir, os.R_OK | os.X_OK):
+        return model_dir
+    for root, dirs, files in os.walk(model_dir):
+        for name in dirs:
+            if not os.access(os.path.join(root, name), os.R_OK | os.X_OK):
+                return Path(root, name)
+        for name in files:
+            if not os.access(os.path.join(root, name), os.R_OK):
+                return Path(root, name)
+    return None
+
+
+def unreadable_message(model_dir: Path, entry: Path) -> str:
+    """One line naming the entry, who owns it, and the fix (SageMaker shows this line in the endpoint's log)."""
+    status = entry.stat()
+    return (f"cannot read {entry} as uid {os.getuid()} (owner uid {status.st_uid}, mode "
+            f"{status.st_mode & 0o7777:04o}): make the model data readable by every user, for example "
+            f"`chmod -R a+rX` on the folder mounted at {model_dir}")
 
 
 def model_settings(environ: dict[str, str]) -> dict[str, int]:
@@ -265,7 +290,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not args.model_dir.is_dir():
+        print(f"serve: {args.model_dir} does not exist: mount the model data there (SageMaker does)",
+              file=sys.stderr)
+        return EXIT_NO_MODEL
+    unreadable = unreadable_entry(args.model_dir)
+    if unreadable is not None:
+        print(f"serve: {unreadable_message(args.model_dir, unreadable)}", file=sys.stderr)
+        return EXIT_MODEL_UNREADABLE
     state_dir = Path(tempfile.mkdtemp(prefix="sdturbo-serve-"))
+    try:
+        return run_server(args, settings, state_dir)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)  # TorchServe's tmp files and the unpacked .mar too
+
+
+def run_server(args: argparse.Namespace, settings: dict[str, int], state_dir: Path) -> int:
     try:
         store = prepare_model(args.model_dir, state_dir, settings)
     except (FileNotFoundError, zipfile.BadZipFile) as exc:
