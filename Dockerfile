@@ -5,7 +5,8 @@
 # The model is not in the image: SageMaker copies it from S3 (uncompressed S3Prefix) into /opt/ml/model.
 # The handler code travels with the model (the archive folder holds handler/), so the image is only the
 # runtime: Python deps, Java, the entrypoint and the /ping plugin.
-# The NVIDIA driver comes from the host; the CUDA runtime libraries come with the torch wheel.
+# The NVIDIA driver comes from the host; the CUDA runtime libraries come with the torch wheel, so the torch
+# build's CUDA version must be one the endpoint's driver runs (scripts/gpu_stack.py checks the pairing).
 
 # ---------------------------------------------------------------- build: venv + readiness plugin
 FROM python:3.11-slim-bookworm AS build
@@ -18,11 +19,23 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# torch comes from PyTorch's CUDA 12.8 wheel index: PyPI's Linux torch is a CUDA 13 build, which needs an
+# NVIDIA driver >= 580, newer than any driver SageMaker's inference AMIs offer through provider 5.x. The
+# endpoint runs al2-ami-sagemaker-inference-gpu-3-1 (driver 550, CUDA 12.4), which runs any CUDA 12.x build
+# through NVIDIA's minor-version compatibility (infra/variables.tf: inference_ami_version). Tests build with
+# TORCH_INDEX_URL pointing at a local CPU wheel and TORCH_VARIANT=cpu.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG TORCH_VARIANT=cu128
 # Dependencies first, from setup.cfg's exact pins, so code changes do not invalidate this multi-GB layer.
+# torch alone from its index (without deps: that index need not mirror them), then every pin from PyPI,
+# which also brings torch's own dependencies; `pip check` fails the build if anything is left unmet.
 COPY setup.cfg pyproject.toml ./
 RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); \
 print('\n'.join(x for x in c['options']['install_requires'].splitlines() if x.strip()))" > requirements.txt \
- && pip install -r requirements.txt
+ && echo "$(grep '^torch==' requirements.txt)${TORCH_VARIANT:++$TORCH_VARIANT}" > torch.txt \
+ && pip install --no-deps --index-url "$TORCH_INDEX_URL" -r torch.txt \
+ && pip install -r requirements.txt \
+ && pip check
 COPY plugins/ plugins/
 RUN mkdir -p /tmp/classes /opt/plugins \
  && find plugins/readiness/src -name '*.java' > /tmp/sources \
