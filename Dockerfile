@@ -1,18 +1,27 @@
-# syntax=docker/dockerfile:1
 # sdturbo-serve: SD-turbo on TorchServe as a SageMaker-compatible container (ml.g4dn.2xlarge, T4/sm_75).
 #   docker build -t sdturbo-serve .
 #   docker run --gpus all -p 8080:8080 -v "$PWD/model-store/sdturbo:/opt/ml/model:ro" sdturbo-serve serve
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend is enough, and the build then needs no
+# registry besides the base image's (tests/test_container_image.py builds this file as it is).
 # The model is not in the image: SageMaker copies it from S3 (uncompressed S3Prefix) into /opt/ml/model.
 # The handler code travels with the model (the archive folder holds handler/), so the image is only the
 # runtime: Python deps, Java, the entrypoint and the /ping plugin.
 # The NVIDIA driver comes from the host; the CUDA runtime libraries come with the torch wheel, so the torch
 # build's CUDA version must be one the endpoint's driver runs (scripts/gpu_stack.py checks the pairing).
 
+# Any Debian bookworm image with python3.11, venv and apt works; the tests use one made from Debian's packages.
+# checkov cannot see through an ARG in FROM: the default below is a fixed tag, never latest.
+# checkov:skip=CKV_DOCKER_7: the base image comes from BASE_IMAGE, whose default is a versioned tag
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
 # ---------------------------------------------------------------- build: venv + readiness plugin
-FROM python:3.11-slim-bookworm AS build
-# A JDK to compile the /ping plugin against TorchServe's frontend jar; it stays in this stage.
+FROM ${BASE_IMAGE} AS build
+# A JDK to compile the /ping plugin against TorchServe's frontend jar; it stays in this stage. Slim images
+# drop /usr/share/man, and openjdk's postinst links its man pages there (debuerreotype issue #10): the
+# folder must exist or the install fails.
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -46,11 +55,12 @@ RUN mkdir -p /tmp/classes /opt/plugins \
  && jar cf /opt/plugins/readiness-ping.jar -C /tmp/classes .
 
 # ---------------------------------------------------------------- runtime
-FROM python:3.11-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 # Java 17 runtime for TorchServe's frontend; tini as PID 1 forwards SIGTERM to the entrypoint and reaps
-# the worker processes TorchServe forks.
+# the worker processes TorchServe forks. (man1: as in the build stage.)
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini \
  && rm -rf /var/lib/apt/lists/*
 # Non-root: the server parses untrusted prompts; it needs no privilege (port 8080, /tmp, read-only

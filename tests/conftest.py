@@ -4,9 +4,19 @@ import subprocess
 
 import pytest
 
+from tests.container import SUMMARY
 from tests.helpers import (
     PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive, wait_until,
 )
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What the image test measured (size, build time), shown even when every test passes."""
+    lines = config.stash.get(SUMMARY, [])
+    if lines:
+        terminalreporter.section("container image")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def _ensure_tiny_model(path, arch: str):
