@@ -200,12 +200,14 @@ def test_docker_stop_drains_the_request_in_flight_and_exits_0_within_30s(contain
     assert "stopped cleanly" in logs
 
 
-def test_cuda_required_without_cuda_answers_503_naming_the_cause(engine, image, sagemaker_model_dir):
+def test_cuda_required_without_cuda_answers_503_naming_the_cause(engine, image, sagemaker_model_dir, request):
     # What the stack sets on GPU instance types; this machine has no GPU (and the test image a CPU torch).
     running = Container(engine, sagemaker_model_dir, env={"SDTURBO_DEVICE": "cuda"})
     try:
         wait_until(lambda: running.post({"prompt": "a cat"}, timeout=30).status == 503, 120, 0.5,
                    what="the worker to refuse requests")
+        after = time.monotonic() - running.started
+        report(request, f"SDTURBO_DEVICE=cuda without CUDA: 503 naming the cause {after:.1f} s after docker run")
         assert running.ping() == 503
         started = time.monotonic()
         reply = running.post({"prompt": "a cat"}, timeout=30)

@@ -70,7 +70,8 @@ def test_reason_on_a_machine_without_cuda_names_torch_build_and_driver(tmp_path)
 
 def test_reason_names_an_old_driver(tmp_path):
     version_file = tmp_path / "version"
-    version_file.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.256.02  Thu May  2 14:37:44 UTC 2024\n")
+    version_file.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.256.02  "
+                            "Thu May  2 14:37:44 UTC 2024\n")
     reason = cuda_unusable_reason(version_file, "libcuda-absent.so.1", torch_error=lambda: None)
     assert "NVIDIA driver 470.256.02" in reason
 
