@@ -280,15 +280,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not (args.plugins_dir / "readiness-ping.jar").is_file():
-        print(f"serve: {args.plugins_dir}/readiness-ping.jar is missing; build it with `make plugin`",
-              file=sys.stderr)
-        return EXIT_USAGE
     try:
-        check_own_environment(dict(os.environ))
+        check_own_environment(dict(os.environ))  # first: a misspelt SDSERVE_PLUGINS_DIR explains the next check
         settings = model_settings(dict(os.environ))
     except ConfigError as exc:
         print(f"serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not (args.plugins_dir / "readiness-ping.jar").is_file():
+        print(f"serve: {args.plugins_dir}/readiness-ping.jar is missing; build it with `make plugin`",
+              file=sys.stderr)
         return EXIT_USAGE
     if not args.model_dir.is_dir():
         print(f"serve: {args.model_dir} does not exist: mount the model data there (SageMaker does)",
