@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import botocore
@@ -86,3 +89,26 @@ def test_the_table_says_what_botocore_documents():
     for ami, driver in gpu_stack.INFERENCE_AMIS.items():
         assert documented.get(ami) == (driver.branch, f"{driver.cuda[0]}.{driver.cuda[1]}"), ami
     assert set(documented) <= set(gpu_stack.INFERENCE_AMIS), "a new GPU AMI: add it to scripts/gpu_stack.py"
+
+
+@pytest.mark.infra
+def test_every_ami_the_stack_accepts_passes_the_aws_providers_own_validation(tmp_path):
+    """The provider checks inference_ami_version against its own list at validate time, but only for a literal
+    value, which the stack never has: so each accepted value is validated here as a literal."""
+    from tests.test_infra import plugin_dir
+
+    terraform, mirror = shutil.which("terraform"), plugin_dir()
+    assert terraform and mirror, "terraform and a local AWS provider mirror are needed (see tests/test_infra.py)"
+    _, accepted = gpu_stack.terraform_amis(VARIABLES.read_text())
+    variants = "".join(
+        f'resource "aws_sagemaker_endpoint_configuration" "ami{i}" {{\n  production_variants {{\n'
+        f'    model_name = "m"\n    instance_type = "ml.g4dn.xlarge"\n    initial_instance_count = 1\n'
+        f'    inference_ami_version = "{ami}"\n  }}\n}}\n' for i, ami in enumerate(accepted))
+    (tmp_path / "main.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n' + variants)
+    (tmp_path / "terraformrc").write_text("")
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tmp_path / "terraformrc"), "TF_IN_AUTOMATION": "1"}
+    for command in (["init", "-backend=false", "-input=false", f"-plugin-dir={mirror}"], ["validate", "-no-color"]):
+        result = subprocess.run([terraform, *command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
