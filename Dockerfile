@@ -1,28 +1,50 @@
-# syntax=docker/dockerfile:1
 # sdturbo-serve: SD-turbo on TorchServe as a SageMaker-compatible container (ml.g4dn.2xlarge, T4/sm_75).
 #   docker build -t sdturbo-serve .
 #   docker run --gpus all -p 8080:8080 -v "$PWD/model-store/sdturbo:/opt/ml/model:ro" sdturbo-serve serve
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend is enough, and the build then needs no
+# registry besides the base image's (tests/test_container_image.py builds this file as it is).
 # The model is not in the image: SageMaker copies it from S3 (uncompressed S3Prefix) into /opt/ml/model.
 # The handler code travels with the model (the archive folder holds handler/), so the image is only the
 # runtime: Python deps, Java, the entrypoint and the /ping plugin.
-# The NVIDIA driver comes from the host; the CUDA runtime libraries come with the torch wheel.
+# The NVIDIA driver comes from the host; the CUDA runtime libraries come with the torch wheel, so the torch
+# build's CUDA version must be one the endpoint's driver runs (scripts/gpu_stack.py checks the pairing).
+
+# Any Debian bookworm image with python3.11, venv and apt works; the tests use one made from Debian's packages.
+# checkov cannot see through an ARG in FROM: the default below is a fixed tag, never latest.
+# checkov:skip=CKV_DOCKER_7: the base image comes from BASE_IMAGE, whose default is a versioned tag
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------- build: venv + readiness plugin
-FROM python:3.11-slim-bookworm AS build
-# A JDK to compile the /ping plugin against TorchServe's frontend jar; it stays in this stage.
+FROM ${BASE_IMAGE} AS build
+# A JDK to compile the /ping plugin against TorchServe's frontend jar; it stays in this stage. Slim images
+# drop /usr/share/man, and openjdk's postinst links its man pages there (debuerreotype issue #10): the
+# folder must exist or the install fails.
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# torch comes from PyTorch's CUDA 12.8 wheel index: PyPI's Linux torch is a CUDA 13 build, which needs an
+# NVIDIA driver >= 580, newer than any driver SageMaker's inference AMIs offer through provider 5.x. The
+# endpoint runs al2-ami-sagemaker-inference-gpu-3-1 (driver 550, CUDA 12.4), which runs any CUDA 12.x build
+# through NVIDIA's minor-version compatibility (infra/variables.tf: inference_ami_version). Tests build with
+# TORCH_INDEX_URL pointing at a local CPU wheel and TORCH_VARIANT=cpu.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG TORCH_VARIANT=cu128
 # Dependencies first, from setup.cfg's exact pins, so code changes do not invalidate this multi-GB layer.
+# torch alone from its index (without deps: that index need not mirror them), then every pin from PyPI,
+# which also brings torch's own dependencies; `pip check` fails the build if anything is left unmet.
 COPY setup.cfg pyproject.toml ./
 RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); \
 print('\n'.join(x for x in c['options']['install_requires'].splitlines() if x.strip()))" > requirements.txt \
- && pip install -r requirements.txt
+ && echo "$(grep '^torch==' requirements.txt)${TORCH_VARIANT:++$TORCH_VARIANT}" > torch.txt \
+ && pip install --no-deps --index-url "$TORCH_INDEX_URL" -r torch.txt \
+ && pip install -r requirements.txt \
+ && pip check
 COPY plugins/ plugins/
 RUN mkdir -p /tmp/classes /opt/plugins \
  && find plugins/readiness/src -name '*.java' > /tmp/sources \
@@ -33,11 +55,12 @@ RUN mkdir -p /tmp/classes /opt/plugins \
  && jar cf /opt/plugins/readiness-ping.jar -C /tmp/classes .
 
 # ---------------------------------------------------------------- runtime
-FROM python:3.11-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 # Java 17 runtime for TorchServe's frontend; tini as PID 1 forwards SIGTERM to the entrypoint and reaps
-# the worker processes TorchServe forks.
+# the worker processes TorchServe forks. (man1: as in the build stage.)
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini \
  && rm -rf /var/lib/apt/lists/*
 # Non-root: the server parses untrusted prompts; it needs no privilege (port 8080, /tmp, read-only
@@ -46,11 +69,12 @@ RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin sdturbo
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/plugins /opt/sdturbo/plugins
 COPY scripts/serve.py /opt/sdturbo/scripts/serve.py
+# Only the entrypoint's own SDSERVE_* settings here: SDTURBO_<FIELD> overrides engine settings, and the
+# engine refuses any SDTURBO_* variable that names none. The model folder is /opt/ml/model by default.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    SDTURBO_PLUGINS_DIR=/opt/sdturbo/plugins \
-    SDTURBO_LOG_DIR=/tmp/sdturbo-logs \
-    SDTURBO_MODEL_DIR=/opt/ml/model
+    SDSERVE_PLUGINS_DIR=/opt/sdturbo/plugins \
+    SDSERVE_LOG_DIR=/tmp/sdturbo-logs
 USER 1000:1000
 WORKDIR /home/sdturbo
 EXPOSE 8080

@@ -47,6 +47,25 @@ $(TOOLS_VENV)/.installed:
 .PHONY: tools
 tools: $(TOOLS_VENV)/.installed ## install checkov into .venv-tools
 
+# The image test (tests/test_container_image.py) runs its own Docker engine and makes its base image with
+# mmdebstrap. As root, the missing Debian packages are installed; policy-rc.d stops their postinst from
+# starting the system's dockerd, which would switch on the host's ip_forward. Without root the test is
+# skipped with the reason (and fails under CI, which must run it).
+CONTAINER_TOOLS := dockerd:docker.io mmdebstrap:mmdebstrap nsenter:util-linux
+
+.PHONY: container-tools
+container-tools: ## install docker.io and mmdebstrap with apt when missing (as root), for the image test
+	@missing=""; for pair in $(CONTAINER_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" != 0 ]; then echo "note: the image test needs$$missing; install as root" >&2; exit 0; fi; \
+	echo "installing$$missing for the image test"; \
+	guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; fi; \
+	status=0; { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || status=$$?; \
+	[ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$status
+
 .PHONY: check-java
 check-java: ## fail clearly unless Java 17+ is installed (TorchServe's frontend needs it)
 	@command -v java >/dev/null || { echo "error: TorchServe needs Java 17 or newer: install a JDK 17 (e.g. apt install openjdk-17-jdk-headless)" >&2; exit 1; }
@@ -112,7 +131,7 @@ demo: check-java install $(TINY_SD)/model_index.json ## serve the offline tiny m
 
 # ------------------------------------------------------------------ checks
 .PHONY: test
-test: check-java install tools plugin tiny-model ## run every test: unit, integration (real TorchServe), infra, lint
+test: check-java install tools plugin tiny-model container-tools ## run every test: unit, integration (real TorchServe), the built image, infra, lint
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$status
 

@@ -1,8 +1,10 @@
 """Engine settings: one typed place for every knob, read from model-config.yaml then the environment.
 
 The archive's ``model-config.yaml`` carries a ``handler:`` section; any field can be overridden by an
-environment variable named ``SDTURBO_<FIELD>`` (for example ``SDTURBO_DEVICE=cpu``). Unknown keys are an
-error, so a typo in the YAML fails the model load loudly instead of being ignored.
+environment variable named ``SDTURBO_<FIELD>`` (for example ``SDTURBO_DEVICE=cpu``). The ``SDTURBO_``
+namespace belongs to these fields alone: an unknown YAML key or an ``SDTURBO_*`` variable that names no
+field fails the model load loudly, so a typo (``SDTURBO_CUDA_GRAPH=false``) is never silently ignored.
+The serve entrypoint's own variables use another prefix (``SDSERVE_``, scripts/serve.py).
 """
 
 from __future__ import annotations
@@ -97,16 +99,26 @@ def load_settings(
 
     Args:
         handler_section: the ``handler`` mapping of model-config.yaml (None when absent).
-        environ: usually ``os.environ``; only keys that name a settings field are read.
+        environ: usually ``os.environ``; every ``SDTURBO_*`` key must name a settings field.
 
     Raises:
-        SettingsError: a value has the wrong type or range, or a YAML key is unknown.
+        SettingsError: a value has the wrong type or range, or a YAML key or ``SDTURBO_*`` variable is unknown.
     """
     values: dict[str, Any] = dict(handler_section or {})
-    for name in EngineSettings.model_fields:
-        env_value = environ.get(ENV_PREFIX + name.upper())
-        if env_value is not None:
+    unknown = []
+    for key, env_value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in EngineSettings.model_fields and key == ENV_PREFIX + name.upper():
             values[name] = env_value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise SettingsError(
+            f"unknown environment variable(s) {', '.join(sorted(unknown))}: {ENV_PREFIX}<FIELD> overrides a "
+            f"handler setting and these name none (fields: {', '.join(EngineSettings.model_fields)})"
+        )
     try:
         # Lax mode so that environment strings ("true", "8") coerce to bool/int.
         return EngineSettings.model_validate(values)

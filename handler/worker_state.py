@@ -1,13 +1,13 @@
 """Per-worker state files: how a worker tells the serve entrypoint and the readiness plugin what it is doing.
 
 TorchServe's own view of a worker ("loaded") says nothing about whether our model actually loaded and
-warmed up, and it offers no hook to report it. So each worker process writes, in ``$SDTURBO_STATE_DIR``:
+warmed up, and it offers no hook to report it. So each worker process writes, in ``$SDSERVE_STATE_DIR``:
 
 - ``<pid>.json``: ``{"state": "ready"}`` after warm-up, or ``{"state": "failed", "reason": ...}``
   (read by plugins/readiness, which answers ``/ping``);
 - ``<pid>.busy``: present while a batch is being processed (read by scripts/serve.py to drain on SIGTERM).
 
-Without ``SDTURBO_STATE_DIR`` (plain ``torchserve --start``) nothing is written.
+Without ``SDSERVE_STATE_DIR`` (plain ``torchserve --start``) nothing is written.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-STATE_DIR_ENV = "SDTURBO_STATE_DIR"
+STATE_DIR_ENV = "SDSERVE_STATE_DIR"
 
 
 class WorkerStateFiles:

@@ -1,3 +1,9 @@
+locals {
+  # GPU instance types (ml.g*, ml.p*) get a CUDA-only container (it answers 503 with the cause rather than
+  # run SD-turbo on the CPU of a GPU instance) and the inference AMI whose driver runs the image's torch.
+  gpu_instance = can(regex("^ml\\.[gp][0-9]", var.instance_type))
+}
+
 resource "aws_sagemaker_model" "this" {
   # The name changes with the image tag and model data, so a new model (and configuration) is created
   # before the old one goes away: the endpoint switches over without downtime.
@@ -18,12 +24,12 @@ resource "aws_sagemaker_model" "this" {
       }
     }
 
-    environment = {
+    environment = merge({
       SAGEMAKER_MODEL_SERVER_WORKERS = tostring(var.torchserve_workers)
       SAGEMAKER_TS_BATCH_SIZE        = tostring(var.torchserve_batch_size)
       SAGEMAKER_TS_MAX_BATCH_DELAY   = tostring(var.torchserve_max_batch_delay_ms)
       SAGEMAKER_TS_RESPONSE_TIMEOUT  = tostring(var.torchserve_response_timeout_s)
-    }
+    }, { for key, value in { SDTURBO_DEVICE = "cuda" } : key => value if local.gpu_instance })
   }
 
   vpc_config {
@@ -48,6 +54,7 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
     model_name             = aws_sagemaker_model.this.name
     instance_type          = var.instance_type
     initial_instance_count = 1 # an endpoint starts with one instance; autoscaling takes it to zero when idle
+    inference_ami_version  = local.gpu_instance ? var.inference_ami_version : null
 
     container_startup_health_check_timeout_in_seconds = var.container_startup_timeout_s
     model_data_download_timeout_in_seconds            = var.model_download_timeout_s

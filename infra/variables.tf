@@ -130,6 +130,17 @@ variable "instance_type" {
   }
 }
 
+variable "inference_ami_version" {
+  description = "SageMaker inference AMI (so NVIDIA driver) of GPU instances; unused on CPU types. The image's torch is a CUDA 12.8 build, which needs a CUDA 12 driver (>= 525): gpu-3-1 has driver 550 (CUDA 12.4), while an ml.g4dn async endpoint without an AMI gets driver 470 (CUDA 11.4) and no usable GPU. scripts/gpu_stack.py holds the drivers, their sources and the check."
+  type        = string
+  default     = "al2-ami-sagemaker-inference-gpu-3-1"
+
+  validation {
+    condition     = contains(["al2-ami-sagemaker-inference-gpu-3-1", "al2-ami-sagemaker-inference-gpu-2-1", "al2-ami-sagemaker-inference-gpu-2"], var.inference_ami_version)
+    error_message = "inference_ami_version must be a GPU AMI whose NVIDIA driver runs the image's CUDA 12 torch: al2-ami-sagemaker-inference-gpu-3-1 (driver 550), -gpu-2-1 or -gpu-2 (driver 535)."
+  }
+}
+
 variable "enable_network_isolation" {
   description = "Run the container with no network access (it needs none: weights come through /opt/ml/model)."
   type        = bool

@@ -9,6 +9,9 @@ exactly ``handler/`` and ``model/`` (it copies through the links).
 Formats: ``no-archive`` (a folder, the default: no unzip at start, measured in the README),
 ``zip-store`` (an uncompressed .mar) and ``default`` (a deflated .mar).
 
+Whatever the source files' modes, the archive is world-readable: the container runs as a non-root user
+and must read it when it is mounted at /opt/ml/model.
+
 Exit codes: 0 built, 1 archiver failed, 2 bad arguments, 3 the model folder is not usable.
 """
 
@@ -59,7 +62,22 @@ def build(model_dir: Path, store: Path, name: str, fmt: str, config: Path, versi
         ]
         # The archiver assembles its copy in $TMPDIR/<name>; keep that on the model's disk, not a small /tmp.
         subprocess.run(command, check=True, env={**os.environ, "TMPDIR": staging_root})
+    make_world_readable(target)
     return target
+
+
+def make_world_readable(path: Path) -> None:
+    """Add read permission for everyone (and list/enter for folders); never removes a bit.
+
+    Model savers and temp-file writers often leave 0600 files, which a container user other than the
+    builder's cannot open.
+    """
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for entry in paths:
+        if entry.is_symlink():
+            continue
+        extra = 0o555 if entry.is_dir() else 0o444
+        entry.chmod(entry.stat().st_mode | extra)
 
 
 def write_config(source: Path, target: Path, overrides: dict | None = None,

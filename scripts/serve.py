@@ -4,8 +4,12 @@
 - TorchServe in the foreground on 0.0.0.0:8080 (``/ping``, ``/invocations``, ``/predictions/sdturbo``);
   management and metrics on loopback only; model API off; token auth off because SageMaker puts IAM in
   front of the endpoint and cannot send a TorchServe token.
-- The model comes from ``/opt/ml/model`` (``--model-dir``/``SDTURBO_MODEL_DIR``): either an uncompressed
-  archive folder (MAR-INF/ at its root, the S3Prefix layout) or one ``.mar`` file.
+- The model comes from ``/opt/ml/model`` (``--model-dir``): either an uncompressed archive folder
+  (MAR-INF/ at its root, the S3Prefix layout) or one ``.mar`` file. Every file in it must be readable by
+  the user the container runs as; the entrypoint checks that before TorchServe starts.
+- Its own environment variables are ``SDSERVE_*`` (``SDSERVE_PLUGINS_DIR``, ``SDSERVE_LOG_DIR``; it sets
+  ``SDSERVE_STATE_DIR`` for the workers and the plugin); an unknown ``SDSERVE_*`` is refused.
+  ``SDTURBO_<FIELD>`` variables belong to the engine (handler/settings.py), which refuses unknown ones.
 - SageMaker's environment variables (``SAGEMAKER_TS_BATCH_SIZE``, ``SAGEMAKER_TS_MAX_BATCH_DELAY``,
   ``SAGEMAKER_TS_MIN_WORKERS``/``MAX_WORKERS``, ``SAGEMAKER_MODEL_SERVER_WORKERS``,
   ``SAGEMAKER_TS_RESPONSE_TIMEOUT``/``SAGEMAKER_MODEL_SERVER_TIMEOUT``) become TorchServe model settings.
@@ -14,7 +18,8 @@
   queued and running requests to finish (at most ``--drain-seconds``, inside SageMaker's 30 s), stops
   TorchServe and exits 0.
 
-Exit codes: 0 clean shutdown, 2 bad usage or configuration, 3 no model found, other: TorchServe's own.
+Exit codes: 0 clean shutdown, 2 bad usage or configuration, 3 no model found, 4 model data not readable,
+other: TorchServe's own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,7 +42,12 @@ import yaml
 
 MODEL_NAME = "sdturbo"
 REPO = Path(__file__).resolve().parent.parent
-EXIT_OK, EXIT_USAGE, EXIT_NO_MODEL = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_NO_MODEL, EXIT_MODEL_UNREADABLE = 0, 2, 3, 4
+ENV_PREFIX = "SDSERVE_"
+PLUGINS_DIR_ENV, LOG_DIR_ENV = ENV_PREFIX + "PLUGINS_DIR", ENV_PREFIX + "LOG_DIR"
+# Written by this entrypoint for its TorchServe workers (handler/worker_state.py) and the /ping plugin.
+STATE_DIR_ENV = ENV_PREFIX + "STATE_DIR"
+KNOWN_ENV = (PLUGINS_DIR_ENV, LOG_DIR_ENV, STATE_DIR_ENV)
 
 # SageMaker's conventional variables -> TorchServe per-model settings (as the SageMaker PyTorch
 # inference toolkit maps them). Later entries win, so the TS-specific names override generic ones.
@@ -49,8 +60,39 @@ SAGEMAKER_ENV = (
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT", ("responseTimeout",)),
     ("SAGEMAKER_TS_RESPONSE_TIMEOUT", ("responseTimeout",)),
 )
+
+
 class ConfigError(ValueError):
     pass
+
+
+def check_own_environment(environ: dict[str, str]) -> None:
+    """Refuse ``SDSERVE_*`` variables this entrypoint does not read, so a typo is not silently ignored."""
+    unknown = sorted(key for key in environ if key.startswith(ENV_PREFIX) and key not in KNOWN_ENV)
+    if unknown:
+        raise ConfigError(f"unknown environment variable(s) {', '.join(unknown)} (known: {', '.join(KNOWN_ENV)})")
+
+
+def unreadable_entry(model_dir: Path) -> Path | None:
+    """The first folder under ``model_dir`` this process cannot list and enter, or file it cannot read."""
+    if not os.access(model_dir, os.R_OK | os.X_OK):
+        return model_dir
+    for root, dirs, files in os.walk(model_dir):
+        for name in dirs:
+            if not os.access(os.path.join(root, name), os.R_OK | os.X_OK):
+                return Path(root, name)
+        for name in files:
+            if not os.access(os.path.join(root, name), os.R_OK):
+                return Path(root, name)
+    return None
+
+
+def unreadable_message(model_dir: Path, entry: Path) -> str:
+    """One line naming the entry, who owns it, and the fix (SageMaker shows this line in the endpoint's log)."""
+    status = entry.stat()
+    return (f"cannot read {entry} as uid {os.getuid()} (owner uid {status.st_uid}, mode "
+            f"{status.st_mode & 0o7777:04o}): make the model data readable by every user, for example "
+            f"`chmod -R a+rX` on the folder mounted at {model_dir}")
 
 
 def model_settings(environ: dict[str, str]) -> dict[str, int]:
@@ -148,7 +190,7 @@ class Server:
     def start(self, config_file: Path) -> None:
         env = {
             **os.environ,
-            "SDTURBO_STATE_DIR": str(self.state_dir),
+            STATE_DIR_ENV: str(self.state_dir),
             # TorchServe keeps its pid file and unzipped archives in TMPDIR: one per server instance.
             "TMPDIR": str(self.state_dir),
             "LOG_LOCATION": str(self.args.log_dir),
@@ -216,8 +258,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="serve", choices=["serve"],
                         help="SageMaker passes 'serve' (the default)")
-    parser.add_argument("--model-dir", type=Path, default=Path(env.get("SDTURBO_MODEL_DIR", "/opt/ml/model")),
-                        help="model data folder (default: $SDTURBO_MODEL_DIR or /opt/ml/model)")
+    parser.add_argument("--model-dir", type=Path, default=Path("/opt/ml/model"),
+                        help="model data folder (default: /opt/ml/model, where SageMaker puts it)")
     parser.add_argument("--host", default="0.0.0.0", help="inference bind address (default: 0.0.0.0)")
     parser.add_argument("--port", type=int, default=int(env.get("SAGEMAKER_BIND_TO_PORT", "8080")),
                         help="inference port (default: $SAGEMAKER_BIND_TO_PORT or 8080)")
@@ -226,10 +268,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--grpc-ports", type=int, nargs=2, default=(7070, 7071), metavar=("INFERENCE", "MANAGEMENT"),
                         help="loopback gRPC ports (TorchServe always opens them; default 7070 7071)")
     parser.add_argument("--plugins-dir", type=Path,
-                        default=Path(env.get("SDTURBO_PLUGINS_DIR", REPO / "build" / "plugins")),
-                        help="folder holding readiness-ping.jar (default: $SDTURBO_PLUGINS_DIR)")
-    parser.add_argument("--log-dir", type=Path, default=Path(env.get("SDTURBO_LOG_DIR", "/tmp/sdturbo-logs")),
-                        help="TorchServe log folder (it also logs to stdout)")
+                        default=Path(env.get(PLUGINS_DIR_ENV, REPO / "build" / "plugins")),
+                        help=f"folder holding readiness-ping.jar (default: ${PLUGINS_DIR_ENV} or build/plugins)")
+    parser.add_argument("--log-dir", type=Path, default=Path(env.get(LOG_DIR_ENV, "/tmp/sdturbo-logs")),
+                        help=f"TorchServe log folder (default: ${LOG_DIR_ENV} or /tmp/sdturbo-logs; "
+                             "it also logs to stdout)")
     parser.add_argument("--drain-seconds", type=float, default=25.0,
                         help="longest wait for in-flight requests after SIGTERM (default: 25)")
     return parser.parse_args(argv)
@@ -237,16 +280,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not (args.plugins_dir / "readiness-ping.jar").is_file():
-        print(f"serve: {args.plugins_dir}/readiness-ping.jar is missing; build it with `make plugin`",
-              file=sys.stderr)
-        return EXIT_USAGE
     try:
+        check_own_environment(dict(os.environ))  # first: a misspelt SDSERVE_PLUGINS_DIR explains the next check
         settings = model_settings(dict(os.environ))
     except ConfigError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not (args.plugins_dir / "readiness-ping.jar").is_file():
+        print(f"serve: {args.plugins_dir}/readiness-ping.jar is missing; build it with `make plugin`",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not args.model_dir.is_dir():
+        print(f"serve: {args.model_dir} does not exist: mount the model data there (SageMaker does)",
+              file=sys.stderr)
+        return EXIT_NO_MODEL
+    unreadable = unreadable_entry(args.model_dir)
+    if unreadable is not None:
+        print(f"serve: {unreadable_message(args.model_dir, unreadable)}", file=sys.stderr)
+        return EXIT_MODEL_UNREADABLE
     state_dir = Path(tempfile.mkdtemp(prefix="sdturbo-serve-"))
+    try:
+        return run_server(args, settings, state_dir)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)  # TorchServe's tmp files and the unpacked .mar too
+
+
+def run_server(args: argparse.Namespace, settings: dict[str, int], state_dir: Path) -> int:
     try:
         store = prepare_model(args.model_dir, state_dir, settings)
     except (FileNotFoundError, zipfile.BadZipFile) as exc:

@@ -4,9 +4,19 @@ import subprocess
 
 import pytest
 
+from tests.container import SUMMARY
 from tests.helpers import (
     PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive, wait_until,
 )
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What the image test measured (size, build time), shown even when every test passes."""
+    lines = config.stash.get(SUMMARY, [])
+    if lines:
+        terminalreporter.section("container image")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def _ensure_tiny_model(path, arch: str):
@@ -78,9 +88,8 @@ def sagemaker_model_dir(tmp_path_factory, tiny_sd_dir):
 def serve(tmp_path_factory, sagemaker_model_dir, plugins_dir):
     server = ServeEntrypoint(sagemaker_model_dir, tmp_path_factory.mktemp("serve"), plugins_dir)
     try:
-        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.05,
-                   what="/ping to turn healthy")
-        assert server.process.poll() is None, server.output()[-2000:]
+        wait_until(server.settled, 180, 0.05, what="/ping to turn healthy")
+        assert server.pings[-1] == 200, f"{server.last_ping}\n{server.output()[-2000:]}"
         yield server
     finally:
         server.stop()

@@ -6,6 +6,8 @@ import base64
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ PYTHON = sys.executable
 TINY_SD = REPO / "build" / "models" / "sd-turbo-tiny"
 TINY_SDXL = REPO / "build" / "models" / "sdxl-turbo-tiny"
 PLUGINS_DIR = REPO / "build" / "plugins"
+DOCKERFILE = REPO / "Dockerfile"
 
 
 @dataclass
@@ -73,6 +76,41 @@ def build_archive(model_dir: Path, store: Path, config: Path | None = None, fmt:
     return store / ("sdturbo" if fmt == "no-archive" else "sdturbo.mar")
 
 
+def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def dockerfile_environment(base: dict[str, str], path: Path = DOCKERFILE) -> dict[str, str]:
+    """The variables the Dockerfile's final stage sets with ENV, ``$VAR`` expanded as Docker does (from
+    earlier ENV values, else ``base``): what every process in the container sees, read from the file
+    itself so that a host-level test cannot drift from it."""
+    instructions = dockerfile_instructions(path)
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    declared: dict[str, str] = {}
+
+    def expand(value: str) -> str:
+        return re.sub(r"\$\{?(\w+)\}?", lambda m: declared.get(m.group(1), base.get(m.group(1), "")), value)
+
+    for keyword, arguments in instructions[last_from:]:
+        if keyword != "ENV":
+            continue
+        words = shlex.split(arguments)
+        if "=" not in words[0]:  # the legacy one-variable form `ENV KEY value with spaces`
+            words = [f"{words[0]}={' '.join(words[1:])}"]
+        for word in words:
+            key, _, value = word.partition("=")
+            declared[key] = expand(value)
+    return declared
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,7 +122,12 @@ def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "c
 
 
 class ServeEntrypoint:
-    """`serve` with a SageMaker-like model folder, on free ports, polling /ping from the first moment."""
+    """`serve` with a SageMaker-like model folder, on free ports, polling /ping from the first moment.
+
+    It runs with exactly the environment the Dockerfile declares (over this process's own, which a container
+    does not have, and ``env``, what SageMaker would add); where the image's paths do not exist on the host
+    (plugins, logs) command-line flags point elsewhere and leave that environment as it is.
+    """
 
     def __init__(self, model_dir: Path, workdir: Path, plugins_dir: Path, env=None):
         self.port = free_port()
@@ -92,23 +135,29 @@ class ServeEntrypoint:
         self.url = f"http://127.0.0.1:{self.port}"
         self.output_path = workdir / "serve.out"
         self._output = open(self.output_path, "wb")
-        environ = {**os.environ, "SDTURBO_DEVICE": "cpu", "SDTURBO_PLUGINS_DIR": str(plugins_dir),
-                   "SDTURBO_LOG_DIR": str(workdir / "logs"), **(env or {})}
+        environ = {**os.environ, **dockerfile_environment(dict(os.environ)), **(env or {})}
         self.process = subprocess.Popen(
             [PYTHON, str(REPO / "scripts" / "serve.py"), "serve", "--model-dir", str(model_dir),
+             "--plugins-dir", str(plugins_dir), "--log-dir", str(workdir / "logs"),
              "--host", "127.0.0.1", "--port", str(self.port), "--management-port", str(self.management_port),
              "--metrics-port", str(free_port()), "--grpc-ports", str(free_port()), str(free_port())],
             env=environ, stdout=self._output, stderr=subprocess.STDOUT,
         )
         self.pings: list[int] = []
+        self.last_ping = ""
 
     def ping(self) -> int:
         try:
-            status = http("GET", f"{self.url}/ping", content_type=None, timeout=2).status
+            reply = http("GET", f"{self.url}/ping", content_type=None, timeout=2)
+            status, self.last_ping = reply.status, reply.body.decode(errors="replace")
         except OSError:
             status = 0  # not listening yet
         self.pings.append(status)
         return status
+
+    def settled(self) -> bool:
+        """Ready, exited, or failed to load: waiting longer would change nothing."""
+        return self.ping() == 200 or self.process.poll() is not None or "failed to load" in self.last_ping
 
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")

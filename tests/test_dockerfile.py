@@ -12,23 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import DOCKERFILE, REPO
+from tests.helpers import dockerfile_instructions as instructions
 
 pytestmark = pytest.mark.infra
-DOCKERFILE = REPO / "Dockerfile"
 CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    result = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            result.append((keyword.upper(), rest.strip()))
-    return result
 
 
 def test_hadolint_passes():

@@ -95,3 +95,15 @@ def test_archive_workers_override(tmp_path, tiny_sd_dir):
     config = yaml.safe_load((tmp_path / "sdturbo" / "model-config.yaml").read_text())
     assert config["minWorkers"] == config["maxWorkers"] == 2
     assert config["handler"]["model_dir"] == "model"  # the rest of the shipped config is kept
+
+
+@pytest.mark.parametrize("fmt, expected", [("no-archive", "sdturbo"), ("zip-store", "sdturbo.mar")])
+def test_archive_is_readable_by_every_user(tmp_path, tiny_sd_dir, fmt, expected):
+    # The model builder leaves 0600 weights; the container's uid 1000 must still read what it is given.
+    assert any(not p.stat().st_mode & 0o004 for p in tiny_sd_dir.rglob("*.safetensors")), "nothing to prove"
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / expected
+    for path in [target, *target.rglob("*")]:
+        wanted = 0o005 if path.is_dir() else 0o004
+        assert path.stat().st_mode & wanted == wanted, f"{path}: {path.stat().st_mode:o}"

@@ -73,11 +73,15 @@ def test_sagemaker_environment_reaches_torchserve(tmp_path, sagemaker_model_dir,
         server.stop()
 
 
-def test_bad_sagemaker_environment_exits_2(tmp_path, sagemaker_model_dir, plugins_dir):
-    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env={"SAGEMAKER_TS_BATCH_SIZE": "many"})
+@pytest.mark.parametrize("variable, value", [
+    ("SAGEMAKER_TS_BATCH_SIZE", "many"),
+    ("SDSERVE_MODEL_DIR", "/x"),  # the entrypoint reads no such variable: a typo must not pass unnoticed
+])
+def test_bad_entrypoint_environment_exits_2(tmp_path, sagemaker_model_dir, plugins_dir, variable, value):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env={variable: value})
     assert server.process.wait(30) == 2
     server.stop()
-    assert "SAGEMAKER_TS_BATCH_SIZE" in server.output()
+    assert variable in server.output()
 
 
 def test_missing_model_exits_3(tmp_path, plugins_dir):
@@ -87,6 +91,17 @@ def test_missing_model_exits_3(tmp_path, plugins_dir):
     assert "MAR-INF" in server.output()
 
 
+def wait_for_worker(server: ServeEntrypoint, timeout: float = 120) -> None:
+    """Until TorchServe reports its worker READY: the handler's initialize has returned, loaded or not."""
+    def worker_reported():
+        reply = http("GET", f"http://127.0.0.1:{server.management_port}/models/sdturbo", content_type=None) \
+            if server.ping() else None
+        return reply is not None and reply.status == 200 and any(
+            w["status"] == "READY" for w in reply.json()[0]["workers"])
+
+    wait_until(worker_reported, timeout, 0.2, what="the worker to report")
+
+
 def test_model_that_fails_to_load_keeps_ping_unhealthy_and_fails_fast(tmp_path, sagemaker_model_dir, plugins_dir):
     broken = tmp_path / "model"
     shutil.copytree(sagemaker_model_dir, broken)
@@ -94,13 +109,7 @@ def test_model_that_fails_to_load_keeps_ping_unhealthy_and_fails_fast(tmp_path, 
         weights.write_bytes(b"not a safetensors file")
     server = ServeEntrypoint(broken, tmp_path, plugins_dir)
     try:
-        def worker_reported():
-            reply = http("GET", f"http://127.0.0.1:{server.management_port}/models/sdturbo", content_type=None) \
-                if server.ping() else None
-            return reply is not None and reply.status == 200 and any(
-                w["status"] == "READY" for w in reply.json()[0]["workers"])
-
-        wait_until(worker_reported, 120, 0.2, what="the worker to report")
+        wait_for_worker(server)
         ping = http("GET", f"{server.url}/ping", content_type=None)
         assert ping.status == 503 and "failed to load" in ping.json()["reason"]
         started = time.monotonic()
@@ -118,9 +127,11 @@ def test_sigterm_lets_the_in_flight_request_finish_and_exits_0(tmp_path, sagemak
     wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.1, what="ready")
     result = {}
 
-    def slow_request():  # four 1024x1024 images: seconds of CPU work
+    # Two 1024x1024 images: about 5 s of CPU work on two idle cores, so still running when SIGTERM comes and
+    # done inside the 25 s drain on a busy machine too (four took over 25 s there).
+    def slow_request():
         result["reply"] = post_json(f"{server.url}/invocations",
-                                    {"prompt": "a cat", "num_images": 4, "width": 1024, "height": 1024}, timeout=60)
+                                    {"prompt": "a cat", "num_images": 2, "width": 1024, "height": 1024}, timeout=60)
 
     thread = threading.Thread(target=slow_request)
     thread.start()
@@ -133,5 +144,31 @@ def test_sigterm_lets_the_in_flight_request_finish_and_exits_0(tmp_path, sagemak
     assert code == 0, server.output()[-2000:]
     assert time.monotonic() - sent < 30
     assert result["reply"].status == 200
-    assert len(result["reply"].json()["images"]) == 4
+    assert len(result["reply"].json()["images"]) == 2
     assert "stopped cleanly" in server.output()
+
+
+# What SageMaker or a user may set that must stop the worker from serving, and the words that name the cause.
+REFUSED_ENVIRONMENTS = [
+    # a GPU instance whose CUDA does not work (the stack sets SDTURBO_DEVICE=cuda on GPU instance types)
+    ({"SDTURBO_DEVICE": "cuda"}, "CUDA is not usable"),
+    # a typo in an engine override: SDTURBO_CUDA_GRAPHS is the setting
+    ({"SDTURBO_CUDA_GRAPH": "false"}, "SDTURBO_CUDA_GRAPH"),
+]
+
+
+@pytest.mark.parametrize("env, cause", REFUSED_ENVIRONMENTS, ids=["cuda-required", "unknown-setting"])
+def test_worker_that_must_not_serve_answers_503_naming_the_cause(tmp_path, sagemaker_model_dir, plugins_dir,
+                                                                  env, cause):
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env=env)
+    try:
+        wait_for_worker(server, timeout=60)
+        ping = http("GET", f"{server.url}/ping", content_type=None)
+        assert ping.status == 503 and "failed to load" in ping.json()["reason"], ping.body
+        for _ in range(2):  # every request, not only the first
+            started = time.monotonic()
+            reply = post_json(f"{server.url}/invocations", {"prompt": "a cat"}, timeout=30)
+            assert reply.status == 503 and time.monotonic() - started < 10
+            assert reply.json()["type"] == "ModelLoadFailed" and cause in reply.json()["message"]
+    finally:
+        server.stop()

@@ -30,3 +30,15 @@ def test_environment_overrides_yaml():
 def test_invalid_settings_name_the_field(section, environ, field):
     with pytest.raises(SettingsError, match=field):
         load_settings(section, environ)
+
+
+@pytest.mark.parametrize("variable", ["SDTURBO_CUDA_GRAPH", "SDTURBO_MODEL_DIRECTORY", "SDTURBO_device",
+                                      "SDTURBO_ANYTHING"])
+def test_unknown_sdturbo_variable_fails_the_load(variable):
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({}, {variable: "false"})
+
+
+def test_other_prefixes_are_not_the_engines_business():
+    settings = load_settings({}, {"SDSERVE_LOG_DIR": "/tmp/x", "SAGEMAKER_TS_BATCH_SIZE": "4", "SDTURBO": "x"})
+    assert settings == load_settings({}, {})

@@ -105,6 +105,15 @@ def test_image_is_tagged_with_the_commit_sha_only():
     assert "GITHUB_STEP_SUMMARY" in json.dumps(job)
 
 
+def test_push_makes_a_single_platform_image_manifest_sagemaker_accepts():
+    job = load("build-and-push.yml")["jobs"]["image"]
+    build = next(s for s in steps(job) if s.get("uses", "").startswith("docker/build-push-action@"))
+    # attestations turn the push into an OCI image index, which CreateModel refuses
+    assert build["with"]["provenance"] is False and build["with"]["sbom"] is False
+    assert build["with"]["platforms"] == "linux/amd64"
+    assert "outputs" not in build["with"] and "attests" not in build["with"]
+
+
 def test_apply_runs_only_the_reviewed_plan_behind_a_protected_environment():
     workflow = load("deploy-infrastructure.yml")
     jobs = workflow["jobs"]

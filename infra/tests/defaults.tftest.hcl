@@ -259,3 +259,32 @@ run "ebs_backed_instance_volume_is_encrypted_with_the_stack_key" {
     error_message = "EBS-backed instance volumes must use the stack's KMS key."
   }
 }
+
+run "gpu_endpoint_requires_cuda_on_an_ami_whose_driver_runs_the_image" {
+  command = plan
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].inference_ami_version == "al2-ami-sagemaker-inference-gpu-3-1"
+    error_message = "A GPU endpoint must pin the inference AMI with driver 550 (CUDA 12), which runs the image's CUDA 12 torch."
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_DEVICE"] == "cuda"
+    error_message = "On a GPU instance the container must require CUDA, never fall back to the CPU."
+  }
+}
+
+run "cpu_instance_gets_no_gpu_ami_and_keeps_device_auto" {
+  command = plan
+  variables {
+    instance_type = "ml.m5.2xlarge"
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].inference_ami_version == null
+    error_message = "A CPU instance type must not ask for a GPU inference AMI."
+  }
+  assert {
+    condition     = !contains(keys(aws_sagemaker_model.this.primary_container[0].environment), "SDTURBO_DEVICE")
+    error_message = "A CPU instance must not require CUDA."
+  }
+}

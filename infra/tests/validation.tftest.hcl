@@ -78,3 +78,11 @@ run "interface_endpoints_are_opt_in" {
     error_message = "Turning the toggles on must create the sns, logs and monitoring endpoints."
   }
 }
+
+run "inference_ami_without_a_cuda_12_driver_is_refused" {
+  command = plan
+  variables {
+    inference_ami_version = "al2-ami-sagemaker-inference-neuron-2"
+  }
+  expect_failures = [var.inference_ami_version]
+}

@@ -24,7 +24,7 @@ import org.pytorch.serve.wlm.WorkerThread;
  * <p>TorchServe's own ping answers 200 "Healthy" while a worker is still loading and while a model
  * fails to load. SageMaker routes traffic on the first 200, so this replaces it: 200 only when every
  * model loaded at start-up has a worker that TorchServe reports as loaded AND whose handler wrote
- * {@code "ready"} to {@code $SDTURBO_STATE_DIR/<worker pid>.json} after its warm-up (the handler
+ * {@code "ready"} to {@code $SDSERVE_STATE_DIR/<worker pid>.json} after its warm-up (the handler
  * writes {@code "failed"} with the reason when the weights cannot load). A {@code draining} file in
  * the same folder, written by the serve entrypoint on SIGTERM, turns the answer to 503 as well.
  */
@@ -34,7 +34,7 @@ import org.pytorch.serve.wlm.WorkerThread;
         description = "Readiness: 200 only when every model has a loaded, warmed-up worker")
 public class ReadinessPing extends ModelServerEndpoint {
 
-    static final String STATE_DIR_ENV = "SDTURBO_STATE_DIR";
+    static final String STATE_DIR_ENV = "SDSERVE_STATE_DIR";
 
     @Override
     public void doGet(Request req, Response rsp, Context ctx) throws IOException {
