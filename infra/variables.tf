@@ -258,6 +258,17 @@ variable "scale_out_cooldown_s" {
   }
 }
 
+variable "deploy_instance_count" {
+  description = "Instances a new endpoint configuration starts with. A deploy replaces the variant's count with it, so CI passes the endpoint's current count (scripts/deploy_instance_count.py; 1 when it is at 0 or new). A change of this value alone deploys nothing."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.deploy_instance_count >= 1 && floor(var.deploy_instance_count) == var.deploy_instance_count
+    error_message = "deploy_instance_count must be a whole number of at least 1."
+  }
+}
+
 # ------------------------------------------------------------------ observability
 variable "log_retention_days" {
   description = "Retention of the endpoint's CloudWatch log group."

@@ -225,3 +225,33 @@ run "ebs_backed_instance_volume_is_encrypted_with_the_stack_key" {
     error_message = "EBS-backed instance volumes must use the stack's KMS key."
   }
 }
+
+run "execution_role_carries_the_workload_boundary" {
+  command = plan
+
+  assert {
+    condition     = aws_iam_role.sagemaker.permissions_boundary == "arn:aws:iam::123456789012:policy/sdturbo-workload-boundary"
+    error_message = "The CI apply role may create a role only with the bootstrap's workload boundary attached."
+  }
+}
+
+run "deploy_keeps_the_instance_count_ci_passes" {
+  command = plan
+  variables {
+    deploy_instance_count = 2
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].initial_instance_count == 2
+    error_message = "A new endpoint configuration must start with the count CI read from the live endpoint."
+  }
+}
+
+run "instance_type_change_replaces_the_scaling_registration" {
+  command = plan
+
+  assert {
+    condition     = terraform_data.scaling_registration.triggers_replace == "ml.g4dn.2xlarge"
+    error_message = "The scaling registration must be replaced (deregister, update, register) when the instance type changes."
+  }
+}

@@ -70,3 +70,11 @@ run "interface_endpoints_are_opt_in" {
     error_message = "Turning the toggles on must create the sns, logs and monitoring endpoints."
   }
 }
+
+run "deploy_instance_count_is_at_least_one" {
+  command = plan
+  variables {
+    deploy_instance_count = 0
+  }
+  expect_failures = [var.deploy_instance_count]
+}
