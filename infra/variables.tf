@@ -204,7 +204,7 @@ variable "model_download_timeout_s" {
 
 # ------------------------------------------------------------------ autoscaling
 variable "min_instances" {
-  description = "Fewest instances. 0 lets the endpoint scale to zero when the queue is empty."
+  description = "Fewest instances. 0 lets the endpoint scale to zero once its queue has been empty for ~15 minutes (target tracking's scale-in alarm)."
   type        = number
   default     = 0
 
@@ -237,7 +237,7 @@ variable "target_backlog_per_instance" {
 }
 
 variable "scale_in_cooldown_s" {
-  description = "Seconds after a scale-in before another (how long an idle instance lingers before going to zero)."
+  description = "Seconds after a scale-in before the next one may start. It only spaces scale-ins: when one starts is decided by target tracking's scale-in alarm (~15 minutes below target)."
   type        = number
   default     = 600
 
