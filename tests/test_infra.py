@@ -8,25 +8,16 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO
+from tests.terraform_root import plugin_dir
 
 pytestmark = pytest.mark.infra
 INFRA = REPO / "infra"
 ROOTS = [INFRA, INFRA / "bootstrap"]
 CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
-
-
-def plugin_dir() -> str | None:
-    """A local provider mirror (…/registry.terraform.io/hashicorp/aws/5.x), when the machine has one."""
-    candidates = [os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins", "/usr/share/terraform/plugins"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "registry.terraform.io").is_dir():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
