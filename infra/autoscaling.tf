@@ -1,6 +1,17 @@
-# Scale to zero. Target tracking on the backlog per instance scales out and back in, down to min 0. But
-# at zero instances that metric has no denominator, so it can never trigger a scale-out: the step policy,
-# fired by HasBacklogWithoutCapacity, takes the endpoint from 0 to 1 when a request arrives.
+# Scale to zero. Target tracking on the backlog per instance scales out, and scales in when its low alarm
+# (created by Application Auto Scaling: backlog below target for 15 consecutive minutes) fires, down to
+# min_instances; scale_in_cooldown_s only spaces one scale-in from the next. At zero instances the metric
+# has no denominator, so target tracking cannot scale out from 0: the step policy, fired by
+# HasBacklogWithoutCapacity, adds the first instance when a request arrives. An instance started from zero
+# (by a burst or a deploy) therefore runs for at least ~15 minutes.
+
+# SageMaker refuses to change a variant's instance type while it is registered with Application Auto
+# Scaling. This resource is replaced when the type changes; the scaling target is replaced with it, and the
+# endpoint depends on it, so Terraform deregisters the variant (destroying its policies), then updates the
+# endpoint, then registers the variant again, in one apply.
+resource "terraform_data" "scaling_registration" {
+  triggers_replace = var.instance_type
+}
 
 resource "aws_appautoscaling_target" "endpoint" {
   service_namespace  = "sagemaker"
@@ -8,6 +19,12 @@ resource "aws_appautoscaling_target" "endpoint" {
   scalable_dimension = "sagemaker:variant:DesiredInstanceCount"
   min_capacity       = var.min_instances
   max_capacity       = var.max_instances
+
+  depends_on = [terraform_data.scaling_registration]
+
+  lifecycle {
+    replace_triggered_by = [terraform_data.scaling_registration]
+  }
 }
 
 resource "aws_appautoscaling_policy" "backlog" {
@@ -33,6 +50,11 @@ resource "aws_appautoscaling_policy" "backlog" {
       }
     }
   }
+
+  # Deregistering the target deletes its policies: they are created again with it.
+  lifecycle {
+    replace_triggered_by = [aws_appautoscaling_target.endpoint]
+  }
 }
 
 resource "aws_appautoscaling_policy" "from_zero" {
@@ -51,6 +73,11 @@ resource "aws_appautoscaling_policy" "from_zero" {
       metric_interval_lower_bound = 0
       scaling_adjustment          = 1
     }
+  }
+
+  # Deregistering the target deletes its policies: they are created again with it.
+  lifecycle {
+    replace_triggered_by = [aws_appautoscaling_target.endpoint]
   }
 }
 

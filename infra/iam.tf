@@ -4,6 +4,8 @@ resource "aws_iam_role" "sagemaker" {
   name               = "${var.name}-sagemaker-execution"
   description        = "SageMaker hosting of ${var.name}: model data, async I/O, image pull, logs, ENIs"
   assume_role_policy = data.aws_iam_policy_document.sagemaker_trust.json
+  # The CI apply role may create or change a role only with this boundary (infra/bootstrap/boundary.tf).
+  permissions_boundary = local.workload_boundary_arn
 }
 
 data "aws_iam_policy_document" "sagemaker_trust" {
@@ -29,6 +31,7 @@ resource "aws_iam_role_policy" "sagemaker" {
 }
 
 locals {
+  workload_boundary_arn  = "arn:${local.partition}:iam::${local.account_id}:policy/${var.name}-workload-boundary"
   endpoint_log_group_arn = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/sagemaker/Endpoints/${local.endpoint_name}"
 }
 

@@ -58,16 +58,6 @@ output "kms_key_arn" {
   value       = aws_kms_key.this.arn
 }
 
-output "github_image_push_role_arn" {
-  description = "Repository variable AWS_IMAGE_PUSH_ROLE_ARN for the build-and-push workflow."
-  value       = aws_iam_role.github_image_push.arn
-}
-
-output "github_terraform_role_arn" {
-  description = "Repository variable AWS_TERRAFORM_ROLE_ARN for the deploy-infrastructure workflow."
-  value       = aws_iam_role.github_terraform.arn
-}
-
 output "max_concurrent_invocations_per_instance" {
   description = "Async concurrency per instance: TorchServe workers x batch size."
   value       = local.max_concurrent_invocations

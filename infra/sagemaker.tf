@@ -5,9 +5,11 @@ locals {
 }
 
 resource "aws_sagemaker_model" "this" {
-  # The name changes with the image tag and model data, so a new model (and configuration) is created
-  # before the old one goes away: the endpoint switches over without downtime.
-  name                     = "${var.name}-${substr(sha256("${var.image_tag}|${var.model_data_prefix}"), 0, 12)}"
+  # Any change to a model replaces it, and the new one is created before the old one goes away (the
+  # endpoint switches over without downtime), so both exist at once: SageMaker refuses a name that exists.
+  # Each model therefore takes a fresh name when it is created. ignore_changes keeps the name on plans
+  # that change nothing else; a replacement is planned from the configuration, so it gets a new name.
+  name                     = "${var.name}-${substr(replace(uuid(), "-", ""), 0, 16)}"
   execution_role_arn       = aws_iam_role.sagemaker.arn
   enable_network_isolation = var.enable_network_isolation
 
@@ -39,6 +41,7 @@ resource "aws_sagemaker_model" "this" {
 
   lifecycle {
     create_before_destroy = true
+    ignore_changes        = [name]
   }
 
   depends_on = [aws_iam_role_policy.sagemaker]
@@ -53,7 +56,7 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
     variant_name           = local.variant_name
     model_name             = aws_sagemaker_model.this.name
     instance_type          = var.instance_type
-    initial_instance_count = 1 # an endpoint starts with one instance; autoscaling takes it to zero when idle
+    initial_instance_count = var.deploy_instance_count
     inference_ami_version  = local.gpu_instance ? var.inference_ami_version : null
 
     container_startup_health_check_timeout_in_seconds = var.container_startup_timeout_s
@@ -78,8 +81,12 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
     }
   }
 
+  # A new configuration replaces the live variant's instance count with its initial count (the provider
+  # cannot ask UpdateEndpoint to retain it), so a deploy passes the current count (deploy_instance_count).
+  # A count that changed alone is not a reason for a new configuration: autoscaling owns it between deploys.
   lifecycle {
     create_before_destroy = true
+    ignore_changes        = [production_variants[0].initial_instance_count]
   }
 }
 
@@ -87,5 +94,6 @@ resource "aws_sagemaker_endpoint" "this" {
   name                 = local.endpoint_name
   endpoint_config_name = aws_sagemaker_endpoint_configuration.this.name
 
-  depends_on = [aws_cloudwatch_log_group.endpoint]
+  # scaling_registration (autoscaling.tf): an instance type change deregisters the variant first.
+  depends_on = [aws_cloudwatch_log_group.endpoint, terraform_data.scaling_registration]
 }

@@ -215,7 +215,7 @@ variable "model_download_timeout_s" {
 
 # ------------------------------------------------------------------ autoscaling
 variable "min_instances" {
-  description = "Fewest instances. 0 lets the endpoint scale to zero when the queue is empty."
+  description = "Fewest instances. 0 lets the endpoint scale to zero once its queue has been empty for ~15 minutes (target tracking's scale-in alarm)."
   type        = number
   default     = 0
 
@@ -248,7 +248,7 @@ variable "target_backlog_per_instance" {
 }
 
 variable "scale_in_cooldown_s" {
-  description = "Seconds after a scale-in before another (how long an idle instance lingers before going to zero)."
+  description = "Seconds after a scale-in before the next one may start. It only spaces scale-ins: when one starts is decided by target tracking's scale-in alarm (~15 minutes below target)."
   type        = number
   default     = 600
 
@@ -269,6 +269,17 @@ variable "scale_out_cooldown_s" {
   }
 }
 
+variable "deploy_instance_count" {
+  description = "Instances a new endpoint configuration starts with. A deploy replaces the variant's count with it, so CI passes the endpoint's current count (scripts/deploy_instance_count.py; 1 when it is at 0 or new). A change of this value alone deploys nothing."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.deploy_instance_count >= 1 && floor(var.deploy_instance_count) == var.deploy_instance_count
+    error_message = "deploy_instance_count must be a whole number of at least 1."
+  }
+}
+
 # ------------------------------------------------------------------ observability
 variable "log_retention_days" {
   description = "Retention of the endpoint's CloudWatch log group."
@@ -285,43 +296,4 @@ variable "alarm_email" {
   description = "Optional e-mail address subscribed to the alarms topic (empty: no subscription)."
   type        = string
   default     = ""
-}
-
-# ------------------------------------------------------------------ GitHub OIDC
-variable "github_repository" {
-  description = "GitHub repository allowed to assume the CI roles, as owner/name."
-  type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
-    error_message = "github_repository must look like owner/name."
-  }
-}
-
-variable "github_branch" {
-  description = "Branch whose pushes may push images and plan."
-  type        = string
-  default     = "main"
-}
-
-variable "github_environment" {
-  description = "Protected GitHub environment whose jobs may run terraform apply."
-  type        = string
-  default     = "production"
-}
-
-variable "create_github_oidc_provider" {
-  description = "Create the account's GitHub OIDC provider (false if the account already has one)."
-  type        = bool
-  default     = true
-}
-
-variable "state_bucket_name" {
-  description = "Terraform state bucket (from infra/bootstrap), so the plan/apply role can reach its state."
-  type        = string
-}
-
-variable "lock_table_name" {
-  description = "Terraform lock table (from infra/bootstrap)."
-  type        = string
 }

@@ -8,25 +8,16 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO
+from tests.terraform_root import plugin_dir
 
 pytestmark = pytest.mark.infra
 INFRA = REPO / "infra"
 ROOTS = [INFRA, INFRA / "bootstrap"]
 CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
-
-
-def plugin_dir() -> str | None:
-    """A local provider mirror (…/registry.terraform.io/hashicorp/aws/5.x), when the machine has one."""
-    candidates = [os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins", "/usr/share/terraform/plugins"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "registry.terraform.io").is_dir():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +130,21 @@ def test_diagram_shows_what_the_code_declares():
     for kind, label in expected.items():
         assert kind in types, f"{kind} is no longer declared: update the diagram"
         assert label in diagram, f"the diagram lost {label!r}"
+
+
+def test_readme_counts_the_alarms_the_stack_makes():
+    # Each target tracking policy makes Application Auto Scaling create two alarms (high and low).
+    stack = "".join(path.read_text() for path in INFRA.glob("*.tf"))
+    own = len(re.findall(r'^resource\s+"aws_cloudwatch_metric_alarm"', stack, re.MULTILINE))
+    target_tracking = len(re.findall(r'policy_type\s*=\s*"TargetTrackingScaling"', stack))
+    readme = (INFRA / "README.md").read_text()
+    assert f"{own + 2 * target_tracking} alarms" in readme
+    assert not re.search(r"\b(?!{})\d+ alarms".format(own + 2 * target_tracking), readme)
+
+
+def test_docs_say_scale_in_follows_target_tracking_not_the_cooldown():
+    texts = [(INFRA / "README.md").read_text(), (INFRA / "variables.tf").read_text(),
+             (INFRA / "autoscaling.tf").read_text()]
+    assert all("15" in text and "minutes" in text for text in texts)
+    assert not any(re.search(r"(lingers|back in to 0) .{0,40}cooldown|cooldown.{0,40}(lingers|to zero)", text)
+                   for text in texts)

@@ -139,3 +139,39 @@ def test_no_secrets_or_account_ids_in_workflows():
         text = path.read_text()
         assert "secrets." not in text, path.name  # everything account-specific is a repository variable
         assert not re.search(r"\b\d{12}\b", text), path.name
+
+
+ROLE_OF_JOB = {  # (workflow, job) -> the repository variable naming the role it may assume
+    ("deploy-infrastructure.yml", "plan"): "AWS_PLAN_ROLE_ARN",
+    ("deploy-infrastructure.yml", "apply"): "AWS_APPLY_ROLE_ARN",
+    ("build-and-push.yml", "image"): "AWS_IMAGE_PUSH_ROLE_ARN",
+}
+
+
+def assumed_roles(job: dict) -> list[str]:
+    return [step["with"]["role-to-assume"] for step in steps(job) if step.get("uses", "").startswith(OIDC_ACTION)]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_job_assumes_only_the_role_meant_for_it(name):
+    for job_name, job in load(name)["jobs"].items():
+        roles = assumed_roles(job)
+        expected = ROLE_OF_JOB.get((name, job_name))
+        assert roles == ([f"${{{{ vars.{expected} }}}}"] if expected else []), f"{name}:{job_name}: {roles}"
+
+
+def test_apply_role_is_used_only_behind_the_protected_environment():
+    for path in WORKFLOWS.glob("*.yml"):
+        for job_name, job in load(path.name)["jobs"].items():
+            if "AWS_APPLY_ROLE_ARN" in json.dumps(job):
+                assert job.get("environment") == "production", f"{path.name}:{job_name}"
+                assert not any("terraform" in step.get("run", "") and " plan" in step.get("run", "")
+                               for step in steps(job)), "the apply job applies the reviewed plan, it does not plan"
+
+
+def test_plan_keeps_the_instance_count_autoscaling_chose():
+    plan = load("deploy-infrastructure.yml")["jobs"]["plan"]
+    count = next(step for step in steps(plan) if step.get("id") == "count")
+    assert "scripts/deploy_instance_count.py" in count["run"] and "GITHUB_OUTPUT" in count["run"]
+    planning = next(step for step in steps(plan) if "-out=tfplan" in step.get("run", ""))
+    assert planning["env"]["TF_VAR_deploy_instance_count"] == "${{ steps.count.outputs.count }}"

@@ -1,5 +1,5 @@
 variable "name" {
-  description = "Prefix of the state bucket and lock table."
+  description = "Prefix of the state bucket, lock table and CI roles; the same name as the main stack's, whose resources the CI policies name."
   type        = string
   default     = "sdturbo"
 
@@ -10,7 +10,7 @@ variable "name" {
 }
 
 variable "region" {
-  description = "AWS region of the state bucket and lock table (use the stack's region)."
+  description = "AWS region of the state bucket and lock table, and of the main stack (the CI policies are bound to it)."
   type        = string
   default     = "us-east-1"
 }
@@ -24,4 +24,33 @@ variable "noncurrent_state_days" {
     condition     = var.noncurrent_state_days >= 1
     error_message = "noncurrent_state_days must be at least 1."
   }
+}
+
+# ------------------------------------------------------------------ GitHub OIDC
+variable "github_repository" {
+  description = "GitHub repository allowed to assume the CI roles, as owner/name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
+    error_message = "github_repository must look like owner/name."
+  }
+}
+
+variable "github_branch" {
+  description = "Branch whose pushes may push images and run the read-only plan."
+  type        = string
+  default     = "main"
+}
+
+variable "github_environment" {
+  description = "Protected GitHub environment (required reviewers) whose jobs may run terraform apply."
+  type        = string
+  default     = "production"
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider (false if the account already has one)."
+  type        = bool
+  default     = true
 }

@@ -37,18 +37,9 @@ mock_provider "aws" {
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
   }
-  mock_resource "aws_iam_openid_connect_provider" {
-    defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
-  }
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
-}
-
-variables {
-  github_repository = "example-org/sdturbo-serve"
-  state_bucket_name = "example-state"
-  lock_table_name   = "example-lock"
 }
 
 run "endpoint_is_async_with_output_failure_and_notifications" {
@@ -191,7 +182,7 @@ run "iam_allows_no_wildcard_action" {
 
   assert {
     condition = alltrue(flatten([
-      for doc in [data.aws_iam_policy_document.sagemaker, data.aws_iam_policy_document.github_image_push, data.aws_iam_policy_document.github_terraform, data.aws_iam_policy_document.kms] : [
+      for doc in [data.aws_iam_policy_document.sagemaker, data.aws_iam_policy_document.kms] : [
         for s in doc.statement : [for a in s.actions : !strcontains(a, "*")] if s.effect != "Deny"
       ]
     ]))
@@ -202,31 +193,6 @@ run "iam_allows_no_wildcard_action" {
       for s in data.aws_iam_policy_document.sagemaker.statement : !contains(s.resources, "*") || contains(["EcrLogin", "WriteOwnMetrics", "DescribeNetwork"], s.sid)
     ])
     error_message = "The execution role may use a wildcard resource only where AWS requires one."
-  }
-}
-
-run "github_oidc_trust_pins_audience_and_subject" {
-  command = plan
-
-  assert {
-    condition = alltrue([
-      for key in ["push", "infra"] : anytrue([
-        for c in data.aws_iam_policy_document.github_trust[key].statement[0].condition : c.variable == "token.actions.githubusercontent.com:sub" && c.test == "StringEquals"
-      ])
-    ])
-    error_message = "Both CI roles must pin the token subject with StringEquals."
-  }
-  assert {
-    condition     = [for c in data.aws_iam_policy_document.github_trust["push"].statement[0].condition : join(",", sort(c.values)) if c.variable == "token.actions.githubusercontent.com:sub"] == ["repo:example-org/sdturbo-serve:ref:refs/heads/main"]
-    error_message = "The image push role must trust only pushes to the main branch of the repository."
-  }
-  assert {
-    condition     = contains([for c in data.aws_iam_policy_document.github_trust["infra"].statement[0].condition : c.values if c.variable == "token.actions.githubusercontent.com:sub"][0], "repo:example-org/sdturbo-serve:environment:production")
-    error_message = "The Terraform role must trust the protected environment."
-  }
-  assert {
-    condition     = alltrue([for key in ["push", "infra"] : anytrue([for c in data.aws_iam_policy_document.github_trust[key].statement[0].condition : c.variable == "token.actions.githubusercontent.com:aud" && join(",", sort(c.values)) == "sts.amazonaws.com"])])
-    error_message = "Both CI roles must pin the token audience."
   }
 }
 
@@ -286,5 +252,35 @@ run "cpu_instance_gets_no_gpu_ami_and_keeps_device_auto" {
   assert {
     condition     = !contains(keys(aws_sagemaker_model.this.primary_container[0].environment), "SDTURBO_DEVICE")
     error_message = "A CPU instance must not require CUDA."
+  }
+}
+
+run "execution_role_carries_the_workload_boundary" {
+  command = plan
+
+  assert {
+    condition     = aws_iam_role.sagemaker.permissions_boundary == "arn:aws:iam::123456789012:policy/sdturbo-workload-boundary"
+    error_message = "The CI apply role may create a role only with the bootstrap's workload boundary attached."
+  }
+}
+
+run "deploy_keeps_the_instance_count_ci_passes" {
+  command = plan
+  variables {
+    deploy_instance_count = 2
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].initial_instance_count == 2
+    error_message = "A new endpoint configuration must start with the count CI read from the live endpoint."
+  }
+}
+
+run "instance_type_change_replaces_the_scaling_registration" {
+  command = plan
+
+  assert {
+    condition     = terraform_data.scaling_registration.triggers_replace == "ml.g4dn.2xlarge"
+    error_message = "The scaling registration must be replaced (deregister, update, register) when the instance type changes."
   }
 }

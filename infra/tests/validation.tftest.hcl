@@ -7,15 +7,15 @@ mock_provider "aws" {
   mock_data "aws_availability_zones" {
     defaults = { names = ["eu-west-1a", "eu-west-1b"] }
   }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
-}
-
-variables {
-  github_repository = "example-org/sdturbo-serve"
-  state_bucket_name = "example-state"
-  lock_table_name   = "example-lock"
 }
 
 run "instance_type_must_be_a_sagemaker_type" {
@@ -41,14 +41,6 @@ run "image_tag_latest_is_refused" {
     image_tag = "latest"
   }
   expect_failures = [var.image_tag]
-}
-
-run "repository_must_be_owner_slash_name" {
-  command = plan
-  variables {
-    github_repository = "sdturbo-serve"
-  }
-  expect_failures = [var.github_repository]
 }
 
 run "one_availability_zone_is_refused" {
@@ -85,4 +77,12 @@ run "inference_ami_without_a_cuda_12_driver_is_refused" {
     inference_ami_version = "al2-ami-sagemaker-inference-neuron-2"
   }
   expect_failures = [var.inference_ami_version]
+}
+
+run "deploy_instance_count_is_at_least_one" {
+  command = plan
+  variables {
+    deploy_instance_count = 0
+  }
+  expect_failures = [var.deploy_instance_count]
 }

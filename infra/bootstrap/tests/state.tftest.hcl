@@ -9,6 +9,10 @@ mock_provider "aws" {
   }
 }
 
+variables {
+  github_repository = "example-org/sdturbo-serve"
+}
+
 run "state_bucket_is_versioned_encrypted_and_private" {
   command = plan
 
@@ -40,5 +44,62 @@ run "lock_table_keys_on_lock_id" {
   assert {
     condition     = aws_dynamodb_table.lock.hash_key == "LockID" && aws_dynamodb_table.lock.billing_mode == "PAY_PER_REQUEST"
     error_message = "Terraform's S3 backend locks on a LockID string key."
+  }
+}
+
+run "each_ci_role_trusts_only_its_subject_and_audience" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for role, subject in {
+        image-push = "repo:example-org/sdturbo-serve:ref:refs/heads/main"
+        plan       = "repo:example-org/sdturbo-serve:ref:refs/heads/main"
+        apply      = "repo:example-org/sdturbo-serve:environment:production"
+        } : [
+        for c in data.aws_iam_policy_document.github_trust[role].statement[0].condition : join(",", c.values) if c.variable == "token.actions.githubusercontent.com:sub"
+      ] == [subject]
+    ])
+    error_message = "Pushes to main may push images and plan; only the protected environment may apply."
+  }
+  assert {
+    condition = alltrue([for role in ["image-push", "plan", "apply"] : anytrue([
+      for c in data.aws_iam_policy_document.github_trust[role].statement[0].condition : c.test == "StringEquals" && c.variable == "token.actions.githubusercontent.com:aud" && join(",", c.values) == "sts.amazonaws.com"
+    ])])
+    error_message = "Every CI role must pin the token audience."
+  }
+}
+
+run "plan_role_reads_and_apply_role_also_changes" {
+  command = plan
+
+  assert {
+    condition     = { for key, a in aws_iam_role_policy_attachment.github : key => a.role } == { plan-read = "sdturbo-github-plan", apply-read = "sdturbo-github-apply", apply-write = "sdturbo-github-apply", apply-deny = "sdturbo-github-apply" }
+    error_message = "The plan role only reads; only the apply role may change the stack."
+  }
+}
+
+run "ci_policies_allow_no_wildcard_action" {
+  command = plan
+
+  assert {
+    condition = alltrue(flatten([
+      for doc in [data.aws_iam_policy_document.read_stack, data.aws_iam_policy_document.change_stack, data.aws_iam_policy_document.apply_guardrails, data.aws_iam_policy_document.workload_boundary, data.aws_iam_policy_document.image_push] : [
+        for s in doc.statement : [for a in coalesce(s.actions, []) : !strcontains(a, "*")] if s.effect != "Deny"
+      ]
+    ]))
+    error_message = "No Allow statement may use a wildcard action."
+  }
+}
+
+run "workload_roles_change_only_with_the_boundary" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.change_stack.statement : anytrue([for c in s.condition : c.variable == "iam:PermissionsBoundary"])
+      if length(setintersection(coalesce(s.actions, []), ["iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary"])) > 0 && s.effect != "Deny"
+    ])
+    error_message = "Creating a role or writing its policy must require the workload boundary."
   }
 }

@@ -1,0 +1,80 @@
+# The permissions boundary of every role the apply role creates or changes (today: the SageMaker execution
+# role). A role's effective permissions are its policies intersected with this, so whatever the apply role
+# writes into a workload role's policy, the role can never do more than host the model: read model data,
+# move async payloads, use the stack key, pull the image, write its logs and metrics, place its network
+# interfaces and publish notifications. The apply role can neither remove this boundary nor edit it.
+
+resource "aws_iam_policy" "workload_boundary" {
+  name        = "${var.name}-workload-boundary"
+  description = "Ceiling of every role the ${var.name} apply role creates: hosting the model, nothing else"
+  policy      = data.aws_iam_policy_document.workload_boundary.json
+}
+
+data "aws_iam_policy_document" "workload_boundary" {
+  # checkov:skip=CKV_AWS_111,CKV_AWS_356: "*" only for ECR login, PutMetricData and EC2 Describe, which have no resource-level permissions
+  statement {
+    sid       = "ModelDataAndAsyncPayloads"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"]
+    resources = concat(local.stack.bucket_arns, [for arn in local.stack.bucket_arns : "${arn}/*"])
+  }
+
+  statement {
+    sid       = "UseStackKey"
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"]
+    resources = [local.stack.key_arns]
+  }
+
+  statement {
+    sid       = "PullImage"
+    actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+    resources = [local.stack.repository_arn]
+  }
+
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = [local.stack.log_group_arn, "${local.stack.log_group_arn}:log-stream:*"]
+  }
+
+  statement {
+    sid       = "WriteMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringLike"
+      variable = "cloudwatch:namespace"
+      values   = ["AWS/SageMaker", "/aws/sagemaker/Endpoints*"]
+    }
+  }
+
+  statement {
+    sid       = "DescribeNetwork"
+    actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "NetworkInterfaces"
+    actions   = ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"]
+    resources = ["${local.arn.ec2}:*"]
+  }
+
+  statement {
+    sid       = "PublishNotifications"
+    actions   = ["sns:Publish"]
+    resources = [local.stack.topic_arns]
+  }
+
+  statement {
+    sid       = "NeverTheStateKey"
+    effect    = "Deny"
+    actions   = ["kms:*"]
+    resources = [local.state.key_arn]
+  }
+}
