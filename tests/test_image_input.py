@@ -200,6 +200,21 @@ def test_bad_image_is_refused_with_its_status_and_reason(text, status, word):
     assert caught.value.status == status and word in caught.value.message, caught.value.message
 
 
+def test_no_parser_but_png_jpeg_and_webp_ever_runs(monkeypatch):
+    """Other formats are refused because their parsers never see the bytes, not because a parser read
+    them first: every other registered parser is replaced by one that records being asked."""
+    Image.init()
+    asked = []
+    for name, (factory, accept) in list(Image.OPEN.items()):
+        if name not in ACCEPTED_FORMATS:
+            monkeypatch.setitem(Image.OPEN, name, (lambda *a, name=name: asked.append(name), accept))
+    for fmt in ("GIF", "BMP", "TIFF", "ICO", "PPM", "TGA", "PCX", "SGI", "IM", "DDS", "QOI"):
+        data = encode(picture(128, 128, "RGBA" if fmt in ("ICO", "DDS") else "RGB"), fmt)
+        with pytest.raises(ImageError):
+            load(b64(data))
+    assert asked == []
+
+
 def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded():
     """A real 20-megapixel PNG of one colour is 20 KB: refused from its header, long before 60 MB of
     pixels exist (Pillow would need seconds and the memory to decode it)."""
