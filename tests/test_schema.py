@@ -153,7 +153,7 @@ def test_steps_times_strength_of_at_least_one_is_accepted(steps, strength):
 # (body, expected status, field the error must name): image-to-image's own mistakes. The image content
 # cases come from tests/test_image_input.py's table.
 BAD_IMAGE_REQUESTS = [
-    (body(strength=0.5), 400, "strength"),                                  # strength without an image
+    (body(strength=1.0), 400, "strength"),                                  # strength without an image
     (body(image=IMAGE, num_inference_steps=1), 400, "strength"),            # 1 x 0.5: no step would run
     (body(image=IMAGE, num_inference_steps=3, strength=0.33), 400, "strength"),  # int(0.99) = 0
     (body(image=IMAGE, strength=0), 400, "strength"),
