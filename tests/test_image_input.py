@@ -47,6 +47,19 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def png_with_a_broken_chunk() -> bytes:
+    """A PNG whose pixel data continues in a chunk with an invalid type: Pillow raises SyntaxError (not
+    OSError) while decoding, the kind of error a narrow ``except`` would let through as a 500."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    good = encode(picture(96, 80))
+    start = good.index(b"IDAT") - 4
+    length = struct.unpack(">I", good[start:start + 4])[0]
+    pixels = good[start + 8:start + 8 + length]
+    return good[:start] + chunk(b"IDAT", pixels[:length // 2]) + chunk(b"\0IEN", pixels[length // 2:]) + chunk(b"IEND", b"")
+
+
 def load(text: str, width=None, height=None):
     return load_init_image(text, SIZE_BOUNDS, width, height)
 
@@ -183,6 +196,7 @@ BAD_IMAGES = [
     (b64(truncated(encode(picture(256, 256), "JPEG"))), 400, "truncated"),
     (b64(truncated(encode(picture(256, 256), "WEBP"))), 400, ""),
     (b64(encode(picture(256, 256))[:40]), 400, ""),                # header only
+    (b64(png_with_a_broken_chunk()), 400, "corrupt"),
     (b64(encode(Image.new("RGB", (1, 1)))), 400, "at least 64"),
     (b64(encode(picture(MIN_INPUT_SIDE - 1, 256))), 400, "at least 64"),
     (b64(encode(picture(1025, 256))), 400, "aspect ratio"),
