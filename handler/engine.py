@@ -299,12 +299,10 @@ class Engine:
                    for _ in range(job.request.num_images)]
         latents = torch.cat(samples).to(self.dtype)
         config = self.pipe.vae.config
-        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
-        if mean is not None and std is not None:
-            shape = (1, -1, 1, 1)
-            mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(shape)
-            std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(shape)
-            return (latents - mean_t) * config.scaling_factor / std_t
+        statistics = _latent_statistics(config, latents)
+        if statistics is not None:
+            mean, std = statistics
+            return (latents - mean) * config.scaling_factor / std
         return latents * config.scaling_factor
 
     def _encode_to_moments(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -329,12 +327,10 @@ class Engine:
         decoder = self.decoder
         config = decoder.config
         latents = latents.to(decoder.dtype)
-        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
-        if mean is not None and std is not None:
-            shape = (1, -1, 1, 1)
-            mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(shape)
-            std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(shape)
-            latents = latents * std_t / config.scaling_factor + mean_t
+        statistics = _latent_statistics(config, latents)
+        if statistics is not None:
+            mean, std = statistics
+            latents = latents * std / config.scaling_factor + mean
         else:
             latents = latents / config.scaling_factor
         if self.settings.channels_last and self.device.type == "cuda":
@@ -418,6 +414,17 @@ class Engine:
             torch.cuda.empty_cache()
         logger.info("warm-up generation (%dx%d) took %.2fs (%d CUDA graphs)", size, size, elapsed, graphs)
         return elapsed
+
+
+def _latent_statistics(config, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The VAE's per-channel ``latents_mean``/``latents_std`` (some VAEs carry them; SD's and SDXL's do
+    not), shaped to broadcast over ``like``; None without them."""
+    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+    if mean is None or std is None:
+        return None
+    shape = (1, -1, 1, 1)
+    return (torch.tensor(mean, device=like.device, dtype=like.dtype).view(shape),
+            torch.tensor(std, device=like.device, dtype=like.dtype).view(shape))
 
 
 def _warmup_image(size: int) -> str:

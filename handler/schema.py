@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, ValidationInfo, field_validator,
+    model_validator,
 )
 from pydantic_core import from_json
 
@@ -160,11 +161,15 @@ class GenerationRequest(BaseModel):
         return ("image", self.width, self.height, self.num_inference_steps, self.guidance_scale, self.strength)
 
 
+_SIDE = TypeAdapter(Side)
+
+
 def _valid_side(value: Any) -> int | None:
-    """A caller's width/height that the field will accept, else None (the field reports the error)."""
-    valid = (isinstance(value, int) and not isinstance(value, bool) and MIN_SIDE <= value <= MAX_SIDE
-             and value % SIDE_MULTIPLE == 0)
-    return value if valid else None
+    """A caller's width/height if the field will accept it, else None (the field reports the error)."""
+    try:
+        return _SIDE.validate_python(value, strict=True)
+    except ValidationError:
+        return None
 
 
 def request_json_schema() -> dict[str, Any]:
