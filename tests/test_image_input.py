@@ -219,7 +219,7 @@ def test_no_parser_but_png_jpeg_and_webp_ever_runs(monkeypatch):
     them first: every other registered parser is replaced by one that records being asked."""
     Image.init()
     asked = []
-    for name, (factory, accept) in list(Image.OPEN.items()):
+    for name, (_factory, accept) in list(Image.OPEN.items()):
         if name not in ACCEPTED_FORMATS:
             monkeypatch.setitem(Image.OPEN, name, (lambda *a, name=name: asked.append(name), accept))
     for fmt in ("GIF", "BMP", "TIFF", "ICO", "PPM", "TGA", "PCX", "SGI", "IM", "DDS", "QOI"):
