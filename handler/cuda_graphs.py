@@ -1,4 +1,5 @@
-"""CUDA graphs for the engine's heavy calls (text encoder, UNet, VAE decode) at a few fixed batch sizes.
+"""CUDA graphs for the engine's heavy calls (text encoder, UNet, VAE decode and, for image-to-image, VAE
+encode) at a few fixed batch sizes.
 
 At small batches eager PyTorch is bound by kernel launches: one SD-turbo step is thousands of small
 kernels, each paying Python and driver overhead. Replaying a captured CUDA graph launches all of them

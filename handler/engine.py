@@ -3,8 +3,10 @@
 A batch is a list of jobs (handler/jobs.py), one per request, that go through these stages in order:
 
 1. admit     each request becomes a job, its seed drawn if the caller sent none;
-2. plan      jobs of the same shape (size, steps, guidance) form a group: one pipeline call each;
-3. generate  per group, the pipeline up to latents (text encoder, UNet, scheduler);
+2. plan      jobs of the same shape (mode, size, steps, guidance, strength) form a group: one pipeline
+             call each; text-to-image and image-to-image requests never share one;
+3. generate  per group, the pipeline up to latents (text encoder, UNet, scheduler); image-to-image first
+             encodes the groups' starting images with the VAE encoder;
 4. decode    per group, latents to uint8 pixels on the device (VAE decoder, in slices);
 5. encode    per image, pixels to PNG/JPEG/WebP on a thread pool, then base64;
 6. reply     each job still open gets its 200 body.
@@ -22,6 +24,7 @@ served path and the raw ceiling run identical code.
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import secrets
 import time
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from handler.cuda_graphs import (
     CaptureFunction,
@@ -45,7 +49,7 @@ from handler.device import cap_device_memory, configure_matmul, select_device, s
 from handler.encode import ImageEncoder
 from handler.jobs import BatchResult, Job, Reply
 from handler.memory import is_out_of_memory, release_device_cache, release_free_memory
-from handler.pipeline import apply_speedups, load_pipeline, load_tiny_decoder
+from handler.pipeline import apply_speedups, image_to_image_pipeline, load_pipeline, load_tiny_decoder
 from handler.schema import MAX_SEED, GenerationRequest
 from handler.settings import EngineSettings
 
@@ -60,7 +64,8 @@ OUT_OF_MEMORY_MESSAGE = "out of device memory for this request alone; retry with
 
 
 class Engine:
-    """Generates and encodes images for batches of requests with one diffusers pipeline."""
+    """Generates and encodes images for batches of requests with one diffusers pipeline (text-to-image)
+    and its image-to-image sibling made from the same components."""
 
     def __init__(self, pipe, device: torch.device, dtype: torch.dtype, settings: EngineSettings, decoder=None,
                  capture: CaptureFunction | None = None, kernels: CompiledKernels | None = None):
@@ -75,8 +80,11 @@ class Engine:
         self.encoder = ImageEncoder(settings)
         self.graphs: list[GraphedBatchFunction] = []
         self._decode_chunk = self._decode_to_uint8
+        self._encode_chunk = self._encode_to_moments
         if settings.cuda_graphs and (device.type == "cuda" or capture is not None):
             self._install_graphs(capture or capture_cuda_graph)
+        # Made after the graphs are installed, so it shares the graphed UNet and text encoder too.
+        self.img2img_pipe = image_to_image_pipeline(pipe)
 
     def _install_graphs(self, capture: CaptureFunction) -> None:
         pipe, sizes = self.pipe, self.settings.cuda_graph_batch_sizes
@@ -87,11 +95,16 @@ class Engine:
             pipe.text_encoder = GraphedTextEncoder.wrap(pipe.text_encoder, sizes, pool, capture=capture)
             self.graphs.append(pipe.text_encoder.graphed)
         slice_size = self.settings.vae_decode_batch
-        decode_sizes = sorted({size for size in sizes if size < slice_size} | {slice_size})
+        vae_sizes = sorted({size for size in sizes if size < slice_size} | {slice_size})
         self._decode_chunk = GraphedBatchFunction(
-            self._decode_to_uint8, decode_sizes, name="vae_decode", pool=pool, capture=capture
+            self._decode_to_uint8, vae_sizes, name="vae_decode", pool=pool, capture=capture
         )
         self.graphs.append(self._decode_chunk)
+        # Image-to-image's only call the text-to-image graphs do not cover; it runs in the same slices.
+        self._encode_chunk = GraphedBatchFunction(
+            self._encode_to_moments, vae_sizes, name="vae_encode", pool=pool, capture=capture
+        )
+        self.graphs.append(self._encode_chunk)
 
     @classmethod
     def load(cls, base_dir: Path, settings: EngineSettings, gpu_id: int | None = None,
@@ -167,7 +180,8 @@ class Engine:
 
     @torch.inference_mode()
     def generate(self, jobs: Sequence[Job]) -> None:
-        """Stage 3: one pipeline call, to latents, for jobs of one shape.
+        """Stage 3: one pipeline call, to latents, for jobs of one shape: text-to-image, or image-to-image
+        from the jobs' starting images (``encode_images``).
 
         Each request draws its noise from its own CPU ``torch.Generator`` seeded with its seed, so a seed
         reproduces its images whatever else is in the batch (and on any device).
@@ -179,15 +193,14 @@ class Engine:
             generator = torch.Generator("cpu").manual_seed(job.seed)
             prompts += [job.request.prompt] * job.request.num_images
             generators += [generator] * job.request.num_images
-        latents = self.pipe(
-            prompt=prompts,
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.num_inference_steps,
-            guidance_scale=first.guidance_scale,
-            generator=generators,
-            output_type="latent",
-        ).images
+        common = {"prompt": prompts, "num_inference_steps": first.num_inference_steps,
+                  "guidance_scale": first.guidance_scale, "generator": generators, "output_type": "latent"}
+        if first.init_image is None:
+            latents = self.pipe(**common, height=first.height, width=first.width).images
+        else:
+            # Latents (4 channels) as the image: the pipeline only adds the noise for ``strength``.
+            image_latents = self.encode_images(jobs, generators)
+            latents = self.img2img_pipe(**common, image=image_latents, strength=first.strength).images
         for job, part in zip(jobs, latents.split(_image_counts(jobs)), strict=True):
             job.latents = part
 
@@ -262,6 +275,45 @@ class Engine:
             torch.cuda.synchronize(self.device)  # CUDA work is asynchronous: charge it to its own stage
         stage_ms[stage] = round((time.perf_counter() - started) * 1000, 2)
 
+    # ------------------------------------------------------------------ image-to-image's starting latents
+    @torch.inference_mode()
+    def encode_images(self, jobs: Sequence[Job], generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """The jobs' starting images as scaled latents, one per image to generate: each job's image goes
+        through the VAE encoder once (in slices of ``_vae_slice`` images, through a CUDA graph where there
+        are graphs), then each of its images draws its own sample of the latent distribution with its
+        generator (``generators`` holds one per image, in order).
+
+        Copied from diffusers 0.42's image-to-image ``prepare_latents`` (StableDiffusionImg2ImgPipeline and
+        StableDiffusionXLImg2ImgPipeline: ``retrieve_latents`` with each image's generator, then the scaling,
+        SDXL's ``latents_mean``/``latents_std`` included), with the encoder run once per job rather than
+        once per image; tests/test_engine.py pins it to the pipelines' own output for the same image.
+        """
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        pixels = torch.from_numpy(np.stack([job.request.init_image.pixels for job in jobs])).to(self.device)
+        slice_size = self._vae_slice(pixels.shape[1] * pixels.shape[2] // 64)  # 8x8 pixels per latent pixel
+        moments = torch.cat([self._encode_chunk({"pixels": chunk}) for chunk in pixels.split(slice_size)])
+        draws = iter(generators)
+        samples = [posterior.sample(next(draws))
+                   for job, posterior in zip(jobs, map(DiagonalGaussianDistribution, moments.split(1)), strict=True)
+                   for _ in range(job.request.num_images)]
+        latents = torch.cat(samples).to(self.dtype)
+        config = self.pipe.vae.config
+        statistics = _latent_statistics(config, latents)
+        if statistics is not None:
+            mean, std = statistics
+            return (latents - mean) * config.scaling_factor / std
+        return latents * config.scaling_factor
+
+    def _encode_to_moments(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """uint8 NHWC pixels to the VAE's latent distribution parameters (mean and log-variance), as
+        VaeImageProcessor scales pixels: x / 255 * 2 - 1."""
+        vae = self.pipe.vae
+        images = (inputs["pixels"].permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0).to(vae.dtype)
+        if self.settings.channels_last and self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        return vae.encode(images).latent_dist.parameters
+
     # ------------------------------------------------------------------ decoding
     @torch.inference_mode()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
@@ -275,20 +327,23 @@ class Engine:
         decoder = self.decoder
         config = decoder.config
         latents = latents.to(decoder.dtype)
-        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
-        if mean is not None and std is not None:
-            shape = (1, -1, 1, 1)
-            mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(shape)
-            std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(shape)
-            latents = latents * std_t / config.scaling_factor + mean_t
+        statistics = _latent_statistics(config, latents)
+        if statistics is not None:
+            mean, std = statistics
+            latents = latents * std / config.scaling_factor + mean
         else:
             latents = latents / config.scaling_factor
         if self.settings.channels_last and self.device.type == "cuda":
             latents = latents.contiguous(memory_format=torch.channels_last)
-        pixels_per_image = latents.shape[-2] * latents.shape[-1]
-        slices = latents.split(max(1, self.settings.vae_decode_batch * _LATENT_PIXELS_512 // pixels_per_image))
+        slices = latents.split(self._vae_slice(latents.shape[-2] * latents.shape[-1]))
         chunks = [self._decode_chunk({"latents": chunk}).cpu() for chunk in slices]
         return torch.cat(chunks).numpy()
+
+    def _vae_slice(self, latent_pixels: int) -> int:
+        """Images per VAE call (decoder, or encoder for image-to-image) at this size: ``vae_decode_batch``
+        counts 512x512 images, so larger ones make proportionally smaller slices and the peak memory is
+        bounded by pixels."""
+        return max(1, self.settings.vae_decode_batch * _LATENT_PIXELS_512 // latent_pixels)
 
     def _decode_to_uint8(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         images = self.decoder.decode(inputs["latents"], return_dict=False)[0]
@@ -323,11 +378,13 @@ class Engine:
 
 
     def warmup(self) -> float:
-        """Real requests through every stage; returns their seconds. With CUDA graphs, one batch of every
-        graph size at the warm-up resolution first, so serving never pays a capture there."""
+        """Real requests through every stage, text-to-image and image-to-image; returns their seconds.
+        With CUDA graphs, one batch of every graph size at the warm-up resolution first (and of every VAE
+        encoder slice size), so serving never pays a capture there."""
         size = self.settings.warmup_size
         started = time.perf_counter()
         request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, width=size, height=size)
+        image_request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, image=_warmup_image(size))
         compiled = self.kernels is not None and self.kernels.active
         if compiled:
             self.kernels.warming(True)  # the shapes seen now are the only ones the compiled code runs
@@ -336,12 +393,19 @@ class Engine:
                 if not self._fits(request, batch):
                     self._limit_batch(below=batch)
                     break
-            reply = self.serve_batch([request])[0]
+            # Image-to-image adds one graphed call, the VAE encoder, at the VAE slice sizes (the UNet's
+            # graphs at this resolution are captured above).
+            for batch in self._encode_chunk.batch_sizes if self.graphs else ():
+                if not self._fits(image_request, batch):
+                    self._limit_batch(below=batch)
+                    break
+            replies = self.serve_batch([request, image_request])
         finally:
             if compiled:
                 self.kernels.warming(False)
-        if reply.status != 200:
-            raise RuntimeError(f"warm-up generation failed: {reply.body.get('message')}")
+        for reply in replies:
+            if reply.status != 200:
+                raise RuntimeError(f"warm-up generation failed: {reply.body.get('message')}")
         elapsed = time.perf_counter() - started
         graphs = sum(g.graph_count for g in self.graphs)
         if (graphs or compiled) and self.device.type == "cuda":
@@ -350,6 +414,27 @@ class Engine:
             torch.cuda.empty_cache()
         logger.info("warm-up generation (%dx%d) took %.2fs (%d CUDA graphs)", size, size, elapsed, graphs)
         return elapsed
+
+
+def _latent_statistics(config, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The VAE's per-channel ``latents_mean``/``latents_std`` (some VAEs carry them; SD's and SDXL's do
+    not), shaped to broadcast over ``like``; None without them."""
+    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+    if mean is None or std is None:
+        return None
+    shape = (1, -1, 1, 1)
+    return (torch.tensor(mean, device=like.device, dtype=like.dtype).view(shape),
+            torch.tensor(std, device=like.device, dtype=like.dtype).view(shape))
+
+
+def _warmup_image(size: int) -> str:
+    """A size x size PNG (colour ramps) as base64: the warm-up's image-to-image input."""
+    ramp = np.linspace(0, 255, size).astype(np.uint8)
+    pixels = np.stack([np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size)), np.full((size, size), 128, np.uint8)],
+                      axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _still_open(jobs: Sequence[Job]) -> list[Job]:

@@ -1,7 +1,8 @@
 """Load a diffusers text-to-image pipeline from a local folder, safely, and apply the layout speed-ups.
 
 One loading path serves the real ``stabilityai/sd-turbo`` and ``stabilityai/sdxl-turbo`` downloads and the
-offline random-weight models: diffusers picks the pipeline class from ``model_index.json``.
+offline random-weight models: diffusers picks the pipeline class from ``model_index.json``. The
+image-to-image pipeline is made from the loaded one's components, so both share one copy of the weights.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 _PROMPT_LEAKING_LOGGERS = (
     "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
     "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
+    "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img",
+    "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img",
 )
 
 
@@ -103,6 +106,17 @@ def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype):
     if needs_fp32_vae(pipe, dtype):
         pipe.vae.to(torch.float32)  # the engine's decode feeds the VAE in its own dtype
     return pipe
+
+
+def image_to_image_pipeline(pipe):
+    """The image-to-image pipeline for ``pipe``'s model (StableDiffusionImg2ImgPipeline or its SDXL
+    sibling), made from ``pipe``'s own components: the same UNet, VAE, text encoders and scheduler
+    objects, wrapped or compiled as they are, so no weight is loaded or copied twice."""
+    from diffusers import AutoPipelineForImage2Image
+
+    img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+    img2img.set_progress_bar_config(disable=True)
+    return img2img
 
 
 def load_tiny_decoder(path: Path, device: torch.device, dtype: torch.dtype):

@@ -1,7 +1,9 @@
 """The request schema and its parser: bytes (or an already-decoded JSON value) in, a typed request out.
 
 Every limit sits here with the reason for its value, in the field's description: the JSON Schema that
-clients get and the README's request table are both made from them.
+clients get and the README's request table are both made from them. A request with an ``image`` is
+image-to-image; the image itself is decoded and checked by handler/image_input.py, whose limits (formats,
+pixels, sides, aspect ratio) sit there with their reasons.
 Parsing is a pure function with no model or server state, so it is unit- and fuzz-tested directly.
 """
 
@@ -10,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, ValidationInfo, field_validator,
+    model_validator,
+)
+from pydantic_core import from_json
+
+from handler.image_input import MAX_INPUT_PIXELS, MIN_INPUT_SIDE, ImageError, InitImage, SizeBounds, load_init_image
 
 # The bounds of each field; the reason for each is in the field's description below.
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 1, 4, 1
@@ -21,14 +29,24 @@ MAX_PROMPT_CHARS = 1000
 MAX_SEED = 2**32 - 1
 # A whole request body is a few hundred bytes; anything this large is not a valid request.
 MAX_BODY_BYTES = 64 * 1024
+# Image-to-image: the model card's example, 2 steps at strength 0.5 (one denoising step runs: 2 x 0.5).
+DEFAULT_IMAGE_STEPS, DEFAULT_STRENGTH = 2, 0.5
+# The base64 of a 6 MiB file: a 12-megapixel phone JPEG (3-5 MB) fits. The model works at 1024x1024 at
+# most, so a bigger file would only cost upload and decoding.
+MAX_IMAGE_CHARS = 8 * 1024 * 1024
+# A body with an image: the image's base64 plus the 64 KiB every other field fits in. Bodies without an
+# image keep the 64 KiB limit.
+MAX_IMAGE_BODY_BYTES = MAX_IMAGE_CHARS + MAX_BODY_BYTES
+SIZE_BOUNDS = SizeBounds(MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE)
 
 OutputFormat = Literal["png", "jpeg", "webp"]
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_MULTIPLE)]
 
 
 class GenerationRequest(BaseModel):
-    """One text-to-image request, as a caller sends it. Each field's description says why its bounds are
-    what they are; ``request_table()`` turns them into the README's table."""
+    """One request, as a caller sends it: text-to-image, or image-to-image when it carries an ``image``.
+    Each field's description says why its bounds are what they are; ``request_table()`` turns them into
+    the README's table (``x-default``/``x-bounds`` say what the JSON Schema's own keywords cannot)."""
 
     # strict: "512" is not 512 and true is not 1; allow_inf_nan: NaN/Infinity are rejected.
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
@@ -40,25 +58,73 @@ class GenerationRequest(BaseModel):
     seed: Annotated[int | None, Field(
         ge=0, le=MAX_SEED,
         description="Noise seed; drawn at random when absent and returned in the reply. 32 bits: what "
-                    "torch.Generator and most UIs accept.")] = None
+                    "torch.Generator and most UIs accept.",
+        json_schema_extra={"x-default": "random, returned"})] = None
     num_inference_steps: Annotated[int, Field(
         ge=MIN_STEPS, le=MAX_STEPS,
         description="Denoising steps. Turbo models are distilled for 1-4 steps; more do not improve them "
-                    "and cost linearly.")] = DEFAULT_STEPS
+                    "and cost linearly. With an image, 2 by default (the model card's image-to-image example).",
+        json_schema_extra={"x-default": f"`{DEFAULT_STEPS}`; `{DEFAULT_IMAGE_STEPS}` with an image"})] = DEFAULT_STEPS
     guidance_scale: Annotated[float, Field(
         ge=0.0, le=MAX_GUIDANCE,
         description="Classifier-free guidance. SD-turbo was trained without it (0.0, the model card's "
                     "value); above 1 doubles the UNet work, and 10 is far past anything useful.")] = DEFAULT_GUIDANCE
     width: Annotated[Side, Field(
         description="Image width in pixels: multiples of 8 (one latent pixel is 8x8 pixels); 256-1024 keeps "
-                    "the latent grid within what the UNet handles and bounds decoder memory.")] = DEFAULT_SIDE
-    height: Annotated[Side, Field(description="Image height in pixels; bounds as for width.")] = DEFAULT_SIDE
+                    "the latent grid within what the UNet handles and bounds decoder memory. With an image, "
+                    "the image's width scaled into these bounds (keeping its aspect ratio with a given "
+                    "height).",
+        json_schema_extra={"x-default": f"`{DEFAULT_SIDE}`; the image's with an image"})] = DEFAULT_SIDE
+    height: Annotated[Side, Field(
+        description="Image height in pixels; bounds and image-to-image default as for width.",
+        json_schema_extra={"x-default": f"`{DEFAULT_SIDE}`; the image's with an image"})] = DEFAULT_SIDE
     num_images: Annotated[int, Field(
         ge=1, le=MAX_IMAGES,
         description="Images for this prompt, each with its own noise; bounds one caller's share of a batch "
                     "and the reply size.")] = 1
     output_format: Annotated[OutputFormat, Field(
         description="Encoding of the returned images (base64 in the JSON reply).")] = "png"
+    image: Annotated[str | None, Field(
+        max_length=MAX_IMAGE_CHARS,
+        description="Image-to-image: the starting image, a PNG, JPEG or WebP file as base64 (a "
+                    "data:image/...;base64, prefix is allowed). Inline only: URLs are refused, the server "
+                    f"never fetches. At most {MAX_INPUT_PIXELS / 1e6:.1f} megapixels (decompression bombs), at "
+                    f"least {MIN_INPUT_SIDE} px a side, at most {SIZE_BOUNDS.max_aspect_ratio:g}:1 (the widest "
+                    "output the size bounds allow). EXIF orientation is applied; transparency becomes white. "
+                    "Absent: text-to-image.",
+        json_schema_extra={"x-default": "none (text-to-image)",
+                           "x-bounds": f"base64 of ≤ {MAX_IMAGE_CHARS * 3 // 4 // 2**20} MiB"})] = None
+    strength: Annotated[float | None, Field(
+        gt=0.0, le=1.0,
+        description="Image-to-image: how much of the image is repainted (1.0 replaces it entirely). The model "
+                    "runs int(num_inference_steps x strength) denoising steps, which must be at least 1. "
+                    "Only with an image.",
+        json_schema_extra={"x-default": f"`{DEFAULT_STRENGTH}` with an image"})] = None
+
+    # The decoded image (handler/image_input.py), set while validating: pixels at the output size.
+    _init_image: InitImage | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _decode_image_first(cls, data: Any, handler) -> GenerationRequest:
+        """With an image, decode it before the fields are validated: the defaults of width and height
+        come from it, and those of the steps and strength change with it.
+
+        Raises:
+            ImageError: the image is unusable (it propagates through pydantic, which only wraps
+                ValueError; parse_request turns it into the 4xx that names the field).
+        """
+        image = data.get("image") if isinstance(data, Mapping) else None
+        if not isinstance(image, str) or len(image) > MAX_IMAGE_CHARS:
+            return handler(data)  # text-to-image, or an ``image`` the field's own validation refuses
+        init = load_init_image(image, SIZE_BOUNDS, _valid_side(data.get("width")), _valid_side(data.get("height")))
+        width, height = init.size
+        data = {"width": width, "height": height, "num_inference_steps": DEFAULT_IMAGE_STEPS, **data}
+        if data.get("strength") is None:
+            data["strength"] = DEFAULT_STRENGTH
+        request = handler(data)
+        request._init_image = init
+        return request
 
     @field_validator("prompt")
     @classmethod
@@ -67,9 +133,43 @@ class GenerationRequest(BaseModel):
             raise ValueError("must contain non-whitespace text")
         return prompt
 
-    def shape_key(self) -> tuple[int, int, int, float]:
-        """Requests with equal keys can share one pipeline call."""
-        return (self.width, self.height, self.num_inference_steps, self.guidance_scale)
+    @field_validator("strength")
+    @classmethod
+    def _strength_needs_an_image_and_a_step(cls, strength: float | None, info: ValidationInfo) -> float | None:
+        if strength is None:
+            return None
+        if "image" in info.data and info.data["image"] is None:
+            raise ValueError("applies only to image-to-image: send an image with it")
+        steps = info.data.get("num_inference_steps")
+        # diffusers runs int(steps x strength) steps, and none at all is an error there.
+        if steps is not None and int(steps * strength) < 1:
+            raise ValueError(f"num_inference_steps x strength must be at least 1 (the denoising steps that run); "
+                             f"{steps} x {strength} is not: raise either (e.g. 2 steps at 0.5)")
+        return strength
+
+    @property
+    def init_image(self) -> InitImage | None:
+        """The decoded starting image at the output size; None for text-to-image."""
+        return self._init_image
+
+    def shape_key(self) -> tuple:
+        """Requests with equal keys can share one pipeline call: text-to-image and image-to-image never do
+        (different pipelines), and image-to-image requests also need the same strength (it picks the
+        timesteps)."""
+        if self.image is None:
+            return ("text", self.width, self.height, self.num_inference_steps, self.guidance_scale)
+        return ("image", self.width, self.height, self.num_inference_steps, self.guidance_scale, self.strength)
+
+
+_SIDE = TypeAdapter(Side)
+
+
+def _valid_side(value: Any) -> int | None:
+    """A caller's width/height if the field will accept it, else None (the field reports the error)."""
+    try:
+        return _SIDE.validate_python(value, strict=True)
+    except ValidationError:
+        return None
 
 
 def request_json_schema() -> dict[str, Any]:
@@ -83,19 +183,25 @@ def request_table() -> str:
     schema = request_json_schema()
     for name, spec in schema["properties"].items():
         spec = next((part for part in spec.get("anyOf", []) if part.get("type") != "null"), spec) | {
-            key: spec[key] for key in ("default", "description") if key in spec}
+            key: value for key, value in spec.items() if key in ("default", "description") or key.startswith("x-")}
         kind = " \\| ".join(f"`{value}`" for value in spec["enum"]) if "enum" in spec else spec["type"]
-        default = "required" if name in schema.get("required", ()) else (
-            "random, returned" if spec.get("default") is None else f"`{spec['default']}`")
+        default = "required" if name in schema.get("required", ()) else spec.get("x-default", f"`{spec.get('default')}`")
         rows.append(f"| `{name}` | {kind} | {default} | {_bounds(spec)} | {spec['description']} |")
     return "\n".join(rows) + "\n"
 
 
 def _bounds(spec: dict[str, Any]) -> str:
-    low, high = spec.get("minimum", spec.get("minLength")), spec.get("maximum", spec.get("maxLength"))
+    if "x-bounds" in spec:
+        return spec["x-bounds"]
+    low = spec.get("minimum", spec.get("minLength"))
+    high = spec.get("maximum", spec.get("maxLength"))
+    if "exclusiveMinimum" in spec:
+        low = f"over {spec['exclusiveMinimum']}, up to "
+    elif low is not None:
+        low = f"{low}–"
     if low is None and high is None:
         return ""
-    text = f"{low}–{high}" + (" characters" if "maxLength" in spec else "")
+    text = f"{low}{high}" + (" characters" if "maxLength" in spec else "")
     return text + (f", multiple of {spec['multipleOf']}" if "multipleOf" in spec else "")
 
 
@@ -133,7 +239,7 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
         The validated request; ``seed`` stays None when the caller sent none.
 
     Raises:
-        RequestError: 415 for a non-JSON media type, 413 for an oversize body, 400 otherwise.
+        RequestError: 415 for a non-JSON media type, 413 for an oversize body or image, 400 otherwise.
     """
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in _JSON_COMPATIBLE_TYPES and not media_type.endswith("+json"):
@@ -146,8 +252,10 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
     try:
         if isinstance(body, (bytes, bytearray, memoryview, str)):
             raw = body.encode() if isinstance(body, str) else bytes(body)
-            if len(raw) > MAX_BODY_BYTES:
-                raise RequestError(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+            if len(raw) > MAX_IMAGE_BODY_BYTES or (len(raw) > MAX_BODY_BYTES and not _carries_image(raw)):
+                raise RequestError(
+                    413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES} without an image "
+                         f"and {MAX_IMAGE_BODY_BYTES} with one", [{"field": "body", "message": "too large"}])
             if not raw.strip():
                 raise RequestError(400, "request body is empty: send a JSON object with a 'prompt'",
                                    [{"field": "body", "message": "empty"}])
@@ -158,9 +266,22 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
                            [{"field": "body", "message": f"got JSON {type(body).__name__}"}])
     except ValidationError as exc:
         raise _to_request_error(exc) from None
+    except ImageError as exc:
+        raise RequestError(exc.status, f"invalid request: image: {exc.message}",
+                           [{"field": "image", "message": exc.message}]) from None
     except RecursionError:
         raise RequestError(400, "request body is nested too deeply",
                            [{"field": "body", "message": "too deep"}]) from None
+
+
+def _carries_image(raw: bytes) -> bool:
+    """Whether a body over the 64 KiB JSON limit is an object with an ``image`` string (then the larger
+    limit applies). Parsed only for such bodies; anything unparsable is simply too large."""
+    try:
+        value = from_json(raw, cache_strings="keys")
+    except ValueError:
+        return False
+    return isinstance(value, dict) and isinstance(value.get("image"), str)
 
 
 def _to_request_error(exc: ValidationError) -> RequestError:

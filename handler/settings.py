@@ -35,9 +35,10 @@ class EngineSettings(BaseModel):
     warmup: bool = True
     warmup_size: int = Field(512, ge=64, le=1024, multiple_of=8)
 
-    # Images per VAE decode call, counted at 512x512. The decoder's activations, not the UNet, set peak
-    # memory, so large batches are decoded in slices; larger images make proportionally smaller slices
-    # (a 1024x1024 image counts as four), so the peak is bounded by pixels, not by image count.
+    # Images per VAE call, counted at 512x512. The decoder's activations, not the UNet, set peak memory, so
+    # large batches are decoded in slices; larger images make proportionally smaller slices (a 1024x1024
+    # image counts as four), so the peak is bounded by pixels, not by image count. Image-to-image's
+    # starting images go through the VAE encoder (the decoder's mirror image) in slices of the same size.
     vae_decode_batch: int = Field(4, ge=1, le=64)
     # "full" is SD's KL autoencoder; "tiny" is a TAESD-shaped decoder (~18x fewer FLOPs, softer detail).
     decoder: Literal["full", "tiny"] = "full"
@@ -53,8 +54,8 @@ class EngineSettings(BaseModel):
     compile: Literal["none", "default", "max-autotune-no-cudagraphs"] = "none"
     compiled_kernels_dir: str = "compiled"
     compile_without_artifacts: bool = False
-    # CUDA graphs for the text encoder, UNet and VAE decode (CUDA only; ignored elsewhere). A batch is
-    # padded up to the next of these sizes; the warm-up captures each one (handler/cuda_graphs.py).
+    # CUDA graphs for the text encoder, UNet and VAE decode and encode (CUDA only; ignored elsewhere). A
+    # batch is padded up to the next of these sizes; the warm-up captures each one (handler/cuda_graphs.py).
     cuda_graphs: bool = True
     cuda_graph_batch_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field((1, 2, 4, 8, 16), min_length=1)
     # A ceiling on this worker's GPU memory (torch's caching allocator; the CUDA context comes on top, about

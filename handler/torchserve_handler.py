@@ -1,9 +1,9 @@
 """TorchServe adapter: a thin ``BaseHandler`` over the framework-free engine.
 
-A batch from TorchServe goes: ``preprocess`` parses each body (handler/schema.py) and answers the ones that
-do not parse with their 4xx right there; ``inference`` hands the valid requests to the engine
-(handler/engine.py), which answers each of them; ``postprocess`` sets every reply's status and content
-type. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
+A batch from TorchServe goes: ``preprocess`` parses each body (handler/schema.py; an image-to-image image is
+decoded there too, by handler/image_input.py) and answers the ones that do not parse with their 4xx right
+there; ``inference`` hands the valid requests to the engine (handler/engine.py), which answers each of
+them; ``postprocess`` sets every reply's status and content type. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
 ``EncodeTime``) and one log line per batch.
 
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
@@ -34,7 +34,7 @@ JSON = "application/json"
 
 
 class SDTurboHandler(BaseHandler):
-    """Text-to-image with SD-turbo (or SDXL-turbo): JSON in, base64 images in JSON out."""
+    """Text-to-image and image-to-image with SD-turbo (or SDXL-turbo): JSON in, base64 images in JSON out."""
 
     def __init__(self):
         super().__init__()

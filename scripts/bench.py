@@ -3,11 +3,13 @@
 
 1. engine:   the handler's own Engine (generate + encode, no HTTP) at several batch sizes: the ceiling
              (in a child process, so its GPU memory is gone before the served stages), plus the
-             encoders on a natural photograph.
+             encoders on a natural photograph; then the same for image-to-image (a 512x512 input,
+             the model card's 2 steps at strength 0.5).
 2. startup:  TorchServe launch -> worker READY (load + warm-up) for each archive format, split into
              phases with the timestamps the handler logs.
 3. served:   TorchServe with the archive, swept over concurrency levels: img/s, p50/p90/p99, errors,
-             GPU memory.
+             GPU memory; and one image-to-image row at the highest level (the input image travels
+             base64 in every request).
 4. baseline: scripts/baseline_server.py (FastAPI + diffusers, one request at a time), same sweep.
 
 Writes ``OUT/bench.json`` and ``OUT/bench.png``. On a CPU with the tiny model it is a smoke test; on a
@@ -115,8 +117,10 @@ def post(url: str, payload: dict, timeout: float) -> tuple[int, float, int]:
     return status, time.perf_counter() - started, images
 
 
-def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float, label: str) -> list[dict]:
-    """Closed-loop load: ``c`` clients each sending back-to-back requests until ``requests`` are done."""
+def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float, label: str,
+          extra: dict | None = None) -> list[dict]:
+    """Closed-loop load: ``c`` clients each sending back-to-back requests (prompt, seed and ``extra``)
+    until ``requests`` are done."""
     results = []
     for concurrency in concurrency_levels:
         total = max(requests, concurrency * 2)
@@ -130,7 +134,8 @@ def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float
                     index = next(counter, None)
                 if index is None:
                     return
-                records.append(post(url, {"prompt": f"benchmark prompt {index}", "seed": index}, timeout))
+                records.append(post(url, {"prompt": f"benchmark prompt {index}", "seed": index, **(extra or {})},
+                                    timeout))
 
         with GpuMemorySampler() as memory:
             started = time.perf_counter()
@@ -157,8 +162,25 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> list[dict]:
-    """The ceiling: Engine.serve (generate, decode, encode to base64 PNG) without HTTP or TorchServe."""
+def input_image_base64(size: int = 512) -> str:
+    """The image-to-image input: a size x size PNG of colour ramps with some texture, as base64."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, size)
+    texture = np.random.default_rng(0).integers(0, 32, (size, size))
+    pixels = np.stack([ramp[None, :] + 0 * ramp[:, None], ramp[:, None] + 0 * ramp[None, :], texture * 4.0], -1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> dict:
+    """The ceiling: Engine.serve (generate, decode, encode to base64 PNG) without HTTP or TorchServe, for
+    text-to-image and for image-to-image."""
     import torch
 
     from handler.engine import Engine
@@ -174,9 +196,25 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())["handler"]
     engine = Engine.load(model_dir.parent, load_settings({**shipped, **settings, "model_dir": model_dir.name}, {}))
     engine.warmup()
+    image = input_image_base64()
+    modes = {"text": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i),
+             "img2img": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i, image=image)}
+    rows = {mode: time_engine(engine, make, batch_sizes, iterations, mode) for mode, make in modes.items()}
+    device = str(engine.device)
+    del engine
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"engine": rows["text"], "engine_img2img": rows["img2img"], "engine_device": device}
+
+
+def time_engine(engine, make_request, batch_sizes: list[int], iterations: int, mode: str) -> list[dict]:
+    """img/s and per-stage times of ``engine.serve`` at each batch size. Requests are built (and images
+    decoded) once, before the clock starts: the engine's work only."""
+    import torch
+
     rows = []
     for batch in batch_sizes:
-        requests = [GenerationRequest(prompt=f"benchmark prompt {i}", seed=i) for i in range(batch)]
+        requests = [make_request(i) for i in range(batch)]
         engine.serve_batch(requests)  # first call at this shape: allocator growth, autotuning
         if engine.device.type == "cuda":
             torch.cuda.synchronize()
@@ -194,14 +232,10 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
                "batch_ms": round(wall / iterations * 1000, 1), "torch_peak_mib": peak and round(peak),
                # the same per-stage timings TorchServe reports as GenerateTime/DecodeTime/EncodeTime
                "stage_ms": {stage: round(statistics.mean(values), 1) for stage, values in stage_ms.items()}}
-        log(f"engine batch {batch}: {row['images_per_s']:.1f} img/s ({row['batch_ms']} ms a batch; "
+        log(f"engine {mode} batch {batch}: {row['images_per_s']:.1f} img/s ({row['batch_ms']} ms a batch; "
             f"stages {row['stage_ms']})")
         rows.append(row)
-    device = str(engine.device)
-    del engine
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return rows, device
+    return rows
 
 
 def configure_logging() -> None:
@@ -210,9 +244,10 @@ def configure_logging() -> None:
     logging.getLogger("handler").setLevel(logging.INFO)
 
 
-def bench_engine_and_encoder(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict):
+def bench_engine_and_encoder(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> dict:
     configure_logging()  # a spawned child starts with logging unconfigured
-    return bench_engine(model_dir, batch_sizes, iterations, settings), bench_natural_encode(settings)
+    return {**bench_engine(model_dir, batch_sizes, iterations, settings),
+            "encode_natural_image": bench_natural_encode(settings)}
 
 
 def in_child_process(function, *args):
@@ -255,14 +290,15 @@ def bench_natural_encode(settings: dict) -> dict:
     return rows
 
 
-def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, list[dict]]:
-    """Start-to-READY for every archive format, then the sweep on the first format."""
+def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, dict, list[dict], list[dict]]:
+    """Start-to-READY for every archive format, then the sweep (and the image-to-image row) on the first
+    format."""
     from build_archive import DEFAULT_CONFIG, archive_path, build, write_config
 
     overrides = {k: v for k, v in (("batchSize", args.batch_size), ("maxBatchDelay", args.max_batch_delay),
                                    ("minWorkers", args.workers), ("maxWorkers", args.workers)) if v is not None}
     config = write_config(DEFAULT_CONFIG, work / "model-config.yaml", overrides, handler_overrides)
-    startup, phases, served = {}, {}, []
+    startup, phases, served, served_img2img = {}, {}, [], []
     for index, fmt in enumerate(args.formats):
         store = work / f"store-{fmt}"
         log(f"building the {fmt} archive")
@@ -275,8 +311,10 @@ def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, l
             phases[fmt] = startup_phases(server, seconds)
             log(f"TorchServe ({fmt}) launch -> READY: {seconds:.1f}s; phases {phases[fmt]}")
             if index == 0:
-                served = sweep(f"{server.url}/predictions/sdturbo", args.concurrency, args.requests,
-                               args.request_timeout, "torchserve")
+                url = f"{server.url}/predictions/sdturbo"
+                served = sweep(url, args.concurrency, args.requests, args.request_timeout, "torchserve")
+                served_img2img = sweep(url, args.concurrency[-1:], args.requests, args.request_timeout,
+                                       "torchserve-img2img", {"image": input_image_base64()})
         except (RuntimeError, TimeoutError) as exc:
             log(f"TorchServe ({fmt}) failed: {exc}")
             print(server.log_text()[-3000:], file=sys.stderr)
@@ -285,7 +323,7 @@ def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, l
             server.stop()
             keep_server_log(server, args.out / f"torchserve-{fmt}.log")
         shutil.rmtree(store, ignore_errors=True)
-    return startup, phases, served
+    return startup, phases, served, served_img2img
 
 
 def bench_memory_cap(args, work: Path, handler_overrides: dict) -> dict:
@@ -462,18 +500,17 @@ def main(argv: list[str] | None = None) -> int:
     command = "scripts/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {"command": command, "device_name": device_name(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "model_dir": str(args.model_dir), "handler_settings": handler_settings,
-              "engine": [], "startup_s": {}, "served": [], "baseline": []}
+              "engine": [], "engine_img2img": [], "startup_s": {}, "served": [], "served_img2img": [], "baseline": []}
     with tempfile.TemporaryDirectory(prefix="sdturbo-bench-", dir=args.out) as scratch:
         work = Path(scratch)
         if "engine" not in args.skip:
             log("engine ceiling (generate + encode, no HTTP)")
-            (result["engine"], result["engine_device"]), result["encode_natural_image"] = in_child_process(
-                bench_engine_and_encoder, args.model_dir, args.engine_batches, args.engine_iterations,
-                handler_settings)
+            result.update(in_child_process(bench_engine_and_encoder, args.model_dir, args.engine_batches,
+                                           args.engine_iterations, handler_settings))
         try:
             if "torchserve" not in args.skip:
-                result["startup_s"], result["startup_phases_s"], result["served"] = bench_torchserve(
-                    args, work, handler_settings)
+                (result["startup_s"], result["startup_phases_s"], result["served"],
+                 result["served_img2img"]) = bench_torchserve(args, work, handler_settings)
             if "baseline" not in args.skip:
                 log("FastAPI one-at-a-time baseline")
                 result["baseline"] = bench_baseline(args, work)
@@ -487,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.out / "bench.png")
     log(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
-    errors = sum(r["errors"] for r in result["served"] + result["baseline"])
+    errors = sum(r["errors"] for r in result["served"] + result["served_img2img"] + result["baseline"])
     cap = result.get("memory_cap")
     if cap and (not cap["workers_unchanged"] or cap["refused_507_that_fit_alone"]
                 or set(cap["statuses"]) - {"200", "507"}):

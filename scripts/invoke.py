@@ -3,6 +3,8 @@
 
   invoke.py local "a cat wearing sunglasses" --seed 42 --out cat.png
       POST to a running TorchServe (/predictions/sdturbo, or --path /invocations).
+  invoke.py local "the same cat, as a watercolour" --image cat.png --strength 0.5 --out paint.png
+      Image-to-image: the file travels inside the request JSON as base64 (in S3 too, with async).
   invoke.py async "a cat wearing sunglasses" --from-terraform infra/ --out cat.png
       Upload the request to S3, call invoke_endpoint_async, wait for the output (or failure) object.
       Credentials come from the standard AWS chain (environment, profile, SSO, instance role).
@@ -32,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from terraform_outputs import OutputsError, split_s3_uri, terraform_outputs  # noqa: E402
 
 EXIT_OK, EXIT_SERVICE_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_BAD_REPLY = 0, 1, 2, 3, 4
-REQUEST_FIELDS = ("seed", "num_inference_steps", "guidance_scale", "width", "height", "num_images", "output_format")
+REQUEST_FIELDS = ("seed", "num_inference_steps", "guidance_scale", "width", "height", "num_images", "output_format",
+                  "strength")
 
 
 class CliError(Exception):
@@ -48,6 +51,11 @@ def request_body(args: argparse.Namespace) -> dict:
         value = getattr(args, name, None)
         if value is not None:
             body[name] = value
+    if args.image is not None:
+        try:
+            body["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
+        except OSError as exc:
+            raise CliError(f"cannot read --image {args.image}: {exc.strerror or exc}", EXIT_USAGE) from None
     return body
 
 
@@ -222,6 +230,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, help="multiple of 8, 256..1024 (server default 512)")
     parser.add_argument("--num-images", type=int, help="1..4 (server default 1)")
     parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"), help="default png")
+    parser.add_argument("--image", type=Path, metavar="FILE",
+                        help="image-to-image: start from this PNG/JPEG/WebP (size defaults to the image's)")
+    parser.add_argument("--strength", type=float, help="with --image: 0 < S <= 1 (server default 0.5, 2 steps)")
     parser.add_argument("--out", type=Path, default=Path("image.png"), help="where to write (default image.png)")
 
 

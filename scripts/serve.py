@@ -166,7 +166,7 @@ def container_properties(args, store: Path) -> str:
         "model_store": str(store),
         "load_models": f"{MODEL_NAME}={MODEL_NAME}",
         "plugins_path": str(args.plugins_dir),
-        "max_request_size": "1048576",
+        "max_request_size": "10485760",
         "max_response_size": "33554432",
         "decode_input_request": "false",
         "job_queue_size": "256",

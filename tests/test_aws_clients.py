@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import build_archive, decode_image, free_port, run_script
+from tests.test_image_input import encode, picture
 
 ASYNC_BUCKET = "test-async"
 ARTIFACTS_BUCKET = "test-artifacts"
@@ -112,6 +113,23 @@ def test_invoke_async_uploads_the_request_and_decodes_the_output(moto, tmp_path)
     assert Image.open(tmp_path / "cat.png").size == (64, 48)
     request = moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-1.json")["Body"].read()
     assert json.loads(request) == {"prompt": "a cat", "seed": 7}
+
+
+def test_invoke_async_carries_the_image_inside_the_request_json(moto, tmp_path):
+    source = tmp_path / "start.jpg"
+    source.write_bytes(encode(picture(320, 256), "JPEG"))
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "req-img", "--image", str(source),
+                                                 "--strength", "0.75"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    request = json.loads(moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-img.json")["Body"].read())
+    assert request == {"prompt": "a cat", "seed": 7, "strength": 0.75,
+                       "image": base64.b64encode(source.read_bytes()).decode()}
+
+
+def test_invoke_with_an_unreadable_image_is_a_usage_error(moto, tmp_path):
+    result = run_script("invoke.py", *async_args(tmp_path, "--image", str(tmp_path / "missing.png")), env=moto["env"])
+    assert result.returncode == 2 and "missing.png" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_invoke_async_reports_a_failure_object(moto, tmp_path):
@@ -236,6 +254,26 @@ def test_local_async_round_trip_through_the_real_container_entrypoint(moto, tmp_
 
 
 @pytest.mark.integration
+def test_local_async_image_to_image_round_trip(moto, tmp_path, serve):
+    """The image goes up inside the request JSON in S3, through the agent to /invocations, and the
+    image-to-image result (the image's size) comes back; a bad image lands in the failure location."""
+    source, broken = tmp_path / "start.png", tmp_path / "broken.png"
+    source.write_bytes(encode(picture(384, 256)))
+    broken.write_bytes(source.read_bytes()[:300])
+    agent = AsyncAgent(moto["s3"], serve.url)
+    try:
+        env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
+        ok = run_script("invoke.py", *async_args(tmp_path, "--image", str(source), "--strength", "0.5"), env=env)
+        bad = run_script("invoke.py", "async", "a cat", "--image", str(broken), "--endpoint", "sdturbo",
+                         "--bucket", ASYNC_BUCKET, "--out", str(tmp_path / "bad.png"), env=env)
+    finally:
+        agent.close()
+    assert ok.returncode == 0, ok.stderr
+    assert Image.open(tmp_path / "cat.png").size == (384, 256)
+    assert bad.returncode == 1 and "image" in bad.stderr and "truncated" in bad.stderr
+
+
+@pytest.mark.integration
 def test_local_mode_posts_to_torchserve(torchserve, tmp_path):
     env = dict(os.environ)
     ok = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url,
@@ -248,6 +286,14 @@ def test_local_mode_posts_to_torchserve(torchserve, tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     bad = run_script("invoke.py", "local", "a cat", "--width", "100", "--url", torchserve.url, env=env)
     assert bad.returncode == 1 and "400" in bad.stderr and "width" in bad.stderr
+    source = tmp_path / "start.webp"
+    source.write_bytes(encode(picture(256, 320), "WEBP"))
+    image_args = ["local", "a cat", "--seed", "3", "--image", str(source), "--strength", "0.5", "--url", torchserve.url]
+    first = run_script("invoke.py", *image_args, "--out", str(tmp_path / "i1.png"), env=env)
+    second = run_script("invoke.py", *image_args, "--out", str(tmp_path / "i2.png"), env=env)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr
+    assert Image.open(tmp_path / "i1.png").size == (256, 320)
+    assert (tmp_path / "i1.png").read_bytes() == (tmp_path / "i2.png").read_bytes()  # same seed, image, params
 
 
 def test_local_mode_explains_a_missing_server(tmp_path):

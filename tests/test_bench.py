@@ -22,6 +22,11 @@ def test_bench_writes_every_section(tmp_path, tiny_sd_dir):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [row["batch"] for row in report["engine"]] == [1, 2]
+    assert [row["batch"] for row in report["engine_img2img"]] == [1, 2]
+    assert all(row["images_per_s"] > 0 for row in report["engine_img2img"])
+    (img2img,) = report["served_img2img"]  # one row, at the highest concurrency
+    assert (img2img["system"], img2img["concurrency"], img2img["errors"]) == ("torchserve-img2img", 2, 0)
+    assert img2img["images_per_s"] > 0
     assert set(report["startup_s"]) == {"no-archive", "zip-store"}
     for fmt, phases in report["startup_phases_s"].items():  # from the handler's logged timestamps
         assert set(phases) == {"frontend_to_worker_process", "python_imports", "model_load", "warm_up",

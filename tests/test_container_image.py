@@ -23,6 +23,7 @@ from tests.container import (
     local_cpu_wheel, make_tempdir, missing_tools,
 )
 from tests.helpers import REPO, decode_image, wait_until
+from tests.test_image_input import b64, encode, picture
 
 # The first test pays for the image build (minutes on two cores), so the per-test limit is raised here.
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
@@ -158,13 +159,25 @@ def test_invocations_returns_a_png(container):
     assert (image.format, image.size) == ("PNG", (256, 512))
 
 
+def test_image_to_image_returns_a_png_of_the_images_size(container):
+    """An image body of 1.6 MB (over the frontend's former 1 MiB limit) through the container's own
+    TorchServe config: the reply is the image's size."""
+    start = b64(encode(picture(768, 512), "PNG", compress_level=0))
+    assert len(start) > 2**20
+    reply = container.post({"prompt": "a cat", "seed": 3, "image": start, "strength": 0.5})
+    assert reply.status == 200, reply.body[:500]
+    image = decode_image(reply.json()["image"])
+    assert (image.format, image.size) == ("PNG", (768, 512))
+
+
 @pytest.mark.parametrize("body, content_type, status", [
     (b"{not json", "application/json", 400),
     (json.dumps({"prompt": "a cat", "width": 1001}).encode(), "application/json", 400),
     (json.dumps({"prompt": "a cat", "steps": 2}).encode(), "application/json", 400),
     (b"prompt=a+cat", "application/x-www-form-urlencoded", 415),
     (json.dumps({"prompt": "x" * 70_000}).encode(), "application/json", 413),
-], ids=["malformed", "bad-width", "unknown-field", "form", "oversize"])
+    (json.dumps({"prompt": "a cat", "image": b64(encode(picture(256, 256))[:300])}).encode(), "application/json", 400),
+], ids=["malformed", "bad-width", "unknown-field", "form", "oversize", "truncated-image"])
 def test_bad_request_gets_its_4xx_json(container, body, content_type, status):
     reply = container.request("POST", "/invocations", body, content_type=content_type)
     assert reply.status == status, reply.body[:500]

@@ -17,6 +17,7 @@ from handler.engine import Engine
 from handler.jobs import Job
 from handler.schema import parse_request
 from handler.settings import load_settings
+from tests.test_image_input import b64, encode, picture
 
 
 class FakeCapture:
@@ -176,26 +177,45 @@ def test_engine_through_graphs_matches_eager(tiny_sd_dir):
     """The engine with every graph installed (text encoder, UNet, VAE decode) gives the eager images."""
     capture = FakeCapture()
     eager, graphed = load_pair(tiny_sd_dir, capture)
-    assert [g.name for g in graphed.graphs] == ["unet", "text_encoder", "vae_decode"]
+    assert [g.name for g in graphed.graphs] == ["unet", "text_encoder", "vae_decode", "vae_encode"]
 
     requests = [parse_request({"prompt": f"a cat {i}", "width": 256, "height": 256}) for i in range(3)]
     seeds = [11, 12, 13]
     expected = pixels(eager, requests, seeds)
     for _ in range(2):  # the second pass replays the graphs captured by the first
         assert_close_images(expected, pixels(graphed, requests, seeds))
-    unet, text_encoder, decode = graphed.graphs
+    unet, text_encoder, decode, encode_graph = graphed.graphs
     assert unet.replays == 2 and text_encoder.replays == 2 and decode.replays == 4  # 3 images: 2 + 1
+    assert encode_graph.replays == 0  # text-to-image never encodes an image
     assert graphed.pipe.unet.config.in_channels == eager.pipe.unet.config.in_channels  # config still visible
 
     assert graphed.warmup() > 0
     assert {shapes["sample"][0] for shapes in capture.captured if "sample" in shapes} == {1, 2, 4}
+    # The warm-up also captured the VAE encoder at each slice size (vae_decode_batch 2), at its resolution.
+    assert {shapes["pixels"] for shapes in capture.captured if "pixels" in shapes} == {(1, 512, 512, 3),
+                                                                                       (2, 512, 512, 3)}
+
+
+def test_image_to_image_through_graphs_matches_eager(tiny_sd_dir):
+    """Image-to-image adds one graph, the VAE encoder, in slices of vae_decode_batch (2 here); the UNet
+    and text encoder graphs of text-to-image serve it too, and the images equal the eager ones."""
+    eager, graphed = load_pair(tiny_sd_dir, FakeCapture())
+    assert graphed.img2img_pipe.unet is graphed.pipe.unet and graphed.img2img_pipe.unet.graphed is graphed.graphs[0]
+    image = b64(encode(picture(320, 256)))
+    requests = [parse_request({"prompt": f"a cat {i}", "image": image, "seed": i}) for i in range(3)]
+    expected = pixels(eager, requests, [1, 2, 3])
+    for _ in range(2):
+        assert_close_images(expected, pixels(graphed, requests, [1, 2, 3]))
+    unet, text_encoder, _, encode_graph = graphed.graphs
+    assert encode_graph.replays == 4 and encode_graph.eager_calls == 0  # 3 images in slices of 2, twice
+    assert unet.replays == 2 and text_encoder.replays == 2  # one UNet step a call: 2 steps at strength 0.5
 
 
 def test_sdxl_unet_graphs_carry_its_added_conditions(tiny_sdxl_dir):
     """SDXL's UNet also takes pooled text embeddings and size ids; they are batch inputs of its graph.
     Its text encoders are asked for hidden states, so they stay eager."""
     eager, graphed = load_pair(tiny_sdxl_dir, FakeCapture())
-    assert [g.name for g in graphed.graphs] == ["unet", "vae_decode"]
+    assert [g.name for g in graphed.graphs] == ["unet", "vae_decode", "vae_encode"]
     requests = [parse_request({"prompt": f"a dog {i}", "width": 256, "height": 256}) for i in range(2)]
     assert_close_images(pixels(eager, requests, [1, 2]), pixels(graphed, requests, [1, 2]))
     assert graphed.graphs[0].replays == 1

@@ -11,6 +11,7 @@ from handler.pipeline import ModelLoadError
 from handler.schema import parse_request
 from handler.settings import load_settings
 from tests.helpers import decode_image
+from tests.test_image_input import b64, encode, picture
 
 
 def make_engine(model_dir, **settings) -> Engine:
@@ -27,14 +28,27 @@ def req(**fields):
     return parse_request({"prompt": "a cat", **fields})
 
 
+IMAGE = b64(encode(picture(320, 256)))
+
+
+def image_req(**fields):
+    """An image-to-image request (320x256 colour ramps unless ``image`` is given)."""
+    return req(**{"image": IMAGE, **fields})
+
+
+def pixels_of(reply) -> np.ndarray:
+    return np.asarray(decode_image(reply.body["image"]), dtype=np.int16)
+
+
 class PipelineSpy:
-    """Counts pipeline calls and the batch each one received."""
+    """Counts pipeline calls and the batch (and image-to-image strength) each one received."""
 
     def __init__(self, pipe):
-        self.pipe, self.batches = pipe, []
+        self.pipe, self.batches, self.strengths = pipe, [], []
 
     def __call__(self, **kwargs):
         self.batches.append(len(kwargs["prompt"]))
+        self.strengths.append(kwargs.get("strength"))
         return self.pipe(**kwargs)
 
     def __getattr__(self, name):
@@ -204,8 +218,118 @@ def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
     assert np.array_equal(ours, expected)
 
 
-def test_warmup_runs_a_real_generation(engine):
+def test_warmup_runs_a_real_generation(engine, monkeypatch):
+    text, image = PipelineSpy(engine.pipe), PipelineSpy(engine.img2img_pipe)
+    monkeypatch.setattr(engine, "pipe", text)
+    monkeypatch.setattr(engine, "img2img_pipe", image)
     assert engine.warmup() > 0
+    assert text.batches == [1] and image.batches == [1]  # both modes, before any caller
+
+
+# ------------------------------------------------------------------ image-to-image
+def test_image_to_image_reply_is_a_png_of_the_images_size(engine):
+    reply = engine.serve_batch([image_req(seed=5)])[0]
+    assert reply.status == 200
+    assert set(reply.body) == {"image", "seed", "width", "height", "format"}  # the same reply as text-to-image
+    assert decode_image(reply.body["image"]).size == (320, 256)
+    assert (reply.body["seed"], reply.body["width"], reply.body["height"]) == (5, 320, 256)
+
+
+def test_same_seed_same_image_same_params_same_bytes(engine):
+    first = engine.serve_batch([image_req(seed=123, strength=0.75)])[0]
+    second = engine.serve_batch([image_req(seed=123, strength=0.75)])[0]
+    assert first.body["image"] == second.body["image"]
+    several = engine.serve_batch([image_req(seed=123, num_images=2)])[0]
+    assert several.body["images"] == engine.serve_batch([image_req(seed=123, num_images=2)])[0].body["images"]
+    assert several.body["images"][0] != several.body["images"][1]  # each image its own noise
+
+
+def test_the_output_depends_on_the_image_and_the_strength(engine):
+    base = pixels_of(engine.serve_batch([image_req(seed=1)])[0])
+    # The tiny model's random VAE carries little of an image into its latents: the effect is small but
+    # well beyond the one level of rounding noise.
+    other_image = pixels_of(engine.serve_batch([image_req(seed=1, image=b64(encode(picture(320, 256).rotate(180))))])[0])
+    assert np.abs(other_image - base).max() > 4
+    for other in (image_req(seed=1, strength=1.0), req(seed=1, width=320, height=256, num_inference_steps=2)):
+        assert np.abs(pixels_of(engine.serve_batch([other])[0]) - base).mean() > 10
+
+
+def test_image_to_image_seed_reproduces_whatever_it_is_batched_with(engine):
+    alone = pixels_of(engine.serve_batch([image_req(seed=9)])[0])
+    batch = engine.serve_batch([image_req(seed=1, prompt="a dog"), image_req(seed=9), req(seed=9)])
+    assert np.abs(pixels_of(batch[1]) - alone).max() <= 1  # rounding of batched kernels only
+
+
+def test_image_and_text_requests_never_share_a_pipeline_call(engine, monkeypatch):
+    text, image = PipelineSpy(engine.pipe), PipelineSpy(engine.img2img_pipe)
+    monkeypatch.setattr(engine, "pipe", text)
+    monkeypatch.setattr(engine, "img2img_pipe", image)
+    replies = engine.serve_batch([
+        req(seed=1, width=320, height=256, num_inference_steps=2),  # the image requests' size and steps
+        image_req(seed=2), image_req(seed=3, num_images=2), image_req(seed=4, strength=1.0),
+        req(seed=5, width=320, height=256, num_inference_steps=2),
+    ])
+    assert [r.status for r in replies] == [200] * 5
+    assert text.batches == [2] and text.strengths == [None]
+    assert sorted(zip(image.batches, image.strengths, strict=True)) == [(1, 1.0), (3, 0.5)]  # by strength
+
+
+def test_text_to_image_is_unchanged_by_image_to_image_requests(engine):
+    """Both pipelines share the scheduler and every model: an image-to-image call must leave nothing
+    behind that changes the next text-to-image reply."""
+    before = engine.serve_batch([req(seed=77, num_inference_steps=3)])[0].body["image"]
+    engine.serve_batch([image_req(seed=1, num_inference_steps=4, strength=0.3)])
+    assert engine.serve_batch([req(seed=77, num_inference_steps=3)])[0].body["image"] == before
+
+
+def test_one_copy_of_the_weights(engine):
+    """The image-to-image pipeline is made of the text-to-image pipeline's own objects."""
+    text, image = engine.pipe.components, engine.img2img_pipe.components
+    shared = [name for name, component in text.items() if isinstance(component, torch.nn.Module)]
+    assert {"unet", "vae", "text_encoder"} <= set(shared)
+    assert all(image[name] is text[name] for name in shared)
+    assert image["scheduler"] is text["scheduler"]
+    pointers = {p.data_ptr() for name in shared for p in text[name].parameters()}
+    assert pointers == {p.data_ptr() for name in shared for p in image[name].parameters()}
+
+
+@pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
+def test_encode_images_matches_the_pipelines_own_image_path(fixture, request):
+    """encode_images re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
+    run batched through a CUDA graph: from the same pixels and seeds, the pipeline must end at exactly
+    the latents its own PIL-image path gives."""
+    engine = make_engine(request.getfixturevalue(fixture))
+    job_request = image_req(num_images=2)
+    common = {"prompt": ["a cat"] * 2, "num_inference_steps": 2, "strength": 0.5, "guidance_scale": 0.0,
+              "output_type": "latent"}
+    pil = decode_image(b64(encode(picture(320, 256))))
+    reference = engine.img2img_pipe(**common, image=[pil, pil], generator=[torch.Generator().manual_seed(s)
+                                                                           for s in (3, 4)]).images
+    from handler.jobs import Job
+
+    generators = [torch.Generator().manual_seed(s) for s in (3, 4)]
+    latents = engine.encode_images([Job(job_request, 0)], generators)
+    ours = engine.img2img_pipe(**common, image=latents, generator=generators).images
+    assert ours.shape == reference.shape == (2, 4, 32, 40)
+    assert torch.equal(ours, reference)
+
+
+def test_out_of_memory_in_image_to_image_is_isolated_the_same_way(engine, monkeypatch):
+    real = engine.img2img_pipe
+    guard = OutOfMemoryAbove(lambda **kw: real(**kw), limit=2)
+    monkeypatch.setattr(engine, "img2img_pipe", lambda **kw: guard(len(kw["prompt"]), **kw))
+    replies = engine.serve_batch([image_req(seed=1), image_req(seed=2, num_images=3), req(seed=3)])
+    assert [r.status for r in replies] == [200, 507, 200]
+    assert guard.calls == [4, 1, 3]
+
+
+def test_sdxl_turbo_serves_image_to_image_too(tiny_sdxl_dir):
+    sdxl = make_engine(tiny_sdxl_dir)
+    assert type(sdxl.img2img_pipe).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    replies = sdxl.serve_batch([image_req(seed=1), image_req(seed=1), req(seed=1)])
+    assert [r.status for r in replies] == [200] * 3
+    assert replies[0].body["image"] == replies[1].body["image"]
+    assert decode_image(replies[0].body["image"]).size == (320, 256)
 
 
 def test_sdxl_turbo_is_served_by_the_same_engine(tiny_sdxl_dir):

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from handler.schema import MAX_IMAGE_BODY_BYTES
 from tests.conftest import write_model_config
-from tests.helpers import LocalTorchServe, build_archive, http, post_json, wait_until
-from tests.test_schema import BAD_REQUESTS
+from tests.helpers import REPO, LocalTorchServe, build_archive, decode_image, http, post_json, wait_until
+from tests.test_config import properties
+from tests.test_image_input import b64, damaged_images, encode, picture
+from tests.test_schema import BAD_IMAGE_REQUESTS, BAD_REQUESTS
 
 pytestmark = pytest.mark.integration
 GOOD = b'{"prompt": "a cat", "seed": 1, "width": 256, "height": 256}'
@@ -70,10 +76,75 @@ def test_oversize_body_is_413_with_json(torchserve):
     assert json.loads(reply.body)["code"] == 413
 
 
-def test_huge_body_is_refused_by_the_frontend(torchserve):
-    reply = http("POST", f"{torchserve.url}/predictions/sdturbo", b'{"prompt": "' + b"x" * 2_000_000 + b'"}')
+def test_image_body_over_its_limit_is_413_with_json(torchserve):
+    """Bodies with an image may be larger, up to their own stated limit: just over it, the handler (not
+    the frontend) answers, with the limit in the JSON."""
+    body = b'{"prompt": "a", "image": "%s"}' % (b"A" * MAX_IMAGE_BODY_BYTES)
+    reply = http("POST", f"{torchserve.url}/predictions/sdturbo", body)
     assert reply.status == 413
+    assert json.loads(reply.body)["errors"][0]["field"] == "body" and str(MAX_IMAGE_BODY_BYTES) in reply.body.decode()
+
+
+def test_huge_body_is_refused_by_the_frontend(torchserve):
+    """config.properties' max_request_size, as users run it: a body of exactly that size still reaches the
+    handler (its JSON 413); one byte more is refused by the frontend from the Content-Length alone (a bare
+    413, before the body is read, let alone passed to Python)."""
+    limit = int(properties(REPO / "config.properties")["max_request_size"])
+    at_limit = b'{"prompt": "' + b"x" * (limit - 14) + b'"}'
+    assert len(at_limit) == limit
+    reply = http("POST", f"{torchserve.url}/predictions/sdturbo", at_limit)
+    assert reply.status == 413 and json.loads(reply.body)["type"] == "InvalidRequest"
+    connection = HTTPConnection("127.0.0.1", torchserve.ports["inference"], timeout=30)
+    try:
+        connection.putrequest("POST", "/predictions/sdturbo")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(limit + 1))
+        connection.endheaders()  # no body sent: the frontend answers from the header
+        refused = connection.getresponse()
+        assert refused.status == 413 and b"InvalidRequest" not in refused.read()
+    finally:
+        connection.close()
     assert post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "still fine"}).status == 200
+
+
+# ------------------------------------------------------------------ image-to-image: untrusted binary input
+GOOD_IMAGE = {"prompt": "a cat", "seed": 1, "image": b64(encode(picture(256, 256)))}
+
+
+def pixels(reply) -> np.ndarray:
+    return np.asarray(decode_image(json.loads(reply.body)["image"]), dtype=np.int16)
+
+
+def test_bad_image_matrix_gets_json_4xx_and_good_neighbours_are_unharmed(torchserve):
+    """Every bad image case (tests/test_schema.py, tests/test_image_input.py) at once with good image and
+    text requests, in shuffled order so they share batches (batchSize 4): each bad one gets its 4xx naming
+    its field, each good one the image it gets alone, and no worker dies."""
+    url = f"{torchserve.url}/predictions/sdturbo"
+    pid_before = [w["pid"] for w in workers(torchserve)]
+    good_text = {"prompt": "a cat", "seed": 2, "width": 256, "height": 256}
+    alone = {"image": pixels(post_json(url, GOOD_IMAGE)), "text": pixels(post_json(url, good_text))}
+    jobs = [(raw, status, field) for raw, status, field in BAD_IMAGE_REQUESTS]
+    jobs += [(json.dumps(GOOD_IMAGE).encode(), 200, "image")] * 8 + [(json.dumps(good_text).encode(), 200, "text")] * 4
+    random.Random(17).shuffle(jobs)
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda job: http("POST", url, job[0], timeout=180), jobs))
+    for (body, expected, field), reply in zip(jobs, replies, strict=True):
+        assert reply.status == expected, (body[:80], reply.status, reply.body[:200])
+        if expected == 200:
+            assert np.abs(pixels(reply) - alone[field]).max() <= 1  # batch-mates change rounding at most
+        else:
+            payload = json.loads(reply.body)
+            assert payload["code"] == expected and field in {e["field"] for e in payload["errors"]}, payload
+    assert [w["pid"] for w in workers(torchserve)] == pid_before, "a worker died"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(data=damaged_images())
+def test_damaged_images_over_http_never_get_a_5xx(torchserve, data):
+    reply = post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a cat", "image": b64(data)}, timeout=120)
+    assert reply.status in (200, 400, 413), (reply.status, reply.body[:200])
+    json.loads(reply.body)
 
 
 json_values = st.recursive(

@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import REPO
+from tests.test_image_input import BAD_IMAGES, b64, encode, picture
 from handler.schema import (
-    MAX_BODY_BYTES, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest,
-    RequestError, parse_request,
+    DEFAULT_IMAGE_STEPS, DEFAULT_STRENGTH, MAX_BODY_BYTES, MAX_IMAGE_BODY_BYTES, MAX_IMAGE_CHARS, MAX_IMAGES,
+    MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest, RequestError, parse_request,
 )
 
 
@@ -89,6 +90,10 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize("raw, status, field", BAD_REQUESTS)
 def test_bad_request_gets_4xx_naming_the_field(raw, status, field):
+    assert_refused(raw, status, field)
+
+
+def assert_refused(raw: bytes, status: int, field: str) -> None:
     with pytest.raises(RequestError) as caught:
         parse_request(raw, "application/json")
     error = caught.value
@@ -117,6 +122,83 @@ def test_unknown_field_error_lists_the_allowed_fields():
     with pytest.raises(RequestError) as caught:
         parse_request(body(steps=2), "application/json")
     assert "num_inference_steps" in caught.value.errors[0]["message"]
+
+
+# ------------------------------------------------------------------ image-to-image
+IMAGE = b64(encode(picture(320, 256)))
+
+
+def test_an_image_makes_it_image_to_image_with_the_model_cards_defaults():
+    request = parse_request(body(image=IMAGE, seed=1))
+    assert (request.width, request.height) == (320, 256)  # from the image
+    assert (request.num_inference_steps, request.strength) == (DEFAULT_IMAGE_STEPS, DEFAULT_STRENGTH) == (2, 0.5)
+    assert request.init_image.pixels.shape == (256, 320, 3)
+    text = parse_request(body(seed=1))
+    assert (text.num_inference_steps, text.strength, text.init_image, text.width) == (1, None, None, 512)
+
+
+def test_given_image_to_image_fields_are_kept():
+    request = parse_request(body(image=IMAGE, width=512, num_inference_steps=4, strength=0.25, guidance_scale=1.0))
+    assert (request.width, request.height, request.num_inference_steps, request.strength) == (512, 408, 4, 0.25)
+    assert request.init_image.pixels.shape == (408, 512, 3)
+    assert parse_request(body(image=IMAGE, strength=None)).strength == DEFAULT_STRENGTH
+    assert parse_request(body(image=None)).init_image is None  # null image: text-to-image
+
+
+@pytest.mark.parametrize("steps, strength", [(1, 1.0), (2, 0.5), (4, 0.25), (3, 0.34), (4, 1)])
+def test_steps_times_strength_of_at_least_one_is_accepted(steps, strength):
+    parse_request(body(image=IMAGE, num_inference_steps=steps, strength=strength))
+
+
+# (body, expected status, field the error must name): image-to-image's own mistakes. The image content
+# cases come from tests/test_image_input.py's table.
+BAD_IMAGE_REQUESTS = [
+    (body(strength=1.0), 400, "strength"),                                  # strength without an image
+    (body(image=IMAGE, num_inference_steps=1), 400, "strength"),            # 1 x 0.5: no step would run
+    (body(image=IMAGE, num_inference_steps=3, strength=0.33), 400, "strength"),  # int(0.99) = 0
+    (body(image=IMAGE, strength=0), 400, "strength"),
+    (body(image=IMAGE, strength=-0.5), 400, "strength"),
+    (body(image=IMAGE, strength=1.01), 400, "strength"),
+    (body(image=IMAGE, strength="0.5"), 400, "strength"),
+    (b'{"prompt": "a", "image": "%s", "strength": NaN}' % IMAGE.encode(), 400, "strength"),
+    (body(image=5), 400, "image"),
+    (body(image=[IMAGE]), 400, "image"),
+    (body(image={"url": "https://example.com/x.png"}), 400, "image"),
+    (body(image=IMAGE, width=100), 400, "width"),
+    (body(image=IMAGE, num_images=MAX_IMAGES + 1), 400, "num_images"),
+    (body(image="A" * (MAX_IMAGE_CHARS + 4)), 400, "image"),                 # within the body limit, over the field's
+] + [(body(image=text), status, "image") for text, status, _ in BAD_IMAGES]
+
+
+@pytest.mark.parametrize("raw, status, field", BAD_IMAGE_REQUESTS, ids=range(len(BAD_IMAGE_REQUESTS)))
+def test_bad_image_request_gets_4xx_naming_the_field(raw, status, field):
+    assert_refused(raw, status, field)
+
+
+def test_body_limits_with_and_without_an_image():
+    big_image = b64(encode(picture(1024, 1024), "PNG", compress_level=0))  # ~3 MiB of base64
+    assert MAX_BODY_BYTES < len(big_image) < MAX_IMAGE_CHARS
+    assert parse_request(body(image=big_image)).init_image.size == (1024, 1024)
+    # The same size without an image (a prompt, or an image key that is not a string) stays 413.
+    for raw in (body(prompt="x" * len(big_image)), body(image=None, padding="x" * len(big_image)),
+                b'{"prompt": "a", "image": ' + b"[" * 40_000 + b"]" * 40_000 + b"}"):
+        with pytest.raises(RequestError) as caught:
+            parse_request(raw)
+        assert caught.value.status == 413 and caught.value.errors[0]["field"] == "body"
+    just_over = body(image="A" * (MAX_IMAGE_BODY_BYTES - len(body(image=""))) + "AAAA")
+    assert len(just_over) == MAX_IMAGE_BODY_BYTES + 4
+    with pytest.raises(RequestError) as caught:
+        parse_request(just_over)
+    assert caught.value.status == 413 and str(MAX_IMAGE_BODY_BYTES) in caught.value.message
+
+
+def test_image_and_text_requests_never_share_a_key():
+    text = parse_request(body(width=320, height=256, num_inference_steps=2))
+    image = parse_request(body(image=IMAGE, seed=1))
+    other_seed = parse_request(body(image=b64(encode(picture(320, 256).rotate(180))), seed=2, prompt="a dog"))
+    stronger = parse_request(body(image=IMAGE, strength=1.0))
+    assert (text.width, text.height, text.num_inference_steps) == (image.width, image.height, image.num_inference_steps)
+    assert text.shape_key() != image.shape_key() == other_seed.shape_key() != stronger.shape_key()
 
 
 def test_requests_of_one_shape_share_a_key():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, ServeEntrypoint, decode_image, http, post_json, wait_until
+from tests.test_image_input import b64, encode, picture
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +30,18 @@ def test_invocations_without_model_name_returns_png(serve):
     reply = post_json(f"{serve.url}/invocations", {"prompt": "a cat", "seed": 3, "width": 256})
     assert reply.status == 200, reply.body[:300]
     assert decode_image(reply.json()["image"]).size == (256, 512)
+
+
+def test_image_to_image_through_the_entrypoint(serve):
+    """The container's config (scripts/serve.py) lets an image body through: /invocations as SageMaker
+    calls it, with raw bytes as invoke_endpoint_async sends them."""
+    request = {"prompt": "a cat", "seed": 3, "image": b64(encode(picture(384, 256), "WEBP")), "strength": 0.6}
+    raw = json.dumps(request).encode()
+    reply = http("POST", f"{serve.url}/invocations", raw, content_type="application/octet-stream")
+    assert reply.status == 200, reply.body[:300]
+    assert decode_image(reply.json()["image"]).size == (384, 256)
+    big = b64(encode(picture(1024, 1024), "PNG", compress_level=0))  # ~4 MiB: over the old 1 MiB frontend limit
+    assert post_json(f"{serve.url}/invocations", {"prompt": "a cat", "image": big, "width": 256}).status == 200
 
 
 def test_predictions_route_works_too(serve):

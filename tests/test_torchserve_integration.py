@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.helpers import decode_image, http, post_json
+from tests.test_image_input import b64, encode, picture
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +35,23 @@ def test_same_seed_same_bytes(torchserve):
     first = post_json(url, {"prompt": "a lighthouse", "seed": 2024}).json()
     second = post_json(url, {"prompt": "a lighthouse", "seed": 2024}).json()
     assert first["image"] == second["image"] and first["seed"] == 2024
+
+
+@pytest.mark.parametrize("path", ["/predictions/sdturbo", "/invocations"])
+def test_image_to_image_returns_a_png_of_the_images_size(torchserve, path):
+    reply = post_json(torchserve.url + path, {"prompt": "a cat", "image": b64(encode(picture(320, 256), "JPEG")),
+                                              "strength": 0.75, "seed": 4})
+    assert reply.status == 200, reply.body[:300]
+    body = reply.json()
+    assert set(body) == {"image", "seed", "width", "height", "format"}
+    assert decode_image(body["image"]).size == (320, 256) and (body["width"], body["height"], body["seed"]) == (320, 256, 4)
+
+
+def test_image_to_image_same_seed_same_image_same_bytes(torchserve):
+    url = f"{torchserve.url}/predictions/sdturbo"
+    request = {"prompt": "a lighthouse", "seed": 2024, "image": b64(encode(picture(256, 384))), "num_images": 2}
+    first, second = post_json(url, request).json(), post_json(url, request).json()
+    assert first["images"] == second["images"] and decode_image(first["image"]).size == (256, 384)
 
 
 def test_raw_bytes_as_sagemaker_sends_them(torchserve):
