@@ -174,6 +174,7 @@ class AsyncAgent:
     def __init__(self, s3, container_url: str | None, silent: bool = False):
         self.s3, self.container_url, self.silent = s3, container_url, silent
         self.threads: list[threading.Thread] = []
+        self.invocations: list[str] = []  # the inference id of every InvokeEndpointAsync call
         agent = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -181,6 +182,7 @@ class AsyncAgent:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 inference_id = self.headers.get("X-Amzn-SageMaker-Inference-Id") or uuid.uuid4().hex
+                agent.invocations.append(inference_id)
                 output = f"s3://{ASYNC_BUCKET}/async-output/{inference_id}.out"
                 failure = f"s3://{ASYNC_BUCKET}/async-failure/{inference_id}-error.out"
                 self.send_response(202)
@@ -250,13 +252,14 @@ def test_local_async_round_trip_through_the_real_container_entrypoint(moto, tmp_
     assert ok.returncode == 0, ok.stderr
     first, second = Image.open(tmp_path / "cat.png"), Image.open(tmp_path / "cat-1.png")
     assert first.format == "PNG" and first.size == second.size == (256, 512)
-    assert bad.returncode == 1 and "width" in bad.stderr
+    # refused by the handler's own schema before anything is uploaded or queued
+    assert bad.returncode == 2 and "width" in bad.stderr and len(agent.invocations) == 1
 
 
 @pytest.mark.integration
 def test_local_async_image_to_image_round_trip(moto, tmp_path, serve):
     """The image goes up inside the request JSON in S3, through the agent to /invocations, and the
-    image-to-image result (the image's size) comes back; a bad image lands in the failure location."""
+    image-to-image result (the image's size) comes back; a damaged image is refused before it is sent."""
     source, broken = tmp_path / "start.png", tmp_path / "broken.png"
     source.write_bytes(encode(picture(384, 256)))
     broken.write_bytes(source.read_bytes()[:300])
@@ -270,7 +273,8 @@ def test_local_async_image_to_image_round_trip(moto, tmp_path, serve):
         agent.close()
     assert ok.returncode == 0, ok.stderr
     assert Image.open(tmp_path / "cat.png").size == (384, 256)
-    assert bad.returncode == 1 and "image" in bad.stderr and "truncated" in bad.stderr
+    assert bad.returncode == 2 and "image" in bad.stderr and "truncated" in bad.stderr
+    assert len(agent.invocations) == 1
 
 
 @pytest.mark.integration
@@ -316,5 +320,3 @@ def test_clis_have_help():
                          ("baseline_server.py", ["--help"])):
         result = run_script(script, *args, env=dict(os.environ))
         assert result.returncode == 0 and "usage" in result.stdout.lower(), (script, args)
-
-
