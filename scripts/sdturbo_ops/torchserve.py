@@ -145,15 +145,19 @@ def start_background(store: Path, models: str, log_dir: Path, state_dir: Path,
     shutil.rmtree(state_dir, ignore_errors=True)  # a previous server's files would say "ready" too early
     state_dir.mkdir(parents=True)
     output_path = log_dir / "torchserve.out"
-    with open(output_path, "wb") as output:
+    # Appended to, never truncated: a server started by someone else may still be writing to it.
+    with open(output_path, "ab") as output:
+        start = output.tell()
         # A session of its own: the server outlives this command and the terminal it ran in.
         launcher = subprocess.run(
             torchserve_command(config, foreground=False, model_store=store, models=models, plugins=plugins),
             env=torchserve_env(log_dir, state_dir), stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True)
     if launcher.returncode != 0:
-        raise RuntimeError(output_path.read_text(errors="replace").strip() or
-                           f"TorchServe's launcher exited with {launcher.returncode}")
+        with open(output_path, "rb") as output:
+            output.seek(start)
+            said = output.read(4000).decode(errors="replace").strip()
+        raise RuntimeError(said or f"TorchServe's launcher exited with {launcher.returncode}")
     pid = running_background_server()
     management_url = read_properties(config).get("management_address", "http://127.0.0.1:8081")
     return Watch(state_dir, management_url, models.split("=", 1)[0], log_dir,
