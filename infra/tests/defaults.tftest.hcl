@@ -42,6 +42,11 @@ mock_provider "aws" {
   }
 }
 
+# A commit SHA that build-and-push pushed (image_tag has no default: see image_tag_is_required_for_the_endpoint).
+variables {
+  image_tag = "0123456789abcdef0123456789abcdef01234567"
+}
+
 run "endpoint_is_async_with_output_failure_and_notifications" {
   command = plan
 
