@@ -217,6 +217,15 @@ def terraform_args(command: Command) -> list[str]:
     return [word for word in command.argv[1:] if not word.startswith("-chdir=")]
 
 
+def raw_output(word: str) -> str:
+    """X, for a word that is ``$(terraform ... output -raw X)``."""
+    (inner,) = substitutions(word)
+    (command,) = parse(inner, "")
+    if command.program != "terraform" or not command.flag("-raw"):
+        raise ValueError(f"{word!r} is not a terraform output")
+    return command.flag("-raw")
+
+
 def success_lines(step: Step) -> list[str]:
     """The Terraform summaries a step promises, e.g. ``Apply complete! Resources: 14 added, ...``."""
     return re.findall(r"`((?:Apply|Destroy) complete! Resources: [^`]+|Plan: [^`]+)`", step.text)
