@@ -13,6 +13,11 @@ output "ecr_repository_url" {
   value       = aws_ecr_repository.this.repository_url
 }
 
+output "ecr_repository_name" {
+  description = "The ECR repository's name: repository variable ECR_REPOSITORY of build-and-push, and --repository-name of `aws ecr`."
+  value       = aws_ecr_repository.this.name
+}
+
 output "artifacts_bucket" {
   description = "Bucket for model data (scripts/publish.py --bucket)."
   value       = aws_s3_bucket.artifacts.id
@@ -54,11 +59,21 @@ output "error_topic_arn" {
 }
 
 output "kms_key_arn" {
-  description = "Customer-managed key encrypting the stack's data; clients need kms:GenerateDataKey/Decrypt on it."
+  description = "Customer-managed key encrypting the stack's data (caller_policy_json lets a client use it through S3)."
   value       = aws_kms_key.this.arn
 }
 
 output "max_concurrent_invocations_per_instance" {
   description = "Async concurrency per instance: TorchServe workers x batch size."
   value       = local.max_concurrent_invocations
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the endpoint's containers (`aws logs tail`)."
+  value       = aws_cloudwatch_log_group.endpoint.name
+}
+
+output "caller_policy_json" {
+  description = "IAM policy (JSON) for an application role that calls the endpoint asynchronously: InvokeEndpointAsync on it, PutObject under async_input_prefix, GetObject of outputs and failures, ListBucket (a pending result is then a 404), the stack key through S3 for the async bucket only, Subscribe to the result topics."
+  value       = data.aws_iam_policy_document.caller.json
 }

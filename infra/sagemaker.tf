@@ -42,6 +42,12 @@ resource "aws_sagemaker_model" "this" {
   lifecycle {
     create_before_destroy = true
     ignore_changes        = [name]
+
+    # SageMaker refuses a model whose image does not exist; say so at plan time, before anything is built.
+    precondition {
+      condition     = var.image_tag != null
+      error_message = "image_tag is not set: the endpoint needs an image in this stack's ECR repository. Push one first (infra/README.md: \"3. First apply, before any image\" and \"4. The first image\"), then set image_tag to its tag."
+    }
   }
 
   depends_on = [aws_iam_role_policy.sagemaker]

@@ -98,13 +98,13 @@ variable "force_destroy_buckets" {
 
 # ------------------------------------------------------------------ image and model
 variable "image_tag" {
-  description = "Tag of the image in this stack's ECR repository (the CI pushes the full commit SHA)."
+  description = "Tag of the image in this stack's ECR repository that the endpoint runs (build-and-push pushes the full commit SHA). No default: it must name an image that exists, and none does before the first push; only the first, targeted apply (infra/README.md) runs without it."
   type        = string
-  default     = "bootstrap"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
-    error_message = "image_tag must be a valid Docker tag and not 'latest' (the repository is immutable)."
+    condition     = var.image_tag == null || (can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest")
+    error_message = "image_tag must be a valid Docker tag and not 'latest' (the repository is immutable); in CI, set the IMAGE_TAG repository variable to a commit SHA that build-and-push pushed."
   }
 }
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 ACCOUNT_ID = "123456789012"  # moto's default account: fake, not an AWS account of ours
@@ -228,6 +229,56 @@ def sagemaker_echoes_network_isolation() -> None:
     SageMakerResponse.create_model = create
 
 
+def sagemaker_async_results_land_in_the_output_path() -> None:
+    """moto answers InvokeEndpointAsync for any endpoint name and writes the result to a new bucket of its
+    own (``sagemaker-output-<uuid>``). AWS refuses an endpoint that does not exist, and writes the result
+    to the endpoint configuration's S3OutputPath as ``<inference id>.out`` (a failure to S3FailurePath as
+    ``<inference id>-error.out``), the locations it answers. Clients read their results there and a caller's
+    IAM policy grants exactly those prefixes: moto's bucket would hide a client or a policy that reads
+    elsewhere. The result itself is still the one queued through moto's API (or moto's default); it is
+    moved, so no bucket is left behind that the stack did not make."""
+    from moto.s3.models import s3_backends
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import sagemaker_backends
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    def split(uri: str) -> tuple[str, str]:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bucket, key
+
+    def invoke_endpoint_async(self):
+        endpoint_name = self.path.split("/")[2]
+        runtime = self.sagemakerruntime_backend
+        sagemaker = sagemaker_backends[self.current_account][self.region]
+        endpoint = sagemaker.endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise ValidationError(message=f"Endpoint {endpoint_name} of account {self.current_account} not found.")
+        paths = sagemaker.describe_endpoint_config(endpoint.endpoint_config_name).get(
+            "AsyncInferenceConfig", {}).get("OutputConfig", {})
+        if not paths.get("S3OutputPath"):
+            raise ValidationError(message=f"Endpoint {endpoint_name} is not an asynchronous inference endpoint.")
+        inference_id = self.headers.get("X-Amzn-SageMaker-Inference-Id") or str(uuid.uuid4())
+        locations = {"output": f"{paths['S3OutputPath'].rstrip('/')}/{inference_id}.out",
+                     "failure": f"{paths.get('S3FailurePath', paths['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"}
+        moto_locations = runtime.invoke_endpoint_async(endpoint_name, self.headers.get("X-Amzn-SageMaker-InputLocation"))
+        s3 = s3_backends[self.current_account][runtime.partition]
+        for moto_uri, uri in zip(moto_locations, locations.values(), strict=True):
+            bucket, key = split(moto_uri)
+            if bucket not in s3.buckets:  # moto repeats its answer for an input it has seen: moved already
+                continue
+            written = s3.get_object(bucket, key)
+            if written is not None:
+                s3.put_object(*split(uri), value=written.value)
+                s3.delete_object(bucket, key)
+            if not s3.buckets[bucket].keys:
+                s3.delete_bucket(bucket)
+        headers = {"X-Amzn-SageMaker-OutputLocation": locations["output"],
+                   "X-Amzn-SageMaker-FailureLocation": locations["failure"]}
+        return 202, headers, json.dumps({"InferenceId": inference_id})
+
+    SageMakerRuntimeResponse.invoke_endpoint_async = invoke_endpoint_async
+
+
 def sagemaker_omits_unset_data_capture() -> None:
     """moto's DescribeEndpointConfig answers an empty DataCaptureConfig when none was set, which the
     provider reads as a data_capture_config block and plans to remove. AWS omits the field."""
@@ -272,6 +323,7 @@ DIFFERENCES = [
     autoscaling_tags,
     s3_requests_arrive_over_tls,
     sagemaker_echoes_network_isolation,
+    sagemaker_async_results_land_in_the_output_path,
     sagemaker_omits_unset_data_capture,
     ec2_rule_descriptions_are_kept,
 ]

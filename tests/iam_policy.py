@@ -20,7 +20,7 @@ from tests.terraform_trace import Operation
 PREFIX = {
     "Application Auto Scaling": "application-autoscaling", "CloudWatch": "cloudwatch", "CloudWatch Logs": "logs",
     "DynamoDB": "dynamodb", "EC2": "ec2", "ECR": "ecr", "IAM": "iam", "KMS": "kms", "S3": "s3", "SageMaker": "sagemaker",
-    "SNS": "sns", "STS": "sts",
+    "SageMaker Runtime": "sagemaker", "SNS": "sns", "STS": "sts",
 }
 
 # Operations whose IAM action is not "<prefix>:<operation>" (Service Authorization Reference, Amazon S3).
@@ -210,7 +210,7 @@ def _resources(operation: Operation, action: str, params: dict, account: Account
             keys = re.findall(r"<Key>([^<]*)</Key>", operation.body)
             return [f"arn:{account.partition}:s3:::{bucket}/{k}" for k in keys] or [f"arn:{account.partition}:s3:::{bucket}/*"]
         return [f"arn:{account.partition}:s3:::{bucket}/{key}" if key else f"arn:{account.partition}:s3:::{bucket}"]
-    if service == "SageMaker":
+    if service in ("SageMaker", "SageMaker Runtime"):
         if "ResourceArn" in params:
             return [params["ResourceArn"]]
         kinds = [("ModelName", "model"), ("EndpointConfigName", "endpoint-config"), ("EndpointName", "endpoint")]

@@ -2,11 +2,14 @@
 
 One module-scoped cycle (tests/aws_emulator.py starts moto with the checks AWS makes that moto skips):
 bootstrap apply (an administrator; the main stack starts as soon as the state bucket, lock table and
-boundary exist) -> main plan (plan role) and apply of that plan (apply role) ->
+boundary exist) -> the runbook's first apply, with no image (infra/README.md step 3, under the apply
+role's policy) and its model upload (step 5) -> main plan (plan role) and apply of that plan (apply
+role) -> the runbook's smoke calls (step 8), each AWS call recorded for the caller policy (step 9) ->
 re-plan (no changes) -> three deploys, each planned and applied: a TorchServe setting, a new image tag
-while autoscaling runs two instances, a new instance type -> main destroy (apply role) -> bootstrap
-destroy (its guards lifted only in the scratch copy). Every AWS request of each run is read from
-Terraform's debug log and must be allowed by the policy of the CI role that runs it.
+while autoscaling runs two instances, a new instance type -> the runbook's teardown of the stack, its
+buckets' contents included, and of the bootstrap (an administrator). Every AWS request of each run is
+read from Terraform's debug log and must be allowed by the policy of the CI role that runs it. The
+runbook's commands are read from infra/README.md (tests/runbook.py), not copied here.
 
 The tests below each read one fact of that cycle; a step that failed fails its own test with Terraform's
 output, and the steps after it report that they were not reached.
@@ -14,20 +17,23 @@ output, and the steps after it report that they were not reached.
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
-from tests import iam_policy
+from tests import aws_calls, iam_policy, runbook
 from tests.iam_policy import Permission
 from tests.aws_emulator import ACCOUNT_ID, REGION, Emulator
 from tests.helpers import REPO
@@ -41,6 +47,8 @@ REPOSITORY = "example-org/sdturbo-serve"
 STATE_KEY = "sdturbo-serve/terraform.tfstate"  # as deploy-infrastructure.yml's init
 VARIANT = "AllTraffic"
 WORK = REPO / "build" / "infra-emulator"  # scratch roots, Terraform's logs and outputs, timings.json
+# What an administrator's teardown does that the apply role must not: delete the data in the buckets.
+DATA_DELETION = {("S3", "ListObjectVersions"), ("S3", "ListObjectsV2"), ("S3", "DeleteObjects"), ("S3", "DeleteObject")}
 
 
 class NotReached(Exception):
@@ -141,6 +149,8 @@ class Cycle:
         self.main = Root(REPO / "infra", self.work / "main", self.emulator.url, self.work / "logs")
         self.main.write("emulator.s3.tfbackend", backend_config(self.emulator.url, *foundation, STATE_KEY, REGION))
         self.step(self.main.init("main-init", "plan", "-backend-config=emulator.s3.tfbackend"))
+        self.first_apply()
+        self.publish_model()
         self.deploy("create")
         self.step(applying.wait())
         outputs = json.loads(bootstrap.run("bootstrap-outputs", "admin", "output", "-json").output)
@@ -157,6 +167,7 @@ class Cycle:
         role = self.client("iam").get_role(RoleName=f"{NAME}-sagemaker-execution")["Role"]
         self.facts["workload_role_boundary"] = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
         self.facts["workload_policy"] = self.role_policies(f"{NAME}-sagemaker-execution")
+        self.smoke_calls()
 
         self.step(self.main.run("replan", "plan", "plan", "-no-color", "-detailed-exitcode", "-lock-timeout=60s",
                                 *self.var_args()))
@@ -168,18 +179,7 @@ class Cycle:
         self.deploy("image-tag", image_tag="2" * 40)
         self.deploy("instance-type", instance_type="ml.g4dn.xlarge")
 
-        self.step(self.main.run("main-destroy", "apply", "destroy", "-auto-approve", "-no-color",
-                                "-lock-timeout=60s", *self.var_args()))
-        self.facts["left_after_destroy"] = self.leftovers()
-
-        # Tearing the account down, an administrator lifts the bootstrap's guards: prevent_destroy (here in
-        # the copy only), the lock table's deletion protection, and the state bucket's remaining versions.
-        bootstrap.write("zz_teardown_override.tf", TEARDOWN_OVERRIDE)
-        self.empty_state_bucket()
-        self.client("dynamodb").update_table(TableName=self.facts["bootstrap"]["lock_table"],
-                                             DeletionProtectionEnabled=False)
-        self.step(bootstrap.run("bootstrap-destroy", "admin", "destroy", "-auto-approve", "-no-color",
-                                f"-var=github_repository={REPOSITORY}"))
+        self.teardown(bootstrap)
 
     def wait_for_foundation(self, applying, timeout: float = 180) -> tuple[str, str] | None:
         """(state bucket, lock table) once they and the workload boundary exist; None if the apply ends first."""
@@ -200,11 +200,126 @@ class Cycle:
             time.sleep(1)
         return None
 
-    def empty_state_bucket(self) -> None:
-        s3, bucket = self.client("s3"), self.facts["bootstrap"]["state_bucket"]
-        listing = s3.list_object_versions(Bucket=bucket)
-        for entry in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
+    # ---------------------------------------------------------------- the runbook (infra/README.md), as written
+    def first_apply(self) -> None:
+        """Step 3: the repository and buckets, with no image_tag. An administrator runs it; it is held
+        against the apply role's policy, so the apply role's trace still covers creating them."""
+        (command,) = [c for c in runbook.step("3.").commands if c.values("-target")]
+        self.step(self.main.run("first-apply", "apply", *runbook.terraform_args(command), "-auto-approve",
+                                "-no-color", "-lock-timeout=60s"))
+        self.facts["first-apply"] = {
+            "repositories": [r["repositoryName"] for r in self.client("ecr").describe_repositories()["repositories"]],
+            "buckets": sorted(b["Name"] for b in self.client("s3").list_buckets()["Buckets"] if "tfstate" not in b["Name"]),
+            "models": self.client("sagemaker").list_models()["Models"],
+            "outputs": sorted(json.loads(self.main.run("first-outputs", "admin", "output", "-json").output)),
+        }
+
+    def publish_model(self) -> None:
+        """Step 5's upload, as written, of a stand-in archive folder to the bucket the first apply made."""
+        archive = self.work / "model-store" / "sdturbo"
+        (archive / "MAR-INF").mkdir(parents=True)
+        (archive / "MAR-INF" / "MANIFEST.json").write_text(json.dumps({"model": {"modelName": NAME}}))
+        (archive / "handler.py").write_text("# stand-in\n")
+        (command,) = [c for c in runbook.step("5.").commands
+                      if runbook.script_call(c) and "--dry-run" not in c.argv]
+        script, args = runbook.script_call(command)
+        self.script("publish", "admin", [str(script), *self.substitute(args, {"model-store/sdturbo": str(archive)})])
+
+    def smoke_calls(self) -> None:
+        """Step 8's calls, as written, each AWS call recorded: one answered with an image, the same call
+        answered with a failure (the client polls an output that never comes), one queued without waiting
+        and, once the `result` subcommand exists, fetched by its id. Step 9's subscriptions are read as
+        requests too: with these they are what the caller policy must allow."""
+        commands = [c for c in runbook.step("8.").commands if runbook.script_call(c)]
+        waited = [c for c in commands if "async" in c.argv and "--no-wait" not in c.argv]
+        queued = [c for c in commands if "--no-wait" in c.argv]
+        fetch = [c for c in commands if "result" in c.argv]
+        assert len(waited) == len(queued) == len(fetch) == 1, [c.argv for c in commands]
+        log = self.work / "caller-calls.jsonl"
+        self.queue_async_result({"data": json.dumps(png_reply(seed=42))})
+        self.invoke("smoke-call", waited[0], log)
+        self.queue_async_result({"is_failure": True, "data": json.dumps(
+            {"code": 400, "type": "InvalidRequest", "message": "invalid request: prompt: too long"})})
+        self.invoke("smoke-call-failure", waited[0], log, expect=1)
+        self.queue_async_result({"data": json.dumps(png_reply(seed=7))})
+        queued_output = self.invoke("queued-call", queued[0], log).output
+        inference_id = json.loads(queued_output.split("\n", 1)[1].splitlines()[0])["inference_id"]
+        script, args = runbook.script_call(fetch[0])
+        self.facts["result_subcommand"] = subprocess.run(
+            [sys.executable, str(script), "result", "--help"], capture_output=True).returncode == 0
+        if self.facts["result_subcommand"]:  # issue 14's client work; strict once both branches are merged
+            self.invoke("fetched-result", fetch[0], log, positional=inference_id)
+        outputs = {k: v["value"] for k, v in json.loads(self.main.run("outputs", "admin", "output", "-json").output).items()}
+        subscriptions = []
+        for command in [c for c in runbook.step("9.").commands if c.argv[:3] == ("aws", "sns", "subscribe")]:
+            subscriptions.append(Operation("SNS", "Subscribe", "POST", "", json.dumps({
+                "TopicArn": outputs[runbook.raw_output(command.flag("--topic-arn"))], "Protocol": command.flag("--protocol"),
+                "Endpoint": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:app-results"}), "", "infra/README.md step 9"))
+        self.facts["caller"] = {"calls": aws_calls.calls(log), "subscriptions": subscriptions, "outputs": outputs,
+                                "policy": json.loads(outputs["caller_policy_json"])}
+
+    def teardown(self, bootstrap: Root) -> None:
+        """The runbook's teardown of the stack (step 3) and the bootstrap (step 4), as written."""
+        self.facts["objects_before_teardown"] = {
+            bucket: self.client("s3").list_object_versions(Bucket=bucket).get("Versions", [])
+            for bucket in (self.facts["caller"]["outputs"]["artifacts_bucket"], self.facts["caller"]["outputs"]["async_bucket"])}
+        flags = ["-auto-approve", "-no-color", "-lock-timeout=60s", *self.var_args()]
+        unguard, destroy = [c for c in runbook.step("3.", runbook.TEARDOWN).commands if c.program == "terraform"]
+        self.step(self.main.run("teardown-buckets", "admin", *runbook.terraform_args(unguard), *flags))
+        self.step(self.main.run("main-destroy", "admin", *runbook.terraform_args(destroy), *flags))
+        self.facts["left_after_destroy"] = self.leftovers()
+
+        steps = runbook.step("4.", runbook.TEARDOWN).commands
+        (override,) = [c for c in steps if c.writes and c.writes[0].endswith("_override.tf")]
+        bootstrap.write(Path(override.writes[0]).name, override.stdin)
+        unguard, destroy = [c for c in steps if c.program == "terraform"]
+        flags = ["-auto-approve", "-no-color", f"-var=github_repository={REPOSITORY}"]
+        self.step(bootstrap.run("bootstrap-unguard", "admin", *runbook.terraform_args(unguard), *flags))
+        self.step(bootstrap.run("bootstrap-destroy", "admin", *runbook.terraform_args(destroy), *flags))
+        self.facts["left_after_bootstrap_destroy"] = {
+            "buckets": [b["Name"] for b in self.client("s3").list_buckets().get("Buckets", [])],
+            "tables": self.client("dynamodb").list_tables()["TableNames"]}
+
+    # ---------------------------------------------------------------- clients run as the runbook runs them
+    def client_env(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
+        return {**env, "AWS_ENDPOINT_URL": self.emulator.url, "AWS_ACCESS_KEY_ID": "emulator",
+                "AWS_SECRET_ACCESS_KEY": "emulator", "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def substitute(self, args: list[str], paths: dict[str, str], positional: str | None = None) -> list[str]:
+        """The runbook's arguments with its folders replaced: infra -> the scratch root, --out -> WORK."""
+        out = []
+        for index, arg in enumerate(args):
+            previous = args[index - 1] if index else ""
+            if previous == "--from-terraform":
+                arg = str(self.main.path)
+            elif previous == "--out":
+                arg = str(self.work / arg)
+            elif arg.startswith("$(") and positional is not None:
+                arg = positional
+            out.append(paths.get(arg, arg))
+        return out
+
+    def script(self, name: str, role: str, argv: list[str], expect: int = 0) -> Run:
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, *argv], env=self.client_env(), capture_output=True, text=True,
+                                timeout=300, cwd=REPO)
+        output = f"exit {result.returncode} (expected {expect}):\n{result.stdout}\n{result.stderr}"
+        return self.step(Run(name, role, argv, 0 if result.returncode == expect else 1, output,
+                             time.monotonic() - started))
+
+    def invoke(self, name: str, command: runbook.Command, log: Path, expect: int = 0,
+               positional: str | None = None) -> Run:
+        script, args = runbook.script_call(command)
+        argv = [str(REPO / "tests" / "aws_calls.py"), str(log), str(script), *self.substitute(args, {}, positional)]
+        return self.script(name, "caller", argv, expect)
+
+    def queue_async_result(self, result: dict) -> None:
+        """What the endpoint answers the next InvokeEndpointAsync with (moto's API for it)."""
+        body = json.dumps({"results": [result], "account_id": ACCOUNT_ID, "region": REGION}).encode()
+        request = urllib.request.Request(f"{self.emulator.url}/moto-api/static/sagemaker/async-endpoint-results",
+                                         data=body, method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
 
     def leftovers(self) -> dict[str, list[str]]:
         return {
@@ -214,6 +329,8 @@ class Cycle:
                 Filters=[{"Name": "tag:Project", "Values": [NAME]}])["Vpcs"]],
             "scaling_targets": [t["ResourceId"] for t in self.client("application-autoscaling")
                                 .describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]],
+            "buckets": [b["Name"] for b in self.client("s3").list_buckets().get("Buckets", [])
+                        if not b["Name"].startswith(f"{NAME}-tfstate-")],
         }
 
     def require(self, *names: str) -> list[Run]:
@@ -229,15 +346,22 @@ class Cycle:
         return runs
 
     def operations(self, role: str) -> list[Operation]:
-        return [op for run in self.runs.values() if run.role == role for op in run.operations]
+        found = [op for run in self.runs.values() if run.role == role for op in run.operations]
+        if role == "apply" and "main-destroy" in self.runs:
+            # An administrator runs the teardown; the apply role could run all of it but the data's deletion
+            # (test_apply_role_could_destroy_the_stack_but_not_its_data).
+            found += [op for op in self.runs["main-destroy"].operations if (op.service, op.name) not in DATA_DELETION]
+        return found
 
 
-TEARDOWN_OVERRIDE = """resource "aws_s3_bucket" "state" {
-  lifecycle {
-    prevent_destroy = false
-  }
-}
-"""
+def png_reply(seed: int, size: tuple[int, int] = (64, 48)) -> dict:
+    """A reply as the handler writes it: a PNG, base64."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (30, 120, 200)).save(buffer, format="PNG")
+    return {"image": base64.b64encode(buffer.getvalue()).decode(), "seed": seed, "width": size[0],
+            "height": size[1], "format": "png"}
 
 
 def _document(document) -> dict:
@@ -315,13 +439,141 @@ def test_instance_type_change_deregisters_and_registers_the_variant(cycle):
     assert state["scaling_policies"] == cycle.facts["create"]["scaling_policies"]
 
 
-def test_stack_destroys_completely(cycle):
-    cycle.require("main-destroy")
-    assert cycle.facts["left_after_destroy"] == {"models": [], "endpoints": [], "vpcs": [], "scaling_targets": []}
+def test_runbook_teardown_empties_the_buckets_and_destroys_the_stack(cycle):
+    cycle.require("teardown-buckets", "main-destroy")
+    # Both buckets held objects (model data in versions, async requests and results): the plain destroy
+    # of force_destroy_buckets = false would have stopped at them.
+    assert all(cycle.facts["objects_before_teardown"].values()), cycle.facts["objects_before_teardown"]
+    assert cycle.facts["left_after_destroy"] == {"models": [], "endpoints": [], "vpcs": [], "scaling_targets": [],
+                                                 "buckets": []}
 
 
-def test_bootstrap_destroys_once_its_guards_are_lifted(cycle):
-    cycle.require("bootstrap-destroy")
+def test_runbook_teardown_lifts_the_bootstrap_s_guards_and_destroys_it(cycle):
+    cycle.require("bootstrap-unguard", "bootstrap-destroy")
+    assert cycle.facts["left_after_bootstrap_destroy"] == {"buckets": [], "tables": []}
+
+
+def test_apply_role_could_destroy_the_stack_but_not_its_data(cycle):
+    (destroy,) = cycle.require("main-destroy")
+    # In order after the apply role's own runs: what they created (a role's boundary) decides the destroy's context.
+    applied = [op for run in cycle.runs.values() if run.role == "apply" for op in run.operations]
+    refused = iam_policy.refusals(cycle.facts["policies"]["apply"], applied + destroy.operations, account(cycle))
+    assert refused, "the destroy deleted no data: the teardown's bucket emptying was not exercised"
+    assert {r.operation for r in refused} <= {f"{service} {name}" for service, name in DATA_DELETION}, \
+        [r.describe() for r in refused]
+
+
+# ------------------------------------------------------------------ the runbook's first deploy
+
+def test_first_apply_needs_no_image_and_makes_the_repository_and_buckets(cycle):
+    cycle.require("first-apply")  # run without image_tag: nothing it creates needs an image
+    facts = cycle.facts["first-apply"]
+    assert facts["repositories"] == [NAME] and not facts["models"]
+    assert facts["buckets"] == [f"{NAME}-artifacts-{ACCOUNT_ID}-{REGION}", f"{NAME}-async-{ACCOUNT_ID}-{REGION}"]
+    # What steps 4 and 5 read right after it.
+    assert {"ecr_repository_url", "ecr_repository_name", "model_data_uri", "region"} <= set(facts["outputs"])
+
+
+def test_model_data_uploads_to_the_bucket_the_first_apply_made(cycle):
+    cycle.require("publish")
+    artifacts = cycle.facts["objects_before_teardown"][f"{NAME}-artifacts-{ACCOUNT_ID}-{REGION}"]
+    assert {"models/sdturbo/v1/MAR-INF/MANIFEST.json", "models/sdturbo/v1/handler.py"} <= {o["Key"] for o in artifacts}
+
+
+def test_runbook_promises_what_terraform_prints(cycle):
+    promised = {("1.", runbook.FIRST_DEPLOY): ["bootstrap-apply"], ("3.", runbook.FIRST_DEPLOY): ["first-apply"],
+                ("6.", runbook.FIRST_DEPLOY): ["create-plan", "create-apply"],
+                ("3.", runbook.TEARDOWN): ["teardown-buckets", "main-destroy"],
+                ("4.", runbook.TEARDOWN): ["bootstrap-unguard", "bootstrap-destroy"]}
+    for (title, section), names in promised.items():
+        lines = runbook.success_lines(runbook.step(title, section))
+        printed = "".join(run.output for run in cycle.require(*names))
+        assert len(lines) == len(names), (title, section, lines)
+        for line in lines:
+            assert line in printed, f"{section} {title} promises {line!r}; Terraform printed otherwise"
+
+
+def test_smoke_call_writes_the_image_and_reports_a_failure(cycle):
+    _, failure = cycle.require("smoke-call", "smoke-call-failure")
+    from PIL import Image
+
+    assert Image.open(WORK / "cat.png").format == "PNG"
+    assert "prompt: too long" in failure.output and "Traceback" not in failure.output
+
+
+def test_queued_request_is_fetched_by_its_id(cycle):
+    cycle.require("queued-call")
+    if not cycle.facts["result_subcommand"]:
+        return  # `invoke.py result` comes with issue 14's client work; from then on this runs it
+    cycle.require("fetched-result")
+    from PIL import Image
+
+    assert Image.open(WORK / "lighthouse.png").format == "PNG"
+
+
+# ------------------------------------------------------------------ IAM: the caller policy (runbook step 9)
+
+def caller_permissions(cycle: Cycle) -> list[Permission]:
+    """What IAM checks for the smoke calls' requests and the subscriptions, in order."""
+    caller = cycle.facts["caller"]
+    outputs = caller["outputs"]
+    account = iam_policy.Account(region=REGION, account_id=ACCOUNT_ID,
+                                 sse_kms_keys={outputs["async_bucket"]: outputs["kms_key_arn"]})
+    requests = aws_calls.operations(caller["calls"], "scripts/invoke.py") + caller["subscriptions"]
+    needed = [permission for permission, _ in iam_policy.checked(requests, account)]
+    for bucket in sorted(set(aws_calls.missing_objects(caller["calls"]))):
+        needed.append(Permission("s3:ListBucket", f"arn:aws:s3:::{bucket}", (("aws:RequestedRegion", REGION),),
+                                 because="S3 GetObject of a result not written yet (404 only with ListBucket)"))
+    return needed
+
+
+def test_smoke_calls_send_each_kind_of_request(cycle):
+    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    sent = {(c["service"], c["operation"], c["error"]) for c in cycle.facts["caller"]["calls"]}
+    assert {("S3", "PutObject", None), ("SageMaker Runtime", "InvokeEndpointAsync", None), ("S3", "GetObject", None),
+            ("S3", "GetObject", "NoSuchKey")} <= sent, sent
+
+
+def test_caller_policy_allows_every_request_of_an_async_call(cycle):
+    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    policy = cycle.facts["caller"]["policy"]
+    refused = [p for p in caller_permissions(cycle) if not iam_policy.allowed([policy], p)]
+    assert not refused, "the caller policy refuses:\n  " + "\n  ".join(
+        f"{p.action} on {p.resource} ({p.because or 'request'})" for p in refused)
+
+
+def test_removing_any_caller_statement_is_caught(cycle):
+    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    policy, needed = cycle.facts["caller"]["policy"], caller_permissions(cycle)
+    statements = iam_policy.statements([policy])
+    assert len(statements) == 6
+    unnoticed = [s["Sid"] for s in statements if all(iam_policy.allowed(
+        [{**policy, "Statement": [o for o in statements if o is not s]}], p) for p in needed)]
+    assert not unnoticed, f"removing these statements went unnoticed: {unnoticed}"
+
+
+def test_caller_policy_allows_nothing_beyond_an_async_call(cycle):
+    cycle.require("smoke-call")
+    outputs, policy = cycle.facts["caller"]["outputs"], cycle.facts["caller"]["policy"]
+    async_bucket, artifacts = f"arn:aws:s3:::{outputs['async_bucket']}", f"arn:aws:s3:::{outputs['artifacts_bucket']}"
+    endpoint = f"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:endpoint/{outputs['endpoint_name']}"
+    key, via_s3 = outputs["kms_key_arn"], ("kms:ViaService", f"s3.{REGION}.amazonaws.com")
+    refused = [  # what a caller might try -> it must not be allowed
+        ("s3:GetObject", f"{async_bucket}/async-input/someone-else.json", ()),  # other callers' prompts
+        ("s3:PutObject", f"{async_bucket}/async-output/forged.out", ()),  # forging results
+        ("s3:DeleteObject", f"{async_bucket}/async-input/x.json", ()),
+        ("s3:GetObject", f"{artifacts}/models/sdturbo/v1/handler.py", ()),  # the model
+        ("s3:ListBucket", artifacts, ()),
+        ("sagemaker:InvokeEndpoint", endpoint, ()),  # real-time calls bypass the queue
+        ("sagemaker:InvokeEndpointAsync", endpoint.replace(outputs["endpoint_name"], "other"), ()),
+        ("sagemaker:UpdateEndpoint", endpoint, ()),
+        ("kms:Decrypt", key, ()),  # the key outside S3
+        ("kms:Decrypt", key, (via_s3, ("kms:EncryptionContext:aws:s3:arn", f"{artifacts}/models/x"))),
+        ("sns:Publish", outputs["success_topic_arn"], ()),
+    ]
+    allowed = [(a, r) for a, r, context in refused
+               if iam_policy.decide([policy], Permission(a, r, (("aws:RequestedRegion", REGION), *context))) == "allow"]
+    assert not allowed, allowed
 
 
 # ------------------------------------------------------------------ IAM: the trace against the CI roles

@@ -42,6 +42,11 @@ mock_provider "aws" {
   }
 }
 
+# A commit SHA that build-and-push pushed (image_tag has no default: see image_tag_is_required_for_the_endpoint).
+variables {
+  image_tag = "0123456789abcdef0123456789abcdef01234567"
+}
+
 run "endpoint_is_async_with_output_failure_and_notifications" {
   command = plan
 
@@ -282,5 +287,71 @@ run "instance_type_change_replaces_the_scaling_registration" {
   assert {
     condition     = terraform_data.scaling_registration.triggers_replace == "ml.g4dn.2xlarge"
     error_message = "The scaling registration must be replaced (deregister, update, register) when the instance type changes."
+  }
+}
+
+# The caller policy (caller_policy_json): each step of an async call, on this stack's resources only.
+# tests/test_infra_emulator.py evaluates the applied policy against the requests scripts/invoke.py sends.
+run "caller_policy_grants_each_step_of_an_async_call_on_this_stack_only" {
+  command = plan
+
+  # Distinct ARNs, so each statement is seen to name its own resource.
+  override_resource {
+    override_during = plan
+    target          = aws_s3_bucket.async
+    values          = { arn = "arn:aws:s3:::sdturbo-async" }
+  }
+
+  override_resource {
+    override_during = plan
+    target          = aws_s3_bucket.artifacts
+    values          = { arn = "arn:aws:s3:::sdturbo-artifacts" }
+  }
+
+  override_resource {
+    override_during = plan
+    target          = aws_sns_topic.success
+    values          = { arn = "arn:aws:sns:eu-west-1:123456789012:sdturbo-async-success" }
+  }
+
+  override_resource {
+    override_during = plan
+    target          = aws_sns_topic.error
+    values          = { arn = "arn:aws:sns:eu-west-1:123456789012:sdturbo-async-error" }
+  }
+
+  override_resource {
+    override_during = plan
+    target          = aws_sagemaker_endpoint.this
+    values          = { arn = "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/sdturbo" }
+  }
+
+  assert {
+    condition = jsonencode({ for s in data.aws_iam_policy_document.caller.statement : s.sid => [sort(s.actions), sort(s.resources)] }) == jsonencode({
+      QueueRequestsOnThisEndpoint                  = [["sagemaker:InvokeEndpointAsync"], ["arn:aws:sagemaker:eu-west-1:123456789012:endpoint/sdturbo"]]
+      UploadRequestPayloads                        = [["s3:PutObject"], ["arn:aws:s3:::sdturbo-async/async-input/*"]]
+      ReadResultsAndFailures                       = [["s3:GetObject"], ["arn:aws:s3:::sdturbo-async/async-failure/*", "arn:aws:s3:::sdturbo-async/async-output/*"]]
+      TellPendingResultsFromRefusals               = [["s3:ListBucket"], ["arn:aws:s3:::sdturbo-async"]]
+      UseTheStackKeyOnlyThroughS3ForTheAsyncBucket = [["kms:Decrypt", "kms:GenerateDataKey"], ["arn:aws:kms:eu-west-1:123456789012:key/mock"]]
+      SubscribeToResultNotifications = [["sns:Subscribe"], [
+        "arn:aws:sns:eu-west-1:123456789012:sdturbo-async-error", "arn:aws:sns:eu-west-1:123456789012:sdturbo-async-success",
+      ]]
+    })
+    error_message = "The caller policy must hold exactly one statement per step of an async call, each on this stack's resource for it."
+  }
+  assert {
+    condition     = alltrue([for s in data.aws_iam_policy_document.caller.statement : s.effect == null || s.effect == "Allow"])
+    error_message = "The caller policy only allows (what it may not do is everything else)."
+  }
+  assert {
+    condition = jsonencode({ for c in one([for s in data.aws_iam_policy_document.caller.statement : s.condition if s.sid == "UseTheStackKeyOnlyThroughS3ForTheAsyncBucket"]) : c.variable => [c.test, sort(c.values)] }) == jsonencode({
+      "kms:ViaService"                   = ["StringEquals", ["s3.eu-west-1.amazonaws.com"]]
+      "kms:EncryptionContext:aws:s3:arn" = ["StringLike", ["arn:aws:s3:::sdturbo-async", "arn:aws:s3:::sdturbo-async/*"]]
+    })
+    error_message = "The caller may use the stack key only through S3, and only for the async bucket."
+  }
+  assert {
+    condition     = alltrue([for s in data.aws_iam_policy_document.caller.statement : length(s.condition) == 0 if s.sid != "UseTheStackKeyOnlyThroughS3ForTheAsyncBucket"])
+    error_message = "Only the key statement is conditional; a condition elsewhere would need a test of its own."
   }
 }

@@ -18,6 +18,11 @@ mock_provider "aws" {
   }
 }
 
+# A commit SHA that build-and-push pushed (image_tag has no default: see image_tag_is_required_for_the_endpoint).
+variables {
+  image_tag = "0123456789abcdef0123456789abcdef01234567"
+}
+
 run "instance_type_must_be_a_sagemaker_type" {
   command = plan
   variables {
@@ -33,6 +38,25 @@ run "max_instances_not_below_min" {
     max_instances = 2
   }
   expect_failures = [var.max_instances]
+}
+
+# Without an image there is no endpoint: the plan stops at the model, naming the README's first two steps,
+# instead of SageMaker refusing the model halfway through an apply.
+run "image_tag_is_required_for_the_endpoint" {
+  command = plan
+  variables {
+    image_tag = null
+  }
+  expect_failures = [aws_sagemaker_model.this]
+}
+
+# What CI passes when the IMAGE_TAG repository variable is not set.
+run "empty_image_tag_is_refused" {
+  command = plan
+  variables {
+    image_tag = ""
+  }
+  expect_failures = [var.image_tag]
 }
 
 run "image_tag_latest_is_refused" {
