@@ -68,7 +68,12 @@ RUN mkdir -p /usr/share/man/man1 \
 RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin sdturbo
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/plugins /opt/sdturbo/plugins
+# The entrypoint, the package it imports (found beside it: no install, no handler/, which travels with the
+# model), and config.properties, whose settings the container derives its own from (only its listeners,
+# model store and plugins folder differ).
+COPY config.properties /opt/sdturbo/config.properties
 COPY scripts/serve.py /opt/sdturbo/scripts/serve.py
+COPY scripts/sdturbo_ops/ /opt/sdturbo/scripts/sdturbo_ops/
 # Only the entrypoint's own SDSERVE_* settings here: SDTURBO_<FIELD> overrides engine settings, and the
 # engine refuses any SDTURBO_* variable that names none. The model folder is /opt/ml/model by default.
 ENV PATH=/opt/venv/bin:$PATH \

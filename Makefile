@@ -22,7 +22,16 @@ TINY_SDXL := build/models/sdxl-turbo-tiny
 DEMO_STORE := build/demo-store
 PLUGIN_JAR := build/plugins/readiness-ping.jar
 PLUGIN_SRC := $(shell find plugins/readiness/src -type f 2>/dev/null)
-TS_ENV := LOG_LOCATION=logs METRICS_LOCATION=logs
+# `make predict PROMPT="a cat" [OUT=cat.png] [SEED=42]`: the prompt reaches the command through the
+# environment, so quotes and other shell characters in it need no escaping.
+PROMPT ?=
+OUT ?= image.png
+SEED ?=
+export PROMPT
+# Where the server of `make serve`/`serve-tiny` writes its logs, and its workers their state files.
+SERVE_LOGS ?= logs
+SERVE_STATE ?= build/serve-state
+SERVE_ARGS = --log-dir $(SERVE_LOGS) --state-dir $(SERVE_STATE)
 
 .PHONY: help
 help: ## list the targets
@@ -85,10 +94,10 @@ $(PLUGIN_JAR): $(PLUGIN_SRC) | $(VENV)/.installed
 plugin: $(PLUGIN_JAR) ## build the /ping readiness plugin used by the serve entrypoint
 
 # ------------------------------------------------------------------ models and archives
-$(TINY_SD)/model_index.json: scripts/build_offline_model.py | $(VENV)/.installed
+$(TINY_SD)/model_index.json: scripts/build_offline_model.py scripts/sdturbo_ops/offline_model.py | $(VENV)/.installed
 	$(PY) scripts/build_offline_model.py --size tiny --arch sd --tiny-decoder --out $(TINY_SD) --force
 
-$(TINY_SDXL)/model_index.json: scripts/build_offline_model.py | $(VENV)/.installed
+$(TINY_SDXL)/model_index.json: scripts/build_offline_model.py scripts/sdturbo_ops/offline_model.py | $(VENV)/.installed
 	$(PY) scripts/build_offline_model.py --size tiny --arch sdxl --out $(TINY_SDXL) --force
 
 .PHONY: tiny-model
@@ -107,27 +116,30 @@ mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo (ARCHIVE_FORMAT
 	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) --store $(MODEL_STORE) --format $(ARCHIVE_FORMAT) --workers $(WORKERS)
 
 # ------------------------------------------------------------------ serving
+# TorchServe runs in the background with config.properties (loopback ports 8080-8082), the /ping plugin
+# and its output in logs/; scripts/local_torchserve.py returns once the model is warm, or says why not.
 .PHONY: serve
-serve: check-java install ## start TorchServe in the background with config.properties and wait until ready
-	$(TS_ENV) $(VENV)/bin/torchserve --start --ncs --model-store $(MODEL_STORE) --ts-config config.properties \
-	  --models sdturbo=$(if $(filter no-archive,$(ARCHIVE_FORMAT)),sdturbo,sdturbo.mar)
-	$(PY) scripts/wait_ready.py --url http://127.0.0.1:8080 --timeout 900
+serve: check-java install plugin ## serve model-store's archive (make mar) in the background; returns once it is warm
+	$(PY) scripts/local_torchserve.py start --store $(MODEL_STORE) $(SERVE_ARGS) --timeout 900
+
+.PHONY: serve-tiny
+serve-tiny: check-java install plugin $(TINY_SD)/model_index.json ## serve the offline tiny model in the background (make predict, make stop)
+	$(PY) scripts/build_archive.py --model-dir $(TINY_SD) --store $(DEMO_STORE) >/dev/null
+	$(PY) scripts/local_torchserve.py start --store $(DEMO_STORE) $(SERVE_ARGS) --timeout 300
+
+.PHONY: predict
+predict: install ## ask the running server for an image: make predict PROMPT="a cat" [OUT=image.png] [SEED=42]
+	@[ -n "$$PROMPT" ] || { echo 'error: say what to draw: make predict PROMPT="a cat wearing sunglasses"' >&2; exit 2; }
+	$(PY) scripts/invoke.py local "$$PROMPT" --out "$(OUT)" $(if $(SEED),--seed $(SEED))
 
 .PHONY: stop
-stop: ## stop the TorchServe started by `make serve` or `make demo`
-	$(VENV)/bin/torchserve --stop
+stop: ## stop the TorchServe started by `make serve` or `make serve-tiny`
+	$(VENV)/bin/torchserve --stop --foreground
 
 .PHONY: demo
-demo: check-java install $(TINY_SD)/model_index.json ## serve the offline tiny model, POST one prompt, write demo.png
-	$(PY) scripts/build_archive.py --model-dir $(TINY_SD) --store $(DEMO_STORE) >/dev/null
-	$(TS_ENV) $(VENV)/bin/torchserve --start --ncs --model-store $(DEMO_STORE) --models sdturbo=sdturbo \
-	  --ts-config config.properties >/dev/null
-	trap '$(VENV)/bin/torchserve --stop >/dev/null' EXIT; \
-	$(PY) scripts/wait_ready.py --url http://127.0.0.1:8080 --timeout 300; \
-	curl -sS --fail-with-body -X POST http://127.0.0.1:8080/predictions/sdturbo \
-	  -H 'Content-Type: application/json' -d '{"prompt": "a cat wearing sunglasses", "seed": 42}' \
-	  -o build/demo.json; \
-	$(PY) scripts/invoke.py decode build/demo.json --out demo.png
+demo: serve-tiny ## serve the offline tiny model, ask for one image (demo.png), stop
+	trap '$(VENV)/bin/torchserve --stop --foreground >/dev/null' EXIT; \
+	$(PY) scripts/invoke.py local "a cat wearing sunglasses" --seed 42 --out demo.png
 
 # ------------------------------------------------------------------ checks
 .PHONY: test

@@ -291,10 +291,10 @@ def _to_request_error(exc: ValidationError) -> RequestError:
         kind = err["type"]
         if kind == "extra_forbidden":
             message = "unknown field (allowed: " + ", ".join(GenerationRequest.model_fields) + ")"
+        elif kind in ("model_type", "model_attributes_type"):  # valid JSON, but an array, string, number...
+            field, message = "body", "must be a JSON object with a 'prompt'"
         elif kind in ("json_invalid", "json_type") or field == "body":
             field, message = "body", "not valid JSON: " + err["msg"].removeprefix("Invalid JSON: ")
-        elif kind == "model_type" or kind == "model_attributes_type":
-            field, message = "body", "must be a JSON object"
         else:
             message = err["msg"]
         errors.append({"field": field, "message": message})

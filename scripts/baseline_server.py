@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The seed's design, kept as the benchmark's baseline: FastAPI + diffusers, one request at a time.
+"""The benchmark's baseline server: the seed's FastAPI + diffusers design, one request at a time.
 
-Loads the same diffusers folder the handler serves, generates PIL images, encodes PNG with Pillow's
-defaults and answers ``{"image": base64}``. A lock serialises generation, as a single-process server
-with a global pipeline does. Not for production: it has no validation, batching or limits.
+Loads the same diffusers folder the handler serves and answers ``POST /generate`` with
+``{"image": base64 PNG}`` (sdturbo_ops/baseline.py). Not for production: it has no validation,
+batching or limits.
 
   baseline_server.py --model-dir build/models/sd-turbo-tiny --port 8090
 
@@ -13,58 +13,23 @@ Exit codes: 0 stopped, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-import base64
-import io
-import threading
 
-from pydantic import BaseModel
+from sdturbo_ops import cli
 
 
-class Prompt(BaseModel):
-    prompt: str
-    seed: int | None = None
-
-
-def build_app(model_dir: str):
-    import torch
-    from diffusers import DiffusionPipeline
-    from fastapi import FastAPI
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    pipe = DiffusionPipeline.from_pretrained(model_dir, dtype=dtype, variant="fp16", safety_checker=None,
-                                             requires_safety_checker=False, local_files_only=True).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    lock = threading.Lock()
-    app = FastAPI()
-
-    @app.get("/health")
-    def health():
-        return {"status": "ok"}
-
-    @app.post("/generate")
-    def generate(request: Prompt):
-        generator = torch.Generator("cpu").manual_seed(request.seed or 0)
-        with lock:
-            image = pipe(request.prompt, num_inference_steps=1, guidance_scale=0.0, generator=generator).images[0]
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return {"image": base64.b64encode(buffer.getvalue()).decode()}
-
-    return app
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True, help="diffusers folder")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    args = parser.parse_args()
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8090, help="port (default: %(default)s)")
+    args = parser.parse_args(argv)
     import uvicorn
+
+    from sdturbo_ops.baseline import build_app
 
     uvicorn.run(build_app(args.model_dir), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

@@ -16,67 +16,53 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
-import yaml
+from sdturbo_ops import cli
+from sdturbo_ops.paths import MODEL_CONFIG
 
-REPO = Path(__file__).resolve().parent.parent
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True, help="diffusers folder (has model_index.json)")
-    parser.add_argument("--config", type=Path, default=REPO / "handler" / "model-config.yaml",
+    parser.add_argument("--config", type=Path, default=MODEL_CONFIG,
                         help="model-config.yaml whose handler: settings the workers will run with")
     parser.add_argument("--handler-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="override a handler: setting (repeatable), as the archive will")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    try:
+        overrides = cli.key_values(args.handler_setting)
+    except ValueError as exc:
+        parser.error(f"--handler-setting: {exc}")
 
     import torch
 
-    from handler.engine import Engine
-    from handler.settings import SettingsError, load_settings
+    from handler.settings import SettingsError
+    from sdturbo_ops.kernels import build_kernels, kernel_settings
 
     if not (args.model_dir / "model_index.json").is_file():
-        print(f"error: {args.model_dir} has no model_index.json", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        raise cli.CliError(f"{args.model_dir} has no model_index.json", EXIT_UNAVAILABLE)
     if not torch.cuda.is_available():
-        print("error: compiled kernels are built on the GPU type that will run them; no CUDA GPU here",
-              file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    values = dict((yaml.safe_load(args.config.read_text()) or {}).get("handler") or {})
-    for pair in args.handler_setting:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            parser.error(f"--handler-setting wants KEY=VALUE, got {pair!r}")
-        values[key] = value
-    if values.get("compile", "none") == "none":
-        values["compile"] = "default"
-    values.update(model_dir=args.model_dir.resolve().name, device="cuda", warmup=True,
-                  compile_without_artifacts=True)
+        raise cli.CliError("compiled kernels are built on the GPU type that will run them; no CUDA GPU here",
+                           EXIT_UNAVAILABLE)
     try:
-        settings = load_settings(values, {})
+        settings = kernel_settings(args.config, args.model_dir, overrides)
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from None
     started = time.perf_counter()
     print(f"compiling for {torch.cuda.get_device_name()} (a cold compile takes minutes)...", flush=True)
     try:
-        engine = Engine.load(args.model_dir.resolve().parent, settings)
-        engine.warmup()
-        folder = engine.kernels.save()
+        folder = build_kernels(args.model_dir, settings)
     except Exception as exc:  # report, do not leave a half-written folder unexplained
-        print(f"error: building compiled kernels failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        raise cli.CliError(f"building compiled kernels failed: {type(exc).__name__}: {exc}", EXIT_FAILED) from None
     size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     print(f"wrote {folder} ({size:.0f} MiB) in {time.perf_counter() - started:.0f}s")
-    return EXIT_OK
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -1,13 +1,9 @@
 #!/usr/bin/env python3
 """Print the instance count a deploy should give the endpoint's new configuration (deploy_instance_count).
 
-A deploy creates a new endpoint configuration, and UpdateEndpoint replaces the variant's instance count
-with that configuration's initial count (the Terraform provider cannot ask it to keep the current one).
-Passing the current DesiredInstanceCount keeps what autoscaling chose: a deploy under load stays at 2.
-An endpoint at 0, or not created yet, gets 1: a variant starts with at least one instance, which then
-runs until target tracking scales it in (about 15 minutes without a backlog).
-
-deploy-infrastructure's plan job runs this and passes the number as TF_VAR_deploy_instance_count.
+The endpoint's current desired count, so a deploy keeps what autoscaling chose; 1 for an endpoint at 0
+or not created yet (sdturbo_ops/deploy.py says why). deploy-infrastructure's plan job runs this and
+passes the number as TF_VAR_deploy_instance_count. It needs only boto3.
 
 Exit codes: 0 printed, 1 AWS refused or failed, 2 bad usage.
 """
@@ -15,27 +11,11 @@ Exit codes: 0 printed, 1 AWS refused or failed, 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-VARIANT = "AllTraffic"  # infra/data.tf local.variant_name
+from sdturbo_ops import cli
+from sdturbo_ops.deploy import VARIANT, deploy_count
 
-
-def deploy_count(client, endpoint: str, variant: str = VARIANT) -> int:
-    """The variant's desired instance count, at least 1; 1 when the endpoint does not exist."""
-    from botocore.exceptions import ClientError
-
-    try:
-        described = client.describe_endpoint(EndpointName=endpoint)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        if error.get("Code") == "ValidationException" and "Could not find endpoint" in error.get("Message", ""):
-            return 1
-        raise
-    for summary in described.get("ProductionVariants", []):
-        if summary.get("VariantName") == variant:
-            return max(1, int(summary.get("DesiredInstanceCount") or 0))
-    return 1
+EXIT_FAILED = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default=VARIANT, help=f"production variant (default: {VARIANT})")
     args = parser.parse_args(argv)
     if not args.endpoint:
-        print("error: --endpoint is empty", file=sys.stderr)
-        return EXIT_USAGE
+        raise cli.CliError("--endpoint is empty", cli.EXIT_USAGE)
 
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
@@ -54,11 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         count = deploy_count(boto3.client("sagemaker", region_name=args.region), args.endpoint, args.variant)
     except (BotoCoreError, ClientError) as exc:
-        print(f"error: cannot read endpoint {args.endpoint}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        raise cli.CliError(f"cannot read endpoint {args.endpoint}: {exc}", EXIT_FAILED) from None
     print(count)
-    return EXIT_OK
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -11,22 +11,13 @@ Exit codes: 0 downloaded, 1 download failed, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from handler.models import MODELS
+from sdturbo_ops import cli
+from sdturbo_ops.hub import download_model
 
-from handler.models import DOWNLOAD_PATTERNS, MODELS, TINY_DECODER_PATTERNS  # noqa: E402
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def download(repo_id: str, out: Path, patterns: tuple[str, ...], revision: str | None) -> Path:
-    from huggingface_hub import snapshot_download  # shows a progress bar per file
-
-    return Path(
-        snapshot_download(repo_id=repo_id, local_dir=out, allow_patterns=list(patterns), revision=revision)
-    )
+EXIT_FAILED = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,20 +29,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="also fetch the TAESD tiny decoder into OUT/taesd (for decoder: tiny)")
     args = parser.parse_args(argv)
 
-    spec = MODELS[args.model]
+    repo_id = MODELS[args.model].repo_id
     try:
-        download(spec.repo_id, args.out, DOWNLOAD_PATTERNS, args.revision)
-        if args.tiny_decoder:
-            download(spec.tiny_decoder_repo, args.out / "taesd", TINY_DECODER_PATTERNS, None)
+        download_model(args.model, args.out, args.revision, args.tiny_decoder)
     except Exception as exc:  # network, auth, disk: one clear line, not a traceback
-        print(f"error: download of {spec.repo_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        raise cli.CliError(f"download of {repo_id} failed: {type(exc).__name__}: {exc}", EXIT_FAILED) from None
     if not (args.out / "model_index.json").is_file():
-        print(f"error: {args.out} has no model_index.json after the download", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"downloaded {spec.repo_id} to {args.out}")
-    return EXIT_OK
+        raise cli.CliError(f"{args.out} has no model_index.json after the download", EXIT_FAILED)
+    print(f"downloaded {repo_id} to {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -6,219 +6,131 @@
   invoke.py local "the same cat, as a watercolour" --image cat.png --strength 0.5 --out paint.png
       Image-to-image: the file travels inside the request JSON as base64 (in S3 too, with async).
   invoke.py async "a cat wearing sunglasses" --from-terraform infra/ --out cat.png
-      Upload the request to S3, call invoke_endpoint_async, wait for the output (or failure) object.
-      Credentials come from the standard AWS chain (environment, profile, SSO, instance role).
+      Check the request with the handler's own schema, upload it to S3, call invoke_endpoint_async, and
+      wait for the output (or failure) object. Credentials come from the standard AWS chain.
+  invoke.py async "a cat" --from-terraform infra/ --no-wait > queued.json
+  invoke.py result "$(jq -r .inference_id queued.json)" --from-terraform infra/ --out cat.png
+      Queue now, fetch later: by inference id (or the output's s3:// location), waiting while it runs.
   invoke.py decode reply.json --out cat.png
       Turn a saved JSON reply into image files.
 
-With several images (--num-images 3 --out cat.png) the files are cat.png, cat-1.png, cat-2.png.
+With several images (--num-images 3 --out cat.png) the files are cat.png, cat-1.png, cat-2.png. The
+file name's ending and the format agree: --out cat.jpg asks for JPEG; --format jpeg --out cat.png is
+refused before anything is sent.
 
-Exit codes: 0 images written, 1 the service reported an error, 2 bad usage, 3 timed out,
-4 the reply could not be read.
+Exit codes: 0 images written, 1 the service reported an error, 2 bad usage or configuration (bad
+flags, a request the endpoint would refuse, no AWS region or credentials), 3 timed out, 4 the reply
+could not be read (or is not a reply of this service).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sdturbo_ops import aws_async, cli
+from sdturbo_ops.client import (
+    BadReply, BadUsage, ClientError, ServiceError, Timeout, output_and_format, post_local, request_body, validate,
+    write_images,
+)
+from sdturbo_ops.paths import MODEL_NAME
 
-from terraform_outputs import OutputsError, split_s3_uri, terraform_outputs  # noqa: E402
-
-EXIT_OK, EXIT_SERVICE_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_BAD_REPLY = 0, 1, 2, 3, 4
-REQUEST_FIELDS = ("seed", "num_inference_steps", "guidance_scale", "width", "height", "num_images", "output_format",
-                  "strength")
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
+EXIT_CODES = {ServiceError: 1, BadUsage: cli.EXIT_USAGE, Timeout: 3, BadReply: 4}
 
 
-def request_body(args: argparse.Namespace) -> dict:
-    """The JSON request: the prompt plus only the fields the caller set (the server owns the defaults)."""
-    body = {"prompt": args.prompt}
-    for name in REQUEST_FIELDS:
-        value = getattr(args, name, None)
-        if value is not None:
-            body[name] = value
-    if args.image is not None:
-        try:
-            body["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
-        except OSError as exc:
-            raise CliError(f"cannot read --image {args.image}: {exc.strerror or exc}", EXIT_USAGE) from None
-    return body
+def report(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
-def write_images(reply: dict, out: Path) -> list[Path]:
-    """Decode ``image``/``images`` from a reply into ``out`` (and numbered siblings)."""
-    images = reply.get("images") or ([reply["image"]] if "image" in reply else [])
-    if not images:
-        raise CliError(f"the reply holds no image: {json.dumps(reply)[:300]}", EXIT_BAD_REPLY)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, data in enumerate(images):
-        path = out if index == 0 else out.with_name(f"{out.stem}-{index}{out.suffix}")
-        try:
-            path.write_bytes(base64.b64decode(data, validate=True))
-        except ValueError as exc:
-            raise CliError(f"image {index} is not valid base64: {exc}", EXIT_BAD_REPLY) from None
-        paths.append(path)
-    return paths
+def wrote(paths: list[Path], note: str, extra: str = "") -> None:
+    print(f"wrote {', '.join(map(str, paths))}{extra}" + (f" ({note})" if note else ""))
 
 
-def describe_error(status: int | str, payload: bytes | str) -> str:
-    """One readable line from a JSON error body (ours or TorchServe's), or the raw text."""
-    text = payload.decode(errors="replace") if isinstance(payload, bytes) else payload
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return f"{status}: {text.strip()[:500]}"
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error") or json.dumps(body)
-        kind = body.get("type")
-        return f"{status} {kind}: {message}" if kind else f"{status}: {message}"
-    return f"{status}: {text[:500]}"
+def prepared(args: argparse.Namespace) -> dict:
+    """The request body, with --out and --format made to agree first."""
+    args.out, args.output_format = output_and_format(args.out, args.output_format)
+    return request_body(args.prompt, vars(args), args.image)
 
 
-def post_local(url: str, body: dict, timeout: float) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
-    except urllib.error.HTTPError as err:
-        raise CliError(describe_error(err.code, err.read()), EXIT_SERVICE_ERROR) from None
-    except TimeoutError:
-        raise CliError(f"no reply from {url} within {timeout:.0f}s", EXIT_TIMEOUT) from None
-    except urllib.error.URLError as err:
-        raise CliError(f"cannot reach {url}: {err.reason} (is TorchServe running? `make serve`)",
-                       EXIT_SERVICE_ERROR) from None
-    try:
-        return json.loads(payload)
-    except ValueError:
-        raise CliError(f"the reply is not JSON: {payload[:200]!r}", EXIT_BAD_REPLY) from None
-
-
-def cmd_local(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/") + args.path
+def cmd_local(args: argparse.Namespace) -> None:
+    body = prepared(args)
     started = time.monotonic()
-    reply = post_local(url, request_body(args), args.timeout)
-    paths = write_images(reply, args.out)
-    print(f"wrote {', '.join(map(str, paths))} (seed {reply.get('seed')}, {time.monotonic() - started:.2f}s)")
-    return EXIT_OK
+    reply = post_local(args.url.rstrip("/") + args.path, body, args.timeout)
+    paths, note = write_images(reply, args.out)
+    wrote(paths, note, f" (seed {reply.get('seed')}, {time.monotonic() - started:.2f}s)")
 
 
-def cmd_decode(args: argparse.Namespace) -> int:
+def cmd_decode(args: argparse.Namespace) -> None:
     try:
         reply = json.loads(args.reply.read_text())
     except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read {args.reply}: {exc}", EXIT_BAD_REPLY) from None
-    if not isinstance(reply, dict):
-        raise CliError(f"{args.reply} does not hold a JSON object", EXIT_BAD_REPLY)
-    if "image" not in reply and "images" not in reply:
-        raise CliError(describe_error(reply.get("code", "error"), json.dumps(reply)), EXIT_SERVICE_ERROR)
-    paths = write_images(reply, args.out)
-    print(f"wrote {', '.join(map(str, paths))}")
-    return EXIT_OK
+        raise BadReply(f"cannot read {args.reply}: {exc}") from None
+    paths, note = write_images(reply, args.out or Path("image.png"), str(args.reply))
+    wrote(paths, note)
 
 
-def resolve_async_target(args: argparse.Namespace) -> tuple[str, str, str, str | None]:
-    """(endpoint, bucket, input prefix, region) from the flags, then the Terraform outputs."""
-    outputs: dict = {}
-    if args.from_terraform:
-        try:
-            outputs = terraform_outputs(args.from_terraform)
-        except OutputsError as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
-    endpoint = args.endpoint or outputs.get("endpoint_name")
-    bucket = args.bucket or outputs.get("async_bucket")
-    prefix = args.input_prefix or outputs.get("async_input_prefix") or "async-input/"
-    region = args.region or outputs.get("region")
-    if not endpoint or not bucket:
-        raise CliError("give --endpoint and --bucket, or --from-terraform infra/", EXIT_USAGE)
-    return str(endpoint), str(bucket), str(prefix), region
+def aws_target(args: argparse.Namespace) -> aws_async.Target:
+    return aws_async.resolve_target(args.from_terraform, **{
+        name: getattr(args, name, None)
+        for name in ("endpoint", "bucket", "input_prefix", "output_uri", "failure_uri", "region")})
 
 
-def s3_object_or_none(s3, uri: str) -> bytes | None:
-    """The object's bytes, or None while it does not exist yet."""
-    from botocore.exceptions import ClientError
+def wait_and_write(aws, args: argparse.Namespace, inference_id: str | None, output_uri: str | None,
+                   failure_uri: str | None, target: aws_async.Target) -> None:
+    s3 = aws.client("s3")
+    waiting_for = target.endpoint or inference_id or output_uri
+    if args.sqs_queue and inference_id:
+        event = aws_async.await_notification(aws.client("sqs"), args.sqs_queue, inference_id, args.timeout,
+                                             waiting_for, report)
+        reply = aws_async.result_from_notification(s3, event, output_uri, failure_uri)
+    else:
+        def locate() -> tuple[str | None, str | None]:
+            found_output = output_uri or aws_async.find_by_id(s3, target.output_uri, inference_id)
+            found_failure = failure_uri or aws_async.find_by_id(s3, target.failure_uri, inference_id)
+            return found_output, found_failure
 
-    bucket, key = split_s3_uri(uri)
+        reply = aws_async.poll(s3, locate, args.timeout, waiting_for, report)
+    paths, note = write_images(reply, args.out or Path("image.png"), "the output")
+    wrote(paths, note, f" (seed {reply.get('seed')})" if isinstance(reply, dict) and "seed" in reply else "")
+
+
+def cmd_async(args: argparse.Namespace) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError as AwsError
+
+    body = prepared(args)
+    validate(body)  # before any AWS call: a refused request must not start an instance
+    target = aws_target(args)
+    aws = aws_async.session(target.region)
     try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-
-
-def wait_for_result(s3, output_uri: str, failure_uri: str, deadline_s: float, endpoint: str) -> dict:
-    """Poll the output and failure locations with backoff until one exists or the deadline passes."""
-    started = time.monotonic()
-    delay = 1.0
-    while True:
-        output = s3_object_or_none(s3, output_uri)
-        if output is not None:
-            try:
-                return json.loads(output)
-            except ValueError:
-                raise CliError(f"the output at {output_uri} is not JSON: {output[:200]!r}", EXIT_BAD_REPLY) from None
-        failure = s3_object_or_none(s3, failure_uri)
-        if failure is not None:
-            raise CliError(f"the endpoint reported a failure ({failure_uri}): "
-                           f"{describe_error('error', failure)}", EXIT_SERVICE_ERROR)
-        elapsed = time.monotonic() - started
-        if elapsed >= deadline_s:
-            raise CliError(f"no result after {elapsed:.0f}s; it may still arrive at {output_uri} "
-                           f"(failure: {failure_uri})", EXIT_TIMEOUT)
-        print(f"waiting for {endpoint}: {elapsed:.0f}s elapsed (from zero instances a cold start takes "
-              f"several minutes; deadline {deadline_s:.0f}s)", file=sys.stderr, flush=True)
-        time.sleep(min(delay, max(0.0, deadline_s - elapsed)))
-        delay = min(delay * 1.6, 15.0)
-
-
-def cmd_async(args: argparse.Namespace) -> int:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    endpoint, bucket, prefix, region = resolve_async_target(args)
-    inference_id = args.inference_id or uuid.uuid4().hex
-    key = f"{prefix}{inference_id}.json"
-    session = boto3.session.Session(region_name=region)
-    s3 = session.client("s3")
-    runtime = session.client("sagemaker-runtime")
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(request_body(args)).encode(),
-                      ContentType="application/json")
-        response = runtime.invoke_endpoint_async(
-            EndpointName=endpoint, InputLocation=f"s3://{bucket}/{key}", ContentType="application/json",
-            Accept="application/json", InferenceId=inference_id,
-            InvocationTimeoutSeconds=args.invocation_timeout, RequestTTLSeconds=args.request_ttl,
-        )
-        output_uri, failure_uri = response["OutputLocation"], response.get("FailureLocation", "")
-        print(f"queued {inference_id}: output {output_uri}, failure {failure_uri}", file=sys.stderr)
+        queued = aws_async.submit(aws, target, body, args.inference_id, args.invocation_timeout, args.request_ttl)
+        report(f"queued {queued.inference_id}: output {queued.output_uri}, failure {queued.failure_uri}")
         if args.no_wait:
-            print(json.dumps({"inference_id": inference_id, "input": f"s3://{bucket}/{key}",
-                              "output": output_uri, "failure": failure_uri}))
-            return EXIT_OK
-        reply = wait_for_result(s3, output_uri, failure_uri, args.deadline, endpoint)
-    except (BotoCoreError, ClientError) as exc:
-        raise CliError(f"AWS call failed: {exc}", EXIT_SERVICE_ERROR) from None
-    if "image" not in reply and "images" not in reply:
-        raise CliError(describe_error(reply.get("code", "error"), json.dumps(reply)), EXIT_SERVICE_ERROR)
-    paths = write_images(reply, args.out)
-    print(f"wrote {', '.join(map(str, paths))} (seed {reply.get('seed')})")
-    return EXIT_OK
+            print(queued.as_json())
+            return
+        wait_and_write(aws, args, queued.inference_id, queued.output_uri, queued.failure_uri, target)
+    except (BotoCoreError, AwsError) as exc:
+        raise ServiceError(f"AWS call failed: {exc}") from None
+
+
+def cmd_result(args: argparse.Namespace) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError as AwsError
+
+    target = aws_target(args)
+    if args.request.startswith("s3://"):
+        output_uri, inference_id = args.request, Path(args.request).name.split(".", 1)[0]
+    elif target.output_uri:
+        output_uri, inference_id = None, args.request
+    else:
+        raise BadUsage(f"to find {args.request} by its inference id, give --from-terraform infra/ (or "
+                       "--output-uri), or pass the output's s3:// location instead")
+    aws = aws_async.session(target.region)
+    try:
+        wait_and_write(aws, args, inference_id, output_uri, None, target)
+    except (BotoCoreError, AwsError) as exc:
+        raise ServiceError(f"AWS call failed: {exc}") from None
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
@@ -229,11 +141,29 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, help="multiple of 8, 256..1024 (server default 512)")
     parser.add_argument("--height", type=int, help="multiple of 8, 256..1024 (server default 512)")
     parser.add_argument("--num-images", type=int, help="1..4 (server default 1)")
-    parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"), help="default png")
+    parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"),
+                        help="image format (default: from --out's ending, else png)")
     parser.add_argument("--image", type=Path, metavar="FILE",
                         help="image-to-image: start from this PNG/JPEG/WebP (size defaults to the image's)")
     parser.add_argument("--strength", type=float, help="with --image: 0 < S <= 1 (server default 0.5, 2 steps)")
-    parser.add_argument("--out", type=Path, default=Path("image.png"), help="where to write (default image.png)")
+    add_out_argument(parser)
+
+
+def add_out_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="where to write (default: image.png, or image.<format>)")
+
+
+def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from-terraform", type=Path, metavar="PATH",
+                        help="infra/ (runs terraform output) or a saved `terraform output -json` file")
+    parser.add_argument("--region", help="AWS region (default: from --from-terraform or the AWS config)")
+    parser.add_argument("--output-uri", help="where SageMaker writes outputs (default: from --from-terraform)")
+    parser.add_argument("--failure-uri", help="where SageMaker writes failures (default: from --from-terraform)")
+    parser.add_argument("--sqs-queue", metavar="URL",
+                        help="wait for the notification on this SQS queue (subscribed to the stack's success and "
+                             "error topics) instead of polling S3")
+    parser.add_argument("--timeout", "--deadline", dest="timeout", type=float, default=1200,
+                        help="seconds to wait for the result; covers a cold start from zero (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,32 +173,35 @@ def build_parser() -> argparse.ArgumentParser:
     local = commands.add_parser("local", help="POST to a running TorchServe")
     add_request_arguments(local)
     local.add_argument("--url", default="http://127.0.0.1:8080", help="inference API (default: %(default)s)")
-    local.add_argument("--path", default="/predictions/sdturbo", choices=("/predictions/sdturbo", "/invocations"),
-                       help="which route (default: %(default)s)")
+    local.add_argument("--path", default=f"/predictions/{MODEL_NAME}",
+                       choices=(f"/predictions/{MODEL_NAME}", "/invocations"), help="which route (default: %(default)s)")
     local.add_argument("--timeout", type=float, default=300, help="seconds to wait (default: %(default)s)")
     local.set_defaults(run=cmd_local)
 
     remote = commands.add_parser("async", help="call the SageMaker async endpoint through S3")
     add_request_arguments(remote)
-    remote.add_argument("--from-terraform", type=Path, metavar="PATH",
-                        help="infra/ (runs terraform output) or a saved `terraform output -json` file")
+    add_aws_arguments(remote)
     remote.add_argument("--endpoint", help="endpoint name (default: from --from-terraform)")
     remote.add_argument("--bucket", help="async bucket (default: from --from-terraform)")
-    remote.add_argument("--input-prefix", help="key prefix for requests (default: async-input/)")
-    remote.add_argument("--region", help="AWS region (default: from --from-terraform or the AWS config)")
+    remote.add_argument("--input-prefix", help=f"key prefix for requests (default: {aws_async.DEFAULT_INPUT_PREFIX})")
     remote.add_argument("--inference-id", help="id for this request (default: random)")
-    remote.add_argument("--deadline", type=float, default=1200,
-                        help="seconds to wait for the result; covers a cold start from zero (default: %(default)s)")
     remote.add_argument("--invocation-timeout", type=int, default=900,
                         help="seconds the endpoint may spend on the request (default: %(default)s)")
     remote.add_argument("--request-ttl", type=int, default=21600,
                         help="seconds the request may wait in the queue (default: %(default)s)")
-    remote.add_argument("--no-wait", action="store_true", help="print the output/failure locations and exit")
+    remote.add_argument("--no-wait", action="store_true",
+                        help="print the inference id and locations as JSON and exit; fetch it later with `result`")
     remote.set_defaults(run=cmd_async)
+
+    result = commands.add_parser("result", help="fetch the result of an earlier request (--no-wait), waiting for it")
+    result.add_argument("request", metavar="ID_OR_URI", help="the inference id, or the output's s3:// location")
+    add_aws_arguments(result)
+    add_out_argument(result)
+    result.set_defaults(run=cmd_result)
 
     decode = commands.add_parser("decode", help="write the images of a saved JSON reply")
     decode.add_argument("reply", type=Path, help="JSON reply file")
-    decode.add_argument("--out", type=Path, default=Path("image.png"), help="where to write (default image.png)")
+    add_out_argument(decode)
     decode.set_defaults(run=cmd_decode)
 
     return parser
@@ -277,13 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        return 130
+        args.run(args)
+    except ClientError as exc:
+        raise cli.CliError(str(exc), EXIT_CODES[type(exc)]) from None
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -1,120 +1,84 @@
-"""Run a real TorchServe on free loopback ports, in the foreground, as a child process group.
+#!/usr/bin/env python3
+"""Start TorchServe in the background with this repository's config.properties, and wait until it serves.
 
-Shared by the benchmark and the integration tests: the repository's config.properties is used as it is,
-with only the addresses and the model store changed, so both exercise the settings users run with.
+What `make serve`, `make serve-tiny` and `make demo` run. The server keeps config.properties' loopback
+ports, gets the /ping readiness plugin (build/plugins) and a state folder its workers report to, and
+writes its output to the log folder instead of the terminal. Stop it with `make stop`
+(``torchserve --stop``), which finds it through TorchServe's own pid file.
+
+  local_torchserve.py start --store model-store          # the archive `make mar` built
+  local_torchserve.py start --store build/demo-store     # the offline tiny model (`make serve-tiny`)
+
+It fails fast, with the reason, when the store holds no archive, when a TorchServe is already running,
+when the model fails to load or its worker dies (it then stops the server it started), or when
+TorchServe itself exits. A server still loading at --timeout is left running.
+
+Exit codes: 0 ready, 1 the model will not become ready (or TorchServe stopped), 2 bad usage,
+3 timed out, 4 no archive in the store, 5 a TorchServe is already running.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
+import argparse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-_REPLACED_KEYS = ("inference_address", "management_address", "metrics_address", "grpc_inference_port",
-                  "grpc_management_port", "model_store", "load_models")
+from sdturbo_ops import cli
+from sdturbo_ops.archive import find_archive
+from sdturbo_ops.paths import CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, PLUGIN_JAR, PLUGINS_DIR, SERVE_STATE_DIR
+from sdturbo_ops.torchserve import running_background_server, start_background, stop_background
+from sdturbo_ops.waiting import NotReady, TimedOut, wait_ready
+
+EXIT_FAILED, EXIT_TIMEOUT, EXIT_NO_ARCHIVE, EXIT_RUNNING = 1, 3, 4, 5
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM the whole group (launcher, Java frontend, Python workers), SIGKILL after ``timeout``."""
-    if process.poll() is not None:
-        return
+def start(args: argparse.Namespace) -> int:
+    archive = find_archive(args.store, args.name)
+    if archive is None:
+        raise cli.CliError(
+            f"{args.store} holds no {args.name} archive: build the real model's with `make model && make mar`, "
+            "or serve the offline tiny model with `make serve-tiny`", EXIT_NO_ARCHIVE)
+    running = running_background_server()
+    if running is not None:
+        raise cli.CliError(f"a TorchServe is already running (pid {running}); stop it with `make stop` "
+                           "(torchserve --stop) first", EXIT_RUNNING)
+    if not (args.plugins / PLUGIN_JAR.name).is_file():
+        raise cli.CliError(f"{args.plugins / PLUGIN_JAR.name} is missing: build the /ping plugin with "
+                           "`make plugin`", cli.EXIT_USAGE)
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def model_workers(management_url: str, model: str = "sdturbo") -> list[dict]:
-    """The model's workers as the management API describes them; [] while it does not answer."""
+        watch = start_background(args.store, f"{args.name}={archive.name}", args.log_dir, args.state_dir,
+                                 args.ts_config, args.plugins)
+    except RuntimeError as exc:
+        raise cli.CliError(f"TorchServe did not start: {exc}", EXIT_FAILED) from None
+    print(f"TorchServe started with {archive}; its logs are in {args.log_dir}/", flush=True)
     try:
-        with urllib.request.urlopen(f"{management_url}/models/{model}", timeout=2) as response:
-            return [w for m in json.load(response) for w in m.get("workers", [])]
-    except (OSError, ValueError):
-        return []
+        seconds = wait_ready(watch, args.timeout, cli.Progress(f"waiting for {args.name} to load and warm up"))
+    except TimedOut as exc:
+        raise cli.CliError(f"{exc}; it is still running: `make stop` stops it", EXIT_TIMEOUT) from None
+    except NotReady as exc:
+        stop_background()  # it would serve nothing, and block the next start
+        raise cli.CliError(f"{exc}\n(TorchServe was stopped; its logs are in {args.log_dir}/)", EXIT_FAILED) from None
+    print(f"{args.name} is ready after {seconds:.1f}s")
+    return 0
 
 
-def worker_ready(management_url: str, model: str = "sdturbo") -> bool:
-    """Whether any worker of ``model`` is READY (loaded and warmed up)."""
-    return any(w.get("status") == "READY" for w in model_workers(management_url, model))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    begin = commands.add_parser("start", help="start TorchServe in the background and wait until it is ready")
+    begin.add_argument("--store", type=Path, required=True, help="model store holding the archive")
+    begin.add_argument("--name", default=MODEL_NAME, help="model (archive) name (default: %(default)s)")
+    begin.add_argument("--ts-config", type=Path, default=CONFIG_PROPERTIES,
+                       help="TorchServe properties (default: the repository's config.properties)")
+    begin.add_argument("--plugins", type=Path, default=PLUGINS_DIR,
+                       help="folder holding readiness-ping.jar (default: build/plugins)")
+    begin.add_argument("--log-dir", type=Path, default=LOG_DIR, help="TorchServe's logs and output (default: logs)")
+    begin.add_argument("--state-dir", type=Path, default=SERVE_STATE_DIR,
+                       help="the workers' state folder, emptied at start (default: build/serve-state)")
+    begin.add_argument("--timeout", type=float, default=900, help="seconds to wait for ready (default: %(default)s)")
+    begin.set_defaults(run=start)
+    args = parser.parse_args(argv)
+    return args.run(args)
 
 
-class LocalTorchServe:
-    """TorchServe serving ``models`` from ``store``, with its own TMPDIR, logs and ports under ``workdir``."""
-
-    def __init__(self, store: Path, workdir: Path, models: str = "sdturbo=sdturbo", extra_env=None,
-                 extra_properties: dict[str, str] | None = None):
-        self.started_at = time.monotonic()
-        self.launched_at = time.time()  # wall clock, comparable with the handler's logged startup timings
-        self.ports = {name: free_port() for name in ("inference", "management", "metrics", "grpc", "grpc_mgmt")}
-        self.url = f"http://127.0.0.1:{self.ports['inference']}"
-        self.management_url = f"http://127.0.0.1:{self.ports['management']}"
-        self.workdir = Path(workdir)
-        self.logs = self.workdir / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        lines = [line for line in (REPO / "config.properties").read_text().splitlines()
-                 if not line.startswith(_REPLACED_KEYS)]
-        lines += [
-            f"inference_address={self.url}",
-            f"management_address={self.management_url}",
-            f"metrics_address=http://127.0.0.1:{self.ports['metrics']}",
-            f"grpc_inference_port={self.ports['grpc']}",
-            f"grpc_management_port={self.ports['grpc_mgmt']}",
-            f"model_store={store}",
-        ]
-        lines += [f"{key}={value}" for key, value in (extra_properties or {}).items()]
-        config = self.workdir / "config.properties"
-        config.write_text("\n".join(lines) + "\n")
-        tmp = self.workdir / "tmp"  # TorchServe's pid file and unzipped archives: one per server
-        tmp.mkdir(exist_ok=True)
-        env = {**os.environ, "TMPDIR": str(tmp), "LOG_LOCATION": str(self.logs),
-               "METRICS_LOCATION": str(self.logs), **(extra_env or {})}
-        self.output_path = self.workdir / "torchserve.out"
-        self._output = open(self.output_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ts.model_server", "--start", "--foreground", "--ncs",
-             "--ts-config", str(config), "--models", models],
-            env=env, stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def workers(self, model: str = "sdturbo") -> list[dict]:
-        return model_workers(self.management_url, model)
-
-    def worker_ready(self, model: str = "sdturbo") -> bool:
-        return worker_ready(self.management_url, model)
-
-    def wait_ready(self, timeout: float = 180, model: str = "sdturbo") -> float:
-        """Block until a worker is READY (after load and warm-up); returns seconds since the launch."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"TorchServe exited with {self.process.returncode}; see {self.output_path}")
-            if self.worker_ready(model):
-                return time.monotonic() - self.started_at
-            time.sleep(0.1)
-        raise TimeoutError(f"no READY worker after {timeout}s; see {self.logs}")
-
-    def log_text(self) -> str:
-        parts = [p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log"))]
-        return "".join(parts) + self.output_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        stop_process_group(self.process)
-        self._output.close()
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,73 +1,56 @@
 #!/usr/bin/env python3
-"""Wait until a TorchServe started with config.properties has loaded the model and can generate.
+"""Wait until a TorchServe started with our handler has loaded and warmed up the model; fail fast if it won't.
 
-TorchServe's management API says READY as soon as the handler's initialize() returns; our handler
-returns even when the weights fail to load (so requests fail fast instead of hanging). So after READY
-this sends one deliberately invalid request: 400 means the model is serving; 503 ModelLoadFailed means
-it never will, and the reason is printed.
+Ready is what the workers' state files say (``$SDSERVE_STATE_DIR``, which `make serve` sets; the /ping
+plugin reads the same files). The wait ends early, with TorchServe's own reason from its log, when the
+model is not registered (no archive in the model store: ``ModelNotFoundException``), when its worker
+process dies while loading, or when the handler reports that the model failed to load.
 
-Exit codes: 0 ready, 1 the model failed to load, 2 timed out.
+  wait_ready.py --state-dir build/serve-state --log-dir logs --timeout 900
+
+Exit codes: 0 ready, 1 the model will not become ready (the reason is printed), 2 bad usage, 3 timed out.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-import urllib.error
-import urllib.request
+import os
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sdturbo_ops import cli
+from sdturbo_ops.paths import LOG_DIR, MODEL_NAME, SERVE_STATE_DIR
+from sdturbo_ops.readiness import STATE_DIR_ENV
+from sdturbo_ops.waiting import NotReady, TimedOut, Watch, wait_ready
 
-from local_torchserve import worker_ready  # noqa: E402
-
-EXIT_READY, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
-
-
-def probe(url: str, model: str) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"{url}/predictions/{model}", data=b"{}", headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as err:
-        try:
-            return err.code, json.load(err)
-        except ValueError:
-            return err.code, {}
+EXIT_FAILED, EXIT_TIMEOUT = 1, 3
 
 
 def main(argv: list[str] | None = None) -> int:
+    env = os.environ
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="http://127.0.0.1:8080", help="inference API (default: %(default)s)")
     parser.add_argument("--management-url", default="http://127.0.0.1:8081",
                         help="management API (default: %(default)s)")
-    parser.add_argument("--model", default="sdturbo", help="model name (default: %(default)s)")
+    parser.add_argument("--model", default=MODEL_NAME, help="model name (default: %(default)s)")
+    parser.add_argument("--state-dir", type=Path, default=Path(env.get(STATE_DIR_ENV) or SERVE_STATE_DIR),
+                        help=f"the workers' state folder (default: ${STATE_DIR_ENV} or build/serve-state)")
+    parser.add_argument("--log-dir", type=Path, default=Path(env.get("LOG_LOCATION") or LOG_DIR),
+                        help="TorchServe's log folder, for its reasons (default: $LOG_LOCATION or logs)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait (default: %(default)s)")
     args = parser.parse_args(argv)
-
-    started = time.monotonic()
-    deadline = started + args.timeout
-    last_report = started
-    while not worker_ready(args.management_url, args.model):
-        now = time.monotonic()
-        if now > deadline:
-            print(f"timed out after {args.timeout:.0f}s waiting for {args.model} to load", file=sys.stderr)
-            return EXIT_TIMEOUT
-        if now - last_report >= 10:
-            print(f"waiting for {args.model} to load... {now - started:.0f}s", file=sys.stderr)
-            last_report = now
-        time.sleep(0.5)
-    status, body = probe(args.url, args.model)
-    if status == 503 and body.get("type") == "ModelLoadFailed":
-        print(f"error: {body.get('message')}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"{args.model} is ready ({time.monotonic() - started:.1f}s)")
-    return EXIT_READY
+    if not args.state_dir.is_dir():
+        raise cli.CliError(f"{args.state_dir} does not exist: start TorchServe with {STATE_DIR_ENV} pointing "
+                           "at a folder (`make serve` does) so its workers can say when they are ready",
+                           cli.EXIT_USAGE)
+    watch = Watch(args.state_dir, args.management_url, args.model, args.log_dir)
+    try:
+        seconds = wait_ready(watch, args.timeout, cli.Progress(f"waiting for {args.model} to load and warm up"))
+    except TimedOut as exc:
+        raise cli.CliError(str(exc), EXIT_TIMEOUT) from None
+    except NotReady as exc:
+        raise cli.CliError(str(exc), EXIT_FAILED) from None
+    print(f"{args.model} is ready ({seconds:.1f}s)")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

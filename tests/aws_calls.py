@@ -84,7 +84,6 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: aws_calls.py LOG SCRIPT [ARGS...]")
     record(Path(argv[0]))
     sys.argv = argv[1:]
-    sys.path[0] = str(Path(argv[1]).resolve().parent)  # as `python SCRIPT` has it, not this folder
     runpy.run_path(argv[1], run_name="__main__")
 
 

@@ -48,9 +48,10 @@ def plugins_dir():
 
 def write_model_config(path, handler=None, **overrides):
     """The shipped model-config.yaml with top-level keys (and ``handler`` keys) overridden."""
-    from build_archive import DEFAULT_CONFIG, write_config  # scripts/ is on sys.path (tests.helpers)
+    from sdturbo_ops.paths import MODEL_CONFIG
+    from sdturbo_ops.torchserve_config import write_model_config as write
 
-    return write_config(DEFAULT_CONFIG, path, overrides, handler)
+    return write(MODEL_CONFIG, path, overrides, handler)
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from sdturbo_ops.processes import free_port  # noqa: F401  (re-exported for the tests)
+from sdturbo_ops.torchserve import LocalTorchServe  # noqa: F401  (re-exported for the tests)
 
-from local_torchserve import LocalTorchServe, free_port  # noqa: E402,F401  (re-exported for the tests)
+REPO = Path(__file__).resolve().parent.parent
 
 PYTHON = sys.executable
 TINY_SD = REPO / "build" / "models" / "sd-turbo-tiny"
@@ -126,7 +126,8 @@ class ServeEntrypoint:
 
     It runs with exactly the environment the Dockerfile declares (over this process's own, which a container
     does not have, and ``env``, what SageMaker would add); where the image's paths do not exist on the host
-    (plugins, logs) command-line flags point elsewhere and leave that environment as it is.
+    (plugins, logs) command-line flags point elsewhere and leave that environment as it is. Its TMPDIR is a
+    folder of the test's (``tmp``), so the temporary folder it works in can be found and seen to go.
     """
 
     def __init__(self, model_dir: Path, workdir: Path, plugins_dir: Path, env=None):
@@ -135,7 +136,9 @@ class ServeEntrypoint:
         self.url = f"http://127.0.0.1:{self.port}"
         self.output_path = workdir / "serve.out"
         self._output = open(self.output_path, "wb")
-        environ = {**os.environ, **dockerfile_environment(dict(os.environ)), **(env or {})}
+        self.tmp = workdir / "tmp"
+        self.tmp.mkdir(exist_ok=True)
+        environ = {**os.environ, **dockerfile_environment(dict(os.environ)), "TMPDIR": str(self.tmp), **(env or {})}
         self.process = subprocess.Popen(
             [PYTHON, str(REPO / "scripts" / "serve.py"), "serve", "--model-dir", str(model_dir),
              "--plugins-dir", str(plugins_dir), "--log-dir", str(workdir / "logs"),
@@ -154,6 +157,16 @@ class ServeEntrypoint:
             status = 0  # not listening yet
         self.pings.append(status)
         return status
+
+    def state_dir(self) -> Path:
+        """The folder the entrypoint works in (its workers' state files among its contents)."""
+        return wait_until(lambda: next(self.tmp.glob("sdturbo-serve-*"), None), 30, what="the serve folder")
+
+    def readiness(self):
+        """What the state folder says, by the rule /ping also follows."""
+        from sdturbo_ops import readiness
+
+        return readiness.read(self.state_dir())
 
     def settled(self) -> bool:
         """Ready, exited, or failed to load: waiting longer would change nothing."""

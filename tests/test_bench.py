@@ -39,3 +39,17 @@ def test_bench_writes_every_section(tmp_path, tiny_sd_dir):
         assert all(row["errors"] == 0 and row["images_per_s"] > 0 and row["p50_ms"] for row in rows), rows
     assert report["command"].startswith("scripts/bench.py")
     assert Image.open(tmp_path / "bench.png").format == "PNG"
+
+
+def test_the_plot_names_the_model_and_device_and_its_axes_start_at_zero():
+    """A reader of bench.png alone must know what was measured, and read differences as ratios."""
+    from sdturbo_ops.bench import figure
+
+    row = {"system": "torchserve", "concurrency": 8, "images_per_s": 40.0, "p50_ms": 180.0}
+    result = {"served": [row, {**row, "concurrency": 32, "images_per_s": 52.0, "p50_ms": 560.0}],
+              "baseline": [{**row, "system": "fastapi-baseline", "images_per_s": 9.0, "p50_ms": 900.0}],
+              "engine": [{"images_per_s": 60.0}], "device_name": "NVIDIA H200", "model_dir": "/tmp/sd-turbo-full"}
+    fig = figure(result)
+    title = fig._suptitle.get_text()
+    assert "sd-turbo-full" in title and "NVIDIA H200" in title
+    assert [axis.get_ylim()[0] for axis in fig.axes] == [0, 0]

@@ -86,3 +86,20 @@ def test_requirements_come_from_setup_cfg_pins():
     requirements = result.stdout.split()
     assert "torchserve==0.12.0" in requirements and "torch==2.13.0" in requirements
     assert all("==" in r for r in requirements)
+
+
+def test_the_image_is_rebuilt_when_anything_it_copies_changes():
+    """build-and-push runs on pushes touching these paths: each file the build context lets into the image
+    must be among them, or a change to it would ship only with some later, unrelated change."""
+    import yaml
+
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "build-and-push.yml").read_text())
+    triggers = workflow[True]["push"]["paths"]  # YAML 1.1 reads the key `on` as True
+    copied = [args.split()[:-1] for keyword, args in instructions() if keyword == "COPY" and "--from=" not in args]
+    files = [path for sources in copied for source in sources
+             for path in ([REPO / source] if (REPO / source).is_file() else (REPO / source).rglob("*"))
+             if path.is_file() and "__pycache__" not in path.parts]
+    assert files
+    for path in files:
+        relative = path.relative_to(REPO).as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern.replace("**", "*")) for pattern in triggers), relative

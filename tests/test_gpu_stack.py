@@ -13,9 +13,8 @@ from pathlib import Path
 import botocore
 import pytest
 
+from sdturbo_ops import gpu_stack
 from tests.helpers import DOCKERFILE, REPO, run_script
-
-import gpu_stack  # noqa: E402  (scripts/ is on sys.path through tests.helpers)
 
 VARIABLES = REPO / "infra" / "variables.tf"
 
@@ -88,7 +87,7 @@ def test_the_table_says_what_botocore_documents():
     assert documented, "botocore's InferenceAmiVersion documentation changed shape"
     for ami, driver in gpu_stack.INFERENCE_AMIS.items():
         assert documented.get(ami) == (driver.branch, f"{driver.cuda[0]}.{driver.cuda[1]}"), ami
-    assert set(documented) <= set(gpu_stack.INFERENCE_AMIS), "a new GPU AMI: add it to scripts/gpu_stack.py"
+    assert set(documented) <= set(gpu_stack.INFERENCE_AMIS), "a new GPU AMI: add it to sdturbo_ops/gpu_stack.py"
 
 
 @pytest.mark.infra

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import REPO, run_script
+from tests.helpers import run_script
 
 
 @pytest.mark.parametrize("script", ["build_offline_model.py", "download_model.py", "build_archive.py",
@@ -33,14 +33,11 @@ def test_tiny_model_has_the_hub_layout(tiny_sd_dir):
 
 def test_full_architecture_matches_sd_turbo():
     """The full-size configs, instantiated on the meta device (no memory), have SD-turbo's sizes."""
-    import sys
-
     import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    sys.path.insert(0, str(REPO / "scripts"))
-    import build_offline_model as builder
+    from sdturbo_ops import offline_model as builder
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**builder.SD_TURBO_UNET)

@@ -38,8 +38,6 @@ AWS_CLI_SERVICES = {"s3api": "s3"}  # CLI name -> botocore's, where they differ
 # Options the CLI renames from the API's member names (awscli/customizations/argrename.py).
 AWS_CLI_RENAMES = {("sns", "subscribe", "notification-endpoint"): "endpoint"}
 SUBCOMMANDS = {"invoke.py": {"local", "async", "decode", "result"}}
-# Subcommands being added on another branch (issue 14's client work): checked once they answer --help.
-PENDING = {("invoke.py", "result")}
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +175,6 @@ def test_every_flag_given_to_a_script_is_in_its_help(commands):
         assert script.is_file(), script
         subcommand = args[0] if args and args[0] in SUBCOMMANDS.get(script.name, ()) else None
         help_run = script_help(script.name, subcommand)
-        if help_run.returncode != 0 and (script.name, subcommand) in PENDING:
-            continue  # not merged yet; this check turns strict by itself once `--help` answers
         assert help_run.returncode == 0 and "usage" in help_run.stdout.lower(), (script.name, subcommand, help_run.stderr)
         for flag in [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]:
             assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", help_run.stdout), \

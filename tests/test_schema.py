@@ -118,6 +118,13 @@ def test_non_json_content_type_is_415(content_type):
     assert caught.value.errors[0]["field"] == "Content-Type"
 
 
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'"a cat"', b"42", b"null"])
+def test_valid_json_that_is_no_object_is_not_called_invalid_json(raw):
+    with pytest.raises(RequestError) as caught:
+        parse_request(raw, "application/json")
+    assert "must be a JSON object" in caught.value.message and "not valid JSON" not in caught.value.message
+
+
 def test_unknown_field_error_lists_the_allowed_fields():
     with pytest.raises(RequestError) as caught:
         parse_request(body(steps=2), "application/json")

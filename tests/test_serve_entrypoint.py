@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, ServeEntrypoint, decode_image, http, post_json, wait_until
+from tests.helpers import ServeEntrypoint, build_archive, decode_image, http, post_json, wait_until
 from tests.test_image_input import b64, encode, picture
 
 pytestmark = pytest.mark.integration
@@ -58,22 +58,6 @@ def test_management_api_is_not_on_the_public_port(serve):
         assert http(method, serve.url + path, b"" if method != "GET" else None).status in (400, 404, 405)
 
 
-def test_container_config_keeps_everything_but_inference_on_loopback(serve):
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    import serve as entrypoint
-
-    args = entrypoint.parse_args(["serve"])
-    properties = dict(line.split("=", 1) for line in entrypoint.container_properties(args, Path("/s")).splitlines())
-    assert properties["inference_address"] == "http://0.0.0.0:8080"
-    for key in ("management_address", "metrics_address"):
-        assert properties[key].startswith("http://127.0.0.1:"), key
-    assert properties["grpc_inference_address"] == properties["grpc_management_address"] == "127.0.0.1"
-    assert properties["enable_model_api"] == "false" and properties["allowed_urls"] == "^$"
-    assert properties["disable_token_authorization"] == "true"
-
-
 def test_sagemaker_environment_reaches_torchserve(tmp_path, sagemaker_model_dir, plugins_dir):
     server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir,
                              env={"SAGEMAKER_TS_BATCH_SIZE": "3", "SAGEMAKER_TS_MAX_BATCH_DELAY": "77",
@@ -106,14 +90,9 @@ def test_missing_model_exits_3(tmp_path, plugins_dir):
 
 
 def wait_for_worker(server: ServeEntrypoint, timeout: float = 120) -> None:
-    """Until TorchServe reports its worker READY: the handler's initialize has returned, loaded or not."""
-    def worker_reported():
-        reply = http("GET", f"http://127.0.0.1:{server.management_port}/models/sdturbo", content_type=None) \
-            if server.ping() else None
-        return reply is not None and reply.status == 200 and any(
-            w["status"] == "READY" for w in reply.json()[0]["workers"])
-
-    wait_until(worker_reported, timeout, 0.2, what="the worker to report")
+    """Until the worker has said how its load went (ready or failed), by the state files /ping reads too."""
+    wait_until(lambda: server.readiness().ready or server.readiness().failed, timeout, 0.2,
+               what="the worker to report")
 
 
 def test_model_that_fails_to_load_keeps_ping_unhealthy_and_fails_fast(tmp_path, sagemaker_model_dir, plugins_dir):
@@ -186,3 +165,56 @@ def test_worker_that_must_not_serve_answers_503_naming_the_cause(tmp_path, sagem
             assert reply.json()["type"] == "ModelLoadFailed" and cause in reply.json()["message"]
     finally:
         server.stop()
+
+
+def test_a_worker_killed_mid_batch_does_not_hold_up_sigterm(tmp_path, sagemaker_model_dir, plugins_dir):
+    """A worker killed while it runs a batch leaves its busy marker behind. The drain must see that nobody
+    is running that batch any more: an idle server stops at once, not after the full 25 s drain (plus the
+    stop wait, over SageMaker's 30 s between SIGTERM and SIGKILL)."""
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir)
+    try:
+        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.1, what="ready")
+        state_dir, result = server.state_dir(), {}
+        thread = threading.Thread(target=lambda: result.update(reply=post_json(
+            f"{server.url}/invocations", {"prompt": "a cat", "num_images": 2, "width": 1024, "height": 1024},
+            timeout=60)))
+        thread.start()
+        marker = wait_until(lambda: next(state_dir.glob("*.busy"), None), 30, 0.05, what="a busy worker")
+        os.kill(int(marker.stem), signal.SIGKILL)
+        thread.join(60)
+        assert 500 <= result["reply"].status < 600
+        assert marker.exists(), "the dead worker's marker is what this test is about"
+        wait_until(lambda: server.ping() == 200, 120, 0.2, what="a new worker")  # idle again
+        sent = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(40)
+        took = time.monotonic() - sent
+    finally:
+        server.stop()
+    assert code == 0 and took < 10, (code, took, server.output()[-1500:])
+
+
+@pytest.mark.parametrize("fmt", ["no-archive", "zip-store"])
+def test_the_entrypoints_temporary_folder_is_removed_on_exit(tmp_path, tiny_sd_dir, plugins_dir, fmt):
+    """Its folder holds TorchServe's own files and, for a .mar, the unpacked archive (2.6 GB with the real
+    model): all of it goes when the container stops, and when it refuses to start."""
+    store = tmp_path / "store"
+    build_archive(tiny_sd_dir, store, fmt=fmt)
+    model_dir = store if fmt == "zip-store" else store / "sdturbo"  # a folder holding one .mar, or the archive
+    server = ServeEntrypoint(model_dir, tmp_path, plugins_dir)
+    try:
+        wait_until(lambda: server.ping() == 200 or server.process.poll() is not None, 180, 0.1, what="ready")
+        assert server.ping() == 200, server.output()[-1500:]
+        used = sum(1 for _ in server.state_dir().rglob("*"))
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(40) == 0
+    finally:
+        server.stop()
+    assert used and not list(server.tmp.iterdir()), list(server.tmp.rglob("*"))[:5]
+    empty, again = tmp_path / "empty", tmp_path / "again"
+    empty.mkdir()
+    again.mkdir()
+    refused = ServeEntrypoint(empty, again, plugins_dir)  # no model in it: exit 3, after the folder was made
+    assert refused.process.wait(30) == 3
+    refused.stop()
+    assert not list(refused.tmp.iterdir())

@@ -4,16 +4,13 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.nio.file.Paths;
-import java.util.List;
 import org.pytorch.serve.servingsdk.Context;
 import org.pytorch.serve.servingsdk.ModelServerEndpoint;
 import org.pytorch.serve.servingsdk.annotations.Endpoint;
 import org.pytorch.serve.servingsdk.annotations.helpers.EndpointTypes;
 import org.pytorch.serve.servingsdk.http.Request;
 import org.pytorch.serve.servingsdk.http.Response;
-import org.pytorch.serve.wlm.Model;
 import org.pytorch.serve.wlm.ModelManager;
 import org.pytorch.serve.wlm.WorkerState;
 import org.pytorch.serve.wlm.WorkerThread;
@@ -23,10 +20,10 @@ import org.pytorch.serve.wlm.WorkerThread;
  *
  * <p>TorchServe's own ping answers 200 "Healthy" while a worker is still loading and while a model
  * fails to load. SageMaker routes traffic on the first 200, so this replaces it: 200 only when every
- * model loaded at start-up has a worker that TorchServe reports as loaded AND whose handler wrote
- * {@code "ready"} to {@code $SDSERVE_STATE_DIR/<worker pid>.json} after its warm-up (the handler
- * writes {@code "failed"} with the reason when the weights cannot load). A {@code draining} file in
- * the same folder, written by the serve entrypoint on SIGTERM, turns the answer to 503 as well.
+ * model loaded at start-up is registered and the workers' state folder ({@code $SDSERVE_STATE_DIR})
+ * says ready by {@link StateFolder}'s rule (a live worker wrote {@code "ready"} after its warm-up); 503
+ * with the reason otherwise, including a {@code draining} server. Without a state folder, TorchServe's
+ * own "loaded" is all it knows.
  */
 @Endpoint(
         urlPattern = "ping",
@@ -56,25 +53,25 @@ public class ReadinessPing extends ModelServerEndpoint {
     /** Returns why the server is not ready, or null when it is. */
     static String findProblem() {
         String dir = System.getenv(STATE_DIR_ENV);
-        Path stateDir = dir == null || dir.isEmpty() ? null : Paths.get(dir);
-        if (stateDir != null && Files.exists(stateDir.resolve("draining"))) {
-            return "draining: the server is shutting down";
+        boolean hasFolder = dir != null && !dir.isEmpty();
+        if (hasFolder && Files.exists(Paths.get(dir, "draining"))) {
+            return StateFolder.DRAINING;
         }
         ModelManager manager = ModelManager.getInstance();
         if (manager.getStartupModels().isEmpty()) {
             return "no model is registered";
         }
         for (String name : manager.getStartupModels()) {
-            String problem = modelProblem(manager, name, stateDir);
+            String problem = registrationProblem(manager, name, hasFolder);
             if (problem != null) {
                 return problem;
             }
         }
-        return null;
+        return hasFolder ? StateFolder.problem(Paths.get(dir)) : null;
     }
 
-    private static String modelProblem(ModelManager manager, String name, Path stateDir) {
-        Model model;
+    private static String registrationProblem(ModelManager manager, String name, boolean hasFolder) {
+        org.pytorch.serve.wlm.Model model;
         try {
             model = manager.getModel(name, null);
         } catch (Exception e) {
@@ -83,32 +80,15 @@ public class ReadinessPing extends ModelServerEndpoint {
         if (model == null) {
             return name + ": not registered";
         }
-        List<WorkerThread> workers = manager.getWorkers(model.getModelVersionName());
-        String failure = null;
-        for (WorkerThread worker : workers) {
-            if (worker.getState() != WorkerState.WORKER_MODEL_LOADED) {
-                continue;
-            }
-            if (stateDir == null) {
-                return null; // no state folder configured: TorchServe's "loaded" is all we know
-            }
-            String state = readState(stateDir.resolve(worker.getPid() + ".json"));
-            if (state.contains("\"ready\"")) {
+        if (hasFolder) {
+            return null;
+        }
+        for (WorkerThread worker : manager.getWorkers(model.getModelVersionName())) {
+            if (worker.getState() == WorkerState.WORKER_MODEL_LOADED) {
                 return null;
             }
-            if (state.contains("\"failed\"")) {
-                failure = name + ": the model failed to load (see the model log)";
-            }
         }
-        return failure != null ? failure : name + ": no worker has finished loading and warming up";
-    }
-
-    private static String readState(Path file) {
-        try {
-            return new String(Files.readAllBytes(file), StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            return "";
-        }
+        return name + ": no worker has loaded";
     }
 
     private static String jsonEscape(String text) {

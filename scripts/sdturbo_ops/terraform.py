@@ -7,9 +7,13 @@ with ``terraform -chdir=infra output -json > outputs.json``.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
+
+# -no-color asks for plain text; a wrapper around terraform (setup-terraform's) may still add colour.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class OutputsError(RuntimeError):
@@ -24,9 +28,12 @@ def terraform_outputs(path: Path) -> dict[str, object]:
         terraform = shutil.which("terraform")
         if terraform is None:
             raise OutputsError("terraform is not installed; pass the names as flags or an outputs JSON file")
-        result = subprocess.run([terraform, f"-chdir={path}", "output", "-json"], capture_output=True, text=True)
+        result = subprocess.run([terraform, f"-chdir={path}", "output", "-no-color", "-json"], capture_output=True,
+                                text=True)
         if result.returncode != 0:
-            raise OutputsError(f"`terraform -chdir={path} output -json` failed: {result.stderr.strip()[-500:]}")
+            # the whole diagnostic: its first lines say what is wrong, its last ones where
+            raise OutputsError(f"`terraform -chdir={path} output -json` failed:\n"
+                               f"{ANSI_ESCAPE.sub('', result.stderr).strip()}")
         text = result.stdout
     else:
         raise OutputsError(f"{path} is neither a Terraform folder nor an outputs JSON file")

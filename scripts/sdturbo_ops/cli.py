@@ -1,0 +1,62 @@
+"""What every CLI in scripts/ shares: one error line and a meaningful exit code, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+EXIT_USAGE = 2  # argparse's own code for bad usage; every CLI keeps it for usage and configuration errors
+
+
+class CliError(Exception):
+    """A failure the user can act on: ``message`` is printed as one ``error:`` line, ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def run(main: Callable[[], int]) -> None:
+    """Run a CLI's ``main`` and exit with its code; a CliError becomes its line and code, Ctrl-C 130."""
+    try:
+        code = main()
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+class Progress:
+    """A line on stderr every ``interval`` seconds while something long runs (``tick`` is cheap to call)."""
+
+    def __init__(self, what: str, interval: float = 10.0):
+        self.what, self.interval = what, interval
+        self.started = self.last = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def tick(self, detail: str = "") -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            print(f"{self.what}... {now - self.started:.0f}s{f' ({detail})' if detail else ''}",
+                  file=sys.stderr, flush=True)
+
+
+def key_values(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` arguments (a repeatable flag such as --handler-setting) as a dict.
+
+    Raises:
+        ValueError: an argument without ``=``.
+    """
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        values[key] = value
+    return values

@@ -1,0 +1,36 @@
+"""Compiled kernels for a model folder: the UNet and VAE decoder compiled on this GPU and saved into the
+folder (``<model-dir>/compiled/sm_XY-*/``), so workers on that GPU type start with them (handler/compiled.py).
+
+Kernels only serve workers with the same shaping settings, so the settings are the archive's
+model-config.yaml ``handler:`` section with the caller's overrides, as the archive will carry them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def kernel_settings(config: Path, model_dir: Path, overrides: dict[str, str]):
+    """The engine settings the kernels are built for.
+
+    Raises:
+        handler.settings.SettingsError: a setting is unknown or out of range.
+    """
+    from handler.settings import load_settings
+    from sdturbo_ops.torchserve_config import model_config
+
+    values = dict(model_config(config, handler_overrides=overrides).get("handler") or {})
+    if values.get("compile", "none") == "none":
+        values["compile"] = "default"
+    values.update(model_dir=model_dir.resolve().name, device="cuda", warmup=True, compile_without_artifacts=True)
+    return load_settings(values, {})
+
+
+def build_kernels(model_dir: Path, settings) -> Path:
+    """Load the model, warm it up (which compiles every shape the workers use) and save the kernels;
+    returns the folder written."""
+    from handler.engine import Engine
+
+    engine = Engine.load(model_dir.resolve().parent, settings)
+    engine.warmup()
+    return engine.kernels.save()

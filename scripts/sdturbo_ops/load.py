@@ -1,0 +1,159 @@
+"""Load for a server and what it costs: closed-loop clients, latency percentiles, GPU memory, the device.
+
+Shared by the benchmark and the soak test (sdturbo_ops.bench, sdturbo_ops.soak).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger("sdturbo_ops.load").info
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class GpuMemorySampler:
+    """Peak GPU memory used on the device (all processes), sampled with nvidia-smi; None without a GPU."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak_mib, self._stop = interval, None, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int | None:
+        if shutil.which("nvidia-smi") is None:
+            return None
+        try:
+            out = subprocess.run(["nvidia-smi", *_visible_gpu(), "--query-gpu=memory.used",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5).stdout
+            return max(int(line) for line in out.split())
+        except (subprocess.SubprocessError, ValueError):
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self._sample()
+            if value is not None:
+                self.peak_mib = max(self.peak_mib or 0, value)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _visible_gpu() -> list[str]:
+    """nvidia-smi's selector for the one GPU this run may use (several runs can share a machine)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [f"--id={visible}"] if visible.isdigit() else []
+
+
+def post(url: str, payload: dict, timeout: float) -> tuple[int, float, int]:
+    """(status, seconds, images) for one request."""
+    data = json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.loads(response.read())
+            status = response.status
+    except urllib.error.HTTPError as err:
+        err.read()
+        return err.code, time.perf_counter() - started, 0
+    except OSError:
+        return 0, time.perf_counter() - started, 0
+    images = len(body.get("images") or [body.get("image")]) if status == 200 else 0
+    return status, time.perf_counter() - started, images
+
+
+def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float, label: str,
+          extra: dict | None = None) -> list[dict]:
+    """Closed-loop load: ``c`` clients each sending back-to-back requests (prompt, seed and ``extra``)
+    until ``requests`` are done."""
+    results = []
+    for concurrency in concurrency_levels:
+        total = max(requests, concurrency * 2)
+        counter = iter(range(total))
+        lock = threading.Lock()
+        records: list[tuple[int, float, int]] = []
+
+        def client(counter=counter, lock=lock, records=records):
+            while True:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    return
+                records.append(post(url, {"prompt": f"benchmark prompt {index}", "seed": index, **(extra or {})},
+                                    timeout))
+
+        with GpuMemorySampler() as memory:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                for _ in range(concurrency):
+                    pool.submit(client)
+            wall = time.perf_counter() - started
+        latencies = [seconds for status, seconds, _ in records if status == 200]
+        images = sum(count for _, _, count in records)
+        row = {
+            "system": label, "concurrency": concurrency, "requests": len(records),
+            "errors": sum(1 for status, _, _ in records if status != 200),
+            "images_per_s": images / wall if wall else 0.0,
+            "p50_ms": _ms(percentile(latencies, 50)), "p90_ms": _ms(percentile(latencies, 90)),
+            "p99_ms": _ms(percentile(latencies, 99)), "gpu_peak_mib": memory.peak_mib,
+        }
+        log(f"{label} c={concurrency}: {row['images_per_s']:.1f} img/s, p50 {row['p50_ms']} ms, "
+            f"p99 {row['p99_ms']} ms, errors {row['errors']}")
+        results.append(row)
+    return results
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def input_image_base64(size: int = 512) -> str:
+    """The image-to-image input: a size x size PNG of colour ramps with some texture, as base64."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, size)
+    texture = np.random.default_rng(0).integers(0, 32, (size, size))
+    pixels = np.stack([ramp[None, :] + 0 * ramp[:, None], ramp[:, None] + 0 * ramp[None, :], texture * 4.0], -1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def device_name() -> str:
+    """The GPU's name from nvidia-smi (asking torch would put a CUDA context, ~0.5 GiB, in this process and
+    into the served stages' GPU memory readings), else the CPU."""
+    if shutil.which("nvidia-smi"):
+        try:
+            names = subprocess.run(["nvidia-smi", *_visible_gpu(), "--query-gpu=name", "--format=csv,noheader"],
+                                   capture_output=True, text=True, timeout=10).stdout.split("\n")
+            if names[0].strip():
+                return names[0].strip()
+        except subprocess.SubprocessError:
+            pass
+    return f"CPU ({platform.processor() or platform.machine()})"

@@ -1,0 +1,80 @@
+"""The one writer of TorchServe configuration: server properties derived from the repository's
+config.properties, and model-config.yaml derived from the shipped one.
+
+Every server this project starts (``make serve``, the tests, the benchmark, the container) takes
+config.properties as it is and overrides only what differs for that server: addresses, ports, the model
+store, the plugins folder. So the security settings and limits are written once, in config.properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sdturbo_ops.paths import CONFIG_PROPERTIES
+
+
+def read_properties(path: Path = CONFIG_PROPERTIES) -> dict[str, str]:
+    """``key=value`` pairs of a .properties file (comments and blank lines skipped)."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith(("#", "!")):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def derive_properties(overrides: Mapping[str, object | None], source: Path = CONFIG_PROPERTIES,
+                      why: str = "") -> str:
+    """``source``'s text with each key of ``overrides`` set to its value (None: the line is dropped).
+
+    Keys ``source`` lacks are appended; its comments stay, so the derived file still says why each
+    setting is what it is.
+    """
+    remaining = dict(overrides)
+    lines = [f"# Derived from {source}: {why or 'server-specific keys'} overridden below or in place."]
+    for line in source.read_text().splitlines():
+        key = line.partition("=")[0].strip()
+        if line.strip() and not line.lstrip().startswith(("#", "!")) and key in remaining:
+            value = remaining.pop(key)
+            if value is not None:
+                lines.append(f"{key}={value}")
+        else:
+            lines.append(line)
+    lines += [f"{key}={value}" for key, value in remaining.items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def write_properties(target: Path, overrides: Mapping[str, object | None], source: Path = CONFIG_PROPERTIES,
+                     why: str = "") -> Path:
+    target.write_text(derive_properties(overrides, source, why))
+    return target
+
+
+def model_config(source: Path, overrides: Mapping[str, Any] | None = None,
+                 handler_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``source`` (a model-config.yaml) with top-level keys and ``handler:`` keys overridden.
+
+    When only a minimum of workers was raised above the maximum, the maximum follows it (TorchServe
+    refuses minWorkers > maxWorkers).
+    """
+    import yaml
+
+    values = yaml.safe_load(source.read_text()) if source.is_file() else {}
+    values = dict(values or {})
+    values.update(overrides or {})
+    if handler_overrides:
+        values["handler"] = {**(values.get("handler") or {}), **handler_overrides}
+    if values.get("minWorkers", 1) > values.get("maxWorkers", 1):
+        values["maxWorkers"] = values["minWorkers"]
+    return values
+
+
+def write_model_config(source: Path, target: Path, overrides: Mapping[str, Any] | None = None,
+                       handler_overrides: Mapping[str, Any] | None = None) -> Path:
+    """Write :func:`model_config` to ``target``; returns ``target``."""
+    import yaml
+
+    target.write_text(yaml.safe_dump(model_config(source, overrides, handler_overrides), sort_keys=False))
+    return target
