@@ -26,6 +26,14 @@ def run(main: Callable[[], int]) -> None:
         code = exc.code
     except KeyboardInterrupt:
         code = 130
+    except ModuleNotFoundError as exc:
+        # The CLIs that load the model import handler/, which only the project's install (or PYTHONPATH)
+        # puts on the path; a child process's error comes back with its message only.
+        if "'handler'" not in str(exc):
+            raise
+        print("error: the handler package is not importable: run `make install` (the project's editable "
+              "install) or set PYTHONPATH to the project root", file=sys.stderr)
+        code = EXIT_USAGE
     sys.exit(code)
 
 
