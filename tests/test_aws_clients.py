@@ -366,7 +366,9 @@ def test_invoke_async_checks_the_request_with_the_handlers_schema_before_any_aws
     agent = AsyncAgent(moto["s3"], None, silent=True)
     try:
         env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
-        result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "refused", *bad), env=env)
+        # a short --timeout: a request sent anyway waits for a reply the silent agent never writes
+        result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "refused", "--timeout", "5", *bad),
+                            env=env)
     finally:
         agent.close()
     assert result.returncode == 2 and one_clean_line(result.stderr), result.stderr
