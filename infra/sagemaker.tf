@@ -2,6 +2,11 @@ locals {
   # GPU instance types (ml.g*, ml.p*) get a CUDA-only container (it answers 503 with the cause rather than
   # run SD-turbo on the CPU of a GPU instance) and the inference AMI whose driver runs the image's torch.
   gpu_instance = can(regex("^ml\\.[gp][0-9]", var.instance_type))
+  # The engine reads its settings from SDTURBO_<FIELD> variables (handler/settings.py).
+  engine_environment = merge(
+    { for key, value in { SDTURBO_DEVICE = "cuda" } : key => value if local.gpu_instance },
+    { for name, value in var.handler_settings : "SDTURBO_${upper(name)}" => value },
+  )
 }
 
 resource "aws_sagemaker_model" "this" {
@@ -31,7 +36,7 @@ resource "aws_sagemaker_model" "this" {
       SAGEMAKER_TS_BATCH_SIZE        = tostring(var.torchserve_batch_size)
       SAGEMAKER_TS_MAX_BATCH_DELAY   = tostring(var.torchserve_max_batch_delay_ms)
       SAGEMAKER_TS_RESPONSE_TIMEOUT  = tostring(var.torchserve_response_timeout_s)
-    }, { for key, value in { SDTURBO_DEVICE = "cuda" } : key => value if local.gpu_instance })
+    }, local.engine_environment)
   }
 
   vpc_config {

@@ -158,6 +158,17 @@ variable "torchserve_workers" {
   }
 }
 
+variable "handler_settings" {
+  description = "Engine settings of the container, each passed to it as SDTURBO_ and the name in upper case (handler/settings.py; a name that is no setting fails the model load with the reason). The default sizes two workers for the default ml.g4dn (a 16 GB T4): at most 6.5 GiB of GPU memory each and no CUDA graphs, whose private memory pools left no room for 1024x1024 requests; so sized, the worst request mix the schema allows was served whole in 14.2 GiB (docs/PERFORMANCE.md, round 2 run 9: an H200 held to that ceiling, not a T4). On GPUs with 40 GB or more set {}: CUDA graphs on, no ceiling."
+  type        = map(string)
+  default     = { max_gpu_memory_gib = "6.5", cuda_graphs = "false" }
+
+  validation {
+    condition     = alltrue([for name in keys(var.handler_settings) : can(regex("^[a-z][a-z0-9_]*$", name))])
+    error_message = "handler_settings takes handler/settings.py field names in lower case, such as max_gpu_memory_gib."
+  }
+}
+
 variable "torchserve_batch_size" {
   description = "Requests per TorchServe batch (SAGEMAKER_TS_BATCH_SIZE). 8 keeps a worker under 10 GiB on a 16 GB T4."
   type        = number

@@ -148,3 +148,21 @@ def test_docs_say_scale_in_follows_target_tracking_not_the_cooldown():
     assert all("15" in text and "minutes" in text for text in texts)
     assert not any(re.search(r"(lingers|back in to 0) .{0,40}cooldown|cooldown.{0,40}(lingers|to zero)", text)
                    for text in texts)
+
+
+def test_the_stacks_default_engine_settings_are_settings_the_engine_takes():
+    """handler_settings' default reaches the endpoint's container as SDTURBO_* variables, and the engine fails
+    the model load on one that names no setting: a renamed field must fail here, not on the endpoint. Each
+    default must also change something the shipped model-config.yaml sets otherwise."""
+    import yaml
+
+    from handler.settings import load_settings
+
+    text = (INFRA / "variables.tf").read_text()
+    block = re.search(r'variable "handler_settings" \{.*?\n  default\s*=\s*\{(.*?)\}', text, re.DOTALL).group(1)
+    defaults = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', block))
+    assert defaults, "handler_settings has a default"
+    shipped = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())["handler"]
+    settings = load_settings(shipped, {f"SDTURBO_{name.upper()}": value for name, value in defaults.items()})
+    for name in defaults:
+        assert getattr(settings, name) != getattr(load_settings(shipped, {}), name), name

@@ -244,6 +244,35 @@ run "gpu_endpoint_requires_cuda_on_an_ami_whose_driver_runs_the_image" {
   }
 }
 
+run "default_engine_settings_fit_two_workers_on_a_t4" {
+  command = plan
+
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_MAX_GPU_MEMORY_GIB"] == "6.5"
+    error_message = "The default endpoint (two workers on a 16 GB T4) caps each worker's GPU memory at 6.5 GiB."
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_CUDA_GRAPHS"] == "false"
+    error_message = "The default endpoint runs without CUDA graphs, whose pools leave no room for 1024x1024 under the cap."
+  }
+}
+
+run "handler_settings_become_engine_variables_and_can_be_cleared" {
+  command = plan
+  variables {
+    instance_type    = "ml.g5.2xlarge"
+    handler_settings = { compile = "none" }
+  }
+
+  assert {
+    condition = { for key, value in aws_sagemaker_model.this.primary_container[0].environment : key => value if startswith(key, "SDTURBO_") } == {
+      SDTURBO_DEVICE  = "cuda"
+      SDTURBO_COMPILE = "none"
+    }
+    error_message = "Each handler_settings entry becomes SDTURBO_<NAME>, and nothing of the default stays once it is replaced."
+  }
+}
+
 run "cpu_instance_gets_no_gpu_ami_and_keeps_device_auto" {
   command = plan
   variables {

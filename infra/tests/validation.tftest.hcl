@@ -110,3 +110,11 @@ run "deploy_instance_count_is_at_least_one" {
   }
   expect_failures = [var.deploy_instance_count]
 }
+
+run "handler_settings_names_are_settings_fields" {
+  command = plan
+  variables {
+    handler_settings = { "max-gpu-memory" = "6.5" }
+  }
+  expect_failures = [var.handler_settings]
+}
