@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from handler.memory import release_device_cache
+
 logger = logging.getLogger(__name__)
 
 BatchFunction = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
@@ -129,8 +131,7 @@ class GraphedBatchFunction:
             # A graph keeps its buffers for good; where they do not fit (under max_gpu_memory_gib, say),
             # this shape runs eager, which frees its memory after each call. Other shapes still capture.
             del static_inputs
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            release_device_cache(next(iter(inputs.values())).device)
             logger.warning("no memory to capture a CUDA graph for %s at batch %d; that shape runs eager",
                            self.name, size)
             self._too_big.add(key)

@@ -376,7 +376,6 @@ class Engine:
         for graphed in self.graphs:
             graphed.limit_batch(largest)
 
-
     def warmup(self) -> float:
         """Real requests through every stage, text-to-image and image-to-image; returns their seconds.
         With CUDA graphs, one batch of every graph size at the warm-up resolution first (and of every VAE
@@ -408,10 +407,10 @@ class Engine:
                 raise RuntimeError(f"warm-up generation failed: {reply.body.get('message')}")
         elapsed = time.perf_counter() - started
         graphs = sum(g.graph_count for g in self.graphs)
-        if (graphs or compiled) and self.device.type == "cuda":
+        if graphs or compiled:
             # The eager runs before each capture left blocks in the allocator's cache; the graphs keep
             # their own pool, so give those back rather than hold both.
-            torch.cuda.empty_cache()
+            release_device_cache(self.device)
         logger.info("warm-up generation (%dx%d) took %.2fs (%d CUDA graphs)", size, size, elapsed, graphs)
         return elapsed
 

@@ -92,7 +92,6 @@ class EngineSettings(BaseModel):
         return tuple(sorted(set(value)))
 
 
-
 def load_settings(
     handler_section: Mapping[str, Any] | None, environ: Mapping[str, str]
 ) -> EngineSettings:

@@ -3,8 +3,8 @@
 A batch from TorchServe goes: ``preprocess`` parses each body (handler/schema.py; an image-to-image image is
 decoded there too, by handler/image_input.py) and answers the ones that do not parse with their 4xx right
 there; ``inference`` hands the valid requests to the engine (handler/engine.py), which answers each of
-them; ``postprocess`` sets every reply's status and content type. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
-``EncodeTime``) and one log line per batch.
+them; ``postprocess`` sets every reply's status and content type. The engine's per-stage timings become
+TorchServe metrics (``GenerateTime``, ``DecodeTime``, ``EncodeTime``) and one log line per batch.
 
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
 of our own code is absolute (``handler.*``), found in the ``handler/`` package shipped beside it.
