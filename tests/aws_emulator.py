@@ -15,13 +15,14 @@ import argparse
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
 from pathlib import Path
+
+from sdturbo_ops.processes import free_port
 
 ACCOUNT_ID = "123456789012"  # moto's default account: fake, not an AWS account of ours
 REGION = "us-east-1"
@@ -335,12 +336,6 @@ def install() -> None:
 
 
 # ------------------------------------------------------------------ process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Emulator:

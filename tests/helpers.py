@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from PIL import Image
@@ -55,6 +56,23 @@ def run_script(script: str, *args, env: dict | None = None, timeout: float = 300
     """Run ``scripts/<script>`` with this interpreter, capturing text output."""
     return subprocess.run([PYTHON, str(REPO / "scripts" / script), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def script_help(script: str, subcommand: str | None = None) -> subprocess.CompletedProcess:
+    """``scripts/<script> [subcommand] --help``, run once per session whichever test asks."""
+    return _script_help(script, subcommand)  # one cache key, however the subcommand is passed
+
+
+@cache
+def _script_help(script: str, subcommand: str | None) -> subprocess.CompletedProcess:
+    return run_script(script, *([subcommand] if subcommand else []), "--help", timeout=60)
+
+
+def subcommands(script: str) -> list[str]:
+    """The subcommands a script's usage line lists (``{local,async,...}``)."""
+    usage = script_help(script).stdout.split("\n\n", 1)[0]
+    found = re.search(r"\{([\w,-]+)\}", usage)
+    return found.group(1).split(",") if found else []
 
 
 def post_json(url: str, payload, timeout: float = 60) -> HttpReply:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from functools import cache
 
 import pytest
 
 from handler.schema import RequestError, parse_request
-from tests.helpers import PYTHON, REPO
+from tests.helpers import REPO, script_help, subcommands
 
 SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py"))
 SHELL_SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.sh"))
@@ -17,19 +16,6 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # Where scripts are run with flags: the docs, and what the README promises they are the same commands as.
 RUNNERS = [*DOCS, REPO / "Makefile", *sorted((REPO / ".github" / "workflows").glob("*.yml")),
            *sorted((REPO / "scripts").glob("*.sh"))]
-
-
-@cache
-def script_help(script: str, subcommand: str | None = None) -> subprocess.CompletedProcess:
-    argv = [PYTHON, str(REPO / "scripts" / script), *([subcommand] if subcommand else []), "--help"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO)
-
-
-def subcommands(script: str) -> list[str]:
-    """The subcommands a script's usage line lists (``{local,async,...}``)."""
-    usage = script_help(script).stdout.split("\n\n", 1)[0]
-    found = re.search(r"\{([\w,-]+)\}", usage)
-    return found.group(1).split(",") if found else []
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

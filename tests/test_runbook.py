@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import runbook
-from tests.helpers import REPO, dockerfile_instructions
+from tests.helpers import REPO, dockerfile_instructions, script_help, subcommands
 
 pytestmark = pytest.mark.infra
 INFRA, BOOTSTRAP = REPO / "infra", REPO / "infra" / "bootstrap"
@@ -37,7 +37,6 @@ AWS_CLI_COMMANDS = {("ecr", "get-login-password"), ("logs", "tail")}
 AWS_CLI_SERVICES = {"s3api": "s3"}  # CLI name -> botocore's, where they differ
 # Options the CLI renames from the API's member names (awscli/customizations/argrename.py).
 AWS_CLI_RENAMES = {("sns", "subscribe", "notification-endpoint"): "endpoint"}
-SUBCOMMANDS = {"invoke.py": {"local", "async", "decode", "result"}}
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +64,6 @@ def terraform_help(subcommand: str) -> str:
     texts = [subprocess.run(["terraform", name, "-help"], capture_output=True, text=True, env=env).stdout
              for name in {subcommand, "plan" if subcommand in ("apply", "destroy") else subcommand}]
     return "\n".join(texts)
-
-
-@cache
-def script_help(script: str, subcommand: str | None) -> subprocess.CompletedProcess:
-    argv = [sys.executable, str(REPO / "scripts" / script), *([subcommand] if subcommand else []), "--help"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 def git_ignored(path: str) -> bool:
@@ -173,7 +166,7 @@ def test_every_flag_given_to_a_script_is_in_its_help(commands):
             continue
         script, args = call
         assert script.is_file(), script
-        subcommand = args[0] if args and args[0] in SUBCOMMANDS.get(script.name, ()) else None
+        subcommand = args[0] if args and args[0] in subcommands(script.name) else None
         help_run = script_help(script.name, subcommand)
         assert help_run.returncode == 0 and "usage" in help_run.stdout.lower(), (script.name, subcommand, help_run.stderr)
         for flag in [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]:
@@ -197,7 +190,7 @@ def test_scripts_with_a_dry_run_run_as_written(commands, tmp_path):
     ran = 0
     for command in commands:
         call = runbook.script_call(command)
-        if call is None or "--dry-run" not in script_help(call[0].name, None).stdout:
+        if call is None or "--dry-run" not in script_help(call[0].name).stdout:
             continue
         script, args = call
         args = [str(tmp_path / "outputs.json") if previous == "--from-terraform" else
