@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -33,13 +32,12 @@ from pathlib import Path
 from sdturbo_ops import cli
 from sdturbo_ops.bench import (
     bench_baseline, bench_engine_and_encoder, bench_memory_cap, bench_torchserve, configure_logging, in_child_process,
-    plot,
+    log, plot,
 )
 from sdturbo_ops.load import device_name
 from sdturbo_ops.paths import ROOT, TINY_SD
 
 EXIT_ERRORS, EXIT_NO_SERVER = 1, 3
-log = logging.getLogger("sdturbo_ops.bench").info
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,19 +80,8 @@ def aws_target(args: argparse.Namespace) -> aws_async.Target:
 
 def wait_and_write(aws, args: argparse.Namespace, inference_id: str | None, output_uri: str | None,
                    failure_uri: str | None, target: aws_async.Target) -> None:
-    s3 = aws.client("s3")
-    waiting_for = target.endpoint or inference_id or output_uri
-    if args.sqs_queue and inference_id:
-        event = aws_async.await_notification(aws.client("sqs"), args.sqs_queue, inference_id, args.timeout,
-                                             waiting_for, report)
-        reply = aws_async.result_from_notification(s3, event, output_uri, failure_uri)
-    else:
-        def locate() -> tuple[str | None, str | None]:
-            found_output = output_uri or aws_async.find_by_id(s3, target.output_uri, inference_id)
-            found_failure = failure_uri or aws_async.find_by_id(s3, target.failure_uri, inference_id)
-            return found_output, found_failure
-
-        reply = aws_async.poll(s3, locate, args.timeout, waiting_for, report)
+    reply = aws_async.wait_for_result(aws, target, inference_id, output_uri, failure_uri, args.timeout,
+                                      args.sqs_queue, report)
     paths, note = write_images(reply, args.out or Path("image.png"), "the output")
     wrote(paths, note, f" (seed {reply.get('seed')})" if isinstance(reply, dict) and "seed" in reply else "")
 

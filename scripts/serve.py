@@ -35,7 +35,7 @@ from sdturbo_ops.entrypoint import (
     LOG_DIR_ENV, PLUGINS_DIR_ENV, ConfigError, Listeners, check_own_environment, model_settings, serve,
     unreadable_entry, unreadable_message,
 )
-from sdturbo_ops.paths import PLUGINS_DIR
+from sdturbo_ops.paths import PLUGIN_JAR, PLUGINS_DIR
 
 EXIT_NO_MODEL, EXIT_MODEL_UNREADABLE = 3, 4
 
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = model_settings(dict(os.environ))
     except ConfigError as exc:
         raise cli.CliError(str(exc), cli.EXIT_USAGE) from None
-    if not (args.plugins_dir / "readiness-ping.jar").is_file():
-        raise cli.CliError(f"{args.plugins_dir}/readiness-ping.jar is missing; build it with `make plugin`",
+    if not (args.plugins_dir / PLUGIN_JAR.name).is_file():
+        raise cli.CliError(f"{args.plugins_dir / PLUGIN_JAR.name} is missing; build it with `make plugin`",
                            cli.EXIT_USAGE)
     if not args.model_dir.is_dir():
         raise cli.CliError(f"{args.model_dir} does not exist: mount the model data there (SageMaker does)",

@@ -20,6 +20,7 @@ from pathlib import Path
 from sdturbo_ops import cli
 from sdturbo_ops.paths import LOG_DIR, MODEL_NAME, SERVE_STATE_DIR
 from sdturbo_ops.readiness import STATE_DIR_ENV
+from sdturbo_ops.torchserve_config import management_address
 from sdturbo_ops.waiting import NotReady, TimedOut, Watch, wait_ready
 
 EXIT_FAILED, EXIT_TIMEOUT = 1, 3
@@ -28,8 +29,8 @@ EXIT_FAILED, EXIT_TIMEOUT = 1, 3
 def main(argv: list[str] | None = None) -> int:
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--management-url", default="http://127.0.0.1:8081",
-                        help="management API (default: %(default)s)")
+    parser.add_argument("--management-url", default=management_address(),
+                        help="management API (default: config.properties' management_address, %(default)s)")
     parser.add_argument("--model", default=MODEL_NAME, help="model name (default: %(default)s)")
     parser.add_argument("--state-dir", type=Path, default=Path(env.get(STATE_DIR_ENV) or SERVE_STATE_DIR),
                         help=f"the workers' state folder (default: ${STATE_DIR_ENV} or build/serve-state)")

@@ -215,3 +215,20 @@ def result_from_notification(s3, event: dict, output_uri: str | None, failure_ur
         raise BadReply(f"the notification says completed, but {output_uri} holds nothing")
     result_of(s3, None, failure_uri)  # raises with the endpoint's own error when the failure object exists
     raise ServiceError(f"the endpoint reported a failure: {event.get('failureReason') or json.dumps(event)[:300]}")
+
+
+def wait_for_result(aws, target: Target, inference_id: str | None, output_uri: str | None, failure_uri: str | None,
+                    deadline_s: float, sqs_queue: str | None, report: Callable[[str], None]) -> dict:
+    """The reply of a queued request: from its notification on ``sqs_queue`` when one is named (and the
+    inference id is known), else by polling S3; locations not given are found by the inference id."""
+    s3 = aws.client("s3")
+    waiting_for = target.endpoint or inference_id or output_uri
+    if sqs_queue and inference_id:
+        event = await_notification(aws.client("sqs"), sqs_queue, inference_id, deadline_s, waiting_for, report)
+        return result_from_notification(s3, event, output_uri, failure_uri)
+
+    def locate() -> tuple[str | None, str | None]:
+        return (output_uri or find_by_id(s3, target.output_uri, inference_id),
+                failure_uri or find_by_id(s3, target.failure_uri, inference_id))
+
+    return poll(s3, locate, deadline_s, waiting_for, report)

@@ -44,9 +44,6 @@ class Progress:
         self.what, self.interval = what, interval
         self.started = self.last = time.monotonic()
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
     def tick(self, detail: str = "") -> None:
         now = time.monotonic()
         if now - self.last >= self.interval:

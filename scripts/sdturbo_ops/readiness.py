@@ -18,7 +18,6 @@ the folder through this module only.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +54,11 @@ def _state(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def read(state_dir: Path, alive: Callable[[int], bool] = pid_alive) -> Readiness:
+def read(state_dir: Path) -> Readiness:
     """The server's readiness from its state folder, by the rule above."""
     if (state_dir / DRAINING).exists():
         return Readiness(False, DRAINING_REASON)
-    states = [_state(state_dir / f"{pid}.json") for pid in _pids(state_dir, ".json") if alive(pid)]
+    states = [_state(state_dir / f"{pid}.json") for pid in _pids(state_dir, ".json") if pid_alive(pid)]
     if any(state.get("state") == "ready" for state in states):
         return Readiness(True, None)
     failed = [state for state in states if state.get("state") == "failed"]
@@ -68,9 +67,9 @@ def read(state_dir: Path, alive: Callable[[int], bool] = pid_alive) -> Readiness
     return Readiness(False, LOADING_REASON)
 
 
-def busy_workers(state_dir: Path, alive: Callable[[int], bool] = pid_alive) -> list[int]:
+def busy_workers(state_dir: Path) -> list[int]:
     """Pids of live workers that are running a batch now."""
-    return sorted(pid for pid in _pids(state_dir, ".busy") if alive(pid))
+    return sorted(pid for pid in _pids(state_dir, ".busy") if pid_alive(pid))
 
 
 def mark_draining(state_dir: Path) -> None:

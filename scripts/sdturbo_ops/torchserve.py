@@ -23,7 +23,7 @@ from sdturbo_ops import readiness
 from sdturbo_ops.management import model_workers
 from sdturbo_ops.paths import CONFIG_PROPERTIES, MODEL_NAME, PLUGINS_DIR
 from sdturbo_ops.processes import free_port, pid_alive, stop_process_group
-from sdturbo_ops.torchserve_config import read_properties, write_properties
+from sdturbo_ops.torchserve_config import management_address, write_properties
 from sdturbo_ops.waiting import Watch, wait_ready
 
 # TorchServe's launcher keeps the Java frontend's pid here (ts/model_server.py); `torchserve --stop` reads it.
@@ -159,8 +159,7 @@ def start_background(store: Path, models: str, log_dir: Path, state_dir: Path,
             said = output.read(4000).decode(errors="replace").strip()
         raise RuntimeError(said or f"TorchServe's launcher exited with {launcher.returncode}")
     pid = running_background_server()
-    management_url = read_properties(config).get("management_address", "http://127.0.0.1:8081")
-    return Watch(state_dir, management_url, models.split("=", 1)[0], log_dir,
+    return Watch(state_dir, management_address(config), models.split("=", 1)[0], log_dir,
                  server_alive=lambda: pid is not None and pid_alive(pid),
                  server_output=lambda: output_path.read_text(errors="replace"))
 

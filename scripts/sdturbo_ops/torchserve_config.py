@@ -15,14 +15,26 @@ from typing import Any
 from sdturbo_ops.paths import CONFIG_PROPERTIES
 
 
+# TorchServe's own default, for a properties file that does not set the address.
+DEFAULT_MANAGEMENT_ADDRESS = "http://127.0.0.1:8081"
+
+
+def _setting(line: str) -> tuple[str, str] | None:
+    """(key, value) of a .properties line; None for a comment or a blank line."""
+    if not line.strip() or line.lstrip().startswith(("#", "!")):
+        return None
+    key, _, value = line.partition("=")
+    return key.strip(), value.strip()
+
+
 def read_properties(path: Path = CONFIG_PROPERTIES) -> dict[str, str]:
     """``key=value`` pairs of a .properties file (comments and blank lines skipped)."""
-    pairs = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith(("#", "!")):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
+    return dict(filter(None, map(_setting, path.read_text().splitlines())))
+
+
+def management_address(path: Path = CONFIG_PROPERTIES) -> str:
+    """Where a server started with this properties file answers the management API."""
+    return read_properties(path).get("management_address", DEFAULT_MANAGEMENT_ADDRESS)
 
 
 def derive_properties(overrides: Mapping[str, object | None], source: Path = CONFIG_PROPERTIES,
@@ -35,11 +47,11 @@ def derive_properties(overrides: Mapping[str, object | None], source: Path = CON
     remaining = dict(overrides)
     lines = [f"# Derived from {source}: {why or 'server-specific keys'} overridden below or in place."]
     for line in source.read_text().splitlines():
-        key = line.partition("=")[0].strip()
-        if line.strip() and not line.lstrip().startswith(("#", "!")) and key in remaining:
-            value = remaining.pop(key)
+        setting = _setting(line)
+        if setting is not None and setting[0] in remaining:
+            value = remaining.pop(setting[0])
             if value is not None:
-                lines.append(f"{key}={value}")
+                lines.append(f"{setting[0]}={value}")
         else:
             lines.append(line)
     lines += [f"{key}={value}" for key, value in remaining.items() if value is not None]
