@@ -6,7 +6,8 @@ import pytest
 
 from tests.container import SUMMARY
 from tests.helpers import (
-    PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive, wait_until,
+    PLUGIN_JAR, PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive,
+    wait_until,
 )
 
 
@@ -41,7 +42,7 @@ def tiny_sdxl_dir():
 
 @pytest.fixture(scope="session")
 def plugins_dir():
-    if not (PLUGINS_DIR / "readiness-ping.jar").is_file():
+    if not PLUGIN_JAR.is_file():
         subprocess.run(["make", "plugin"], cwd=REPO, check=True, capture_output=True)
     return PLUGINS_DIR
 

@@ -19,15 +19,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from sdturbo_ops.paths import PLUGIN_JAR, PLUGINS_DIR, TINY_SD  # noqa: F401  (re-exported for the tests)
 from sdturbo_ops.processes import free_port  # noqa: F401  (re-exported for the tests)
 from sdturbo_ops.torchserve import LocalTorchServe  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
 
 PYTHON = sys.executable
-TINY_SD = REPO / "build" / "models" / "sd-turbo-tiny"
 TINY_SDXL = REPO / "build" / "models" / "sdxl-turbo-tiny"
-PLUGINS_DIR = REPO / "build" / "plugins"
 DOCKERFILE = REPO / "Dockerfile"
 
 

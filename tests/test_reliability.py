@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handler.schema import MAX_IMAGE_BODY_BYTES
+from sdturbo_ops.management import model_workers
 from tests.conftest import write_model_config
 from tests.helpers import REPO, LocalTorchServe, build_archive, decode_image, http, post_json, wait_until
 from tests.test_config import properties
@@ -46,7 +47,7 @@ HTTP_BAD_REQUESTS = [(raw, "application/json", status) for raw, status, _ in BAD
 
 
 def workers(server) -> list[dict]:
-    return http("GET", f"{server.management_url}/models/sdturbo", content_type=None).json()[0]["workers"]
+    return model_workers(server.management_url)
 
 
 def test_the_matrix_has_at_least_40_cases():
