@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -15,6 +16,9 @@ from handler.settings import EngineSettings
 
 # Below this many raw bytes per band, splitting one PNG over threads costs more than it saves.
 _MIN_BAND_BYTES = 128 * 1024
+
+# An image handed to the encoder: call it for its bytes (or, if encoding failed, the exception).
+Claim = Callable[[], "bytes | Exception"]
 
 
 class ImageEncoder:
@@ -46,14 +50,27 @@ class ImageEncoder:
             raise ValueError(f"unknown output format {fmt!r}")
         return buffer.getvalue()
 
+    def per_image(self, formats: Sequence[str]) -> bool:
+        """Whether images in these formats (one entry per image of a batch) are best encoded one per
+        thread, each as soon as it is handed over; otherwise (a lone image, or fewer fast PNGs than
+        threads) each is encoded when claimed, spread over the pool in row bands."""
+        fast_png = self._settings.png_encoder == "fast" and all(fmt == "png" for fmt in formats)
+        return len(formats) > 1 and not (fast_png and len(formats) < self.threads)
+
+    def hand_over(self, pixels: np.ndarray, fmt: str, now: bool) -> Claim:
+        """Take one image; ``now`` starts encoding it on the pool at once (``per_image``), so it overlaps
+        whatever the caller does next. The claim returns its bytes, or the exception that encoding
+        raised, so one bad image does not cost the others theirs."""
+        if now:
+            return self._pool.submit(_capture, self.encode_one, pixels, fmt).result
+        # From the claiming thread, the PNG spread over the pool (never nested in it).
+        return partial(_capture, self.encode_one, pixels, fmt, self.threads)
+
     def encode_each(self, items: Sequence[tuple[np.ndarray, str]]) -> list[bytes | Exception]:
-        """Encode ``(pixels, format)`` pairs, preserving order; an item that fails gets its exception in
-        its place, so one bad image does not cost the others theirs."""
-        fast_png = self._settings.png_encoder == "fast" and all(fmt == "png" for _, fmt in items)
-        if len(items) <= 1 or (fast_png and len(items) < self.threads):
-            # One image at a time from this thread, each PNG spread over the pool (never nested in it).
-            return [_capture(self.encode_one, pixels, fmt, self.threads) for pixels, fmt in items]
-        return list(self._pool.map(lambda item: _capture(self.encode_one, *item), items))
+        """Encode ``(pixels, format)`` pairs, preserving order; a failed item gets its exception in its
+        place."""
+        now = self.per_image([fmt for _, fmt in items])
+        return [claim() for claim in [self.hand_over(pixels, fmt, now) for pixels, fmt in items]]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

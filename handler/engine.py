@@ -7,15 +7,18 @@ A batch is a list of jobs (handler/jobs.py), one per request, that go through th
              call each; text-to-image and image-to-image requests never share one;
 3. generate  per group, the pipeline up to latents (text encoder, UNet, scheduler); image-to-image first
              encodes the groups' starting images with the VAE encoder;
-4. decode    per group, latents to uint8 pixels on the device (VAE decoder, in slices);
-5. encode    per image, pixels to PNG/JPEG/WebP on a thread pool, then base64;
+4. decode    per group, latents to uint8 pixels on the device (VAE decoder, in slices); each slice is
+             copied to the host as soon as the device has it, and its images go to the encoder then,
+             so on a GPU the host encodes one slice while the device decodes the next;
+5. encode    per image, pixels to PNG/JPEG/WebP on a thread pool (started during decode), then base64;
 6. reply     each job still open gets its 200 body.
 
 Each stage answers the jobs it fails and moves on, so an error stays with its request: running out of
 device memory in generate or decode splits the group in halves, down to single requests, and only a
 request that does not fit alone gets 507; any other error there answers 500 to the jobs of that call; an
 encoding error answers 500 to its own job. Requests that do not parse never get here: the caller answers
-them (handler/torchserve_handler.py). generate, decode and encode are timed, per batch, under those names.
+them (handler/torchserve_handler.py). generate, decode and encode are timed, per batch, under those names;
+as encoding overlaps decoding, "encode" is the encoding time left after the last slice was decoded.
 
 TorchServe is only one caller; the benchmark and the FastAPI baseline call the same ``Engine``, so the
 served path and the raw ceiling run identical code.
@@ -31,6 +34,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +85,7 @@ class Engine:
         self.graphs: list[GraphedBatchFunction] = []
         self._decode_chunk = self._decode_to_uint8
         self._encode_chunk = self._encode_to_moments
+        self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         if settings.cuda_graphs and (device.type == "cuda" or capture is not None):
             self._install_graphs(capture or capture_cuda_graph)
         # Made after the graphs are installed, so it shares the graphed UNet and text encoder too.
@@ -147,9 +152,11 @@ class Engine:
         with self._timed(stage_ms, "generate"):
             for group in groups:
                 self._isolated(group, self.generate, "generation")
+        formats = [job.request.output_format for job in _still_open(jobs) for _ in range(job.request.num_images)]
+        decode = partial(self.decode, overlap=self.encoder.per_image(formats))
         with self._timed(stage_ms, "decode"):
             for group in groups:
-                self._isolated(_still_open(group), self.decode, "decoding")
+                self._isolated(_still_open(group), decode, "decoding")
         with self._timed(stage_ms, "encode"):
             self.encode(_still_open(jobs))
         self.reply(jobs)
@@ -204,27 +211,31 @@ class Engine:
         for job, part in zip(jobs, latents.split(_image_counts(jobs)), strict=True):
             job.latents = part
 
-    def decode(self, jobs: Sequence[Job]) -> None:
-        """Stage 4: the jobs' latents to pixels, in one pass of ``decode_latents``."""
-        pixels = self.decode_latents(torch.cat([job.latents for job in jobs]))
-        for job, part in zip(jobs, np.split(pixels, np.cumsum(_image_counts(jobs))[:-1]), strict=True):
-            job.pixels, job.latents = part, None
+    def decode(self, jobs: Sequence[Job], overlap: bool = False) -> None:
+        """Stage 4: the jobs' latents to pixels, in one pass of ``decode_images``; each image is handed to
+        the encoder as it reaches the host, to be encoded at once when ``overlap`` (ImageEncoder.per_image)
+        or when the encode stage claims it. A retry (after out of memory) starts the jobs' images afresh."""
+        owners = iter([job for job in jobs for _ in range(job.request.num_images)])
+        for job in jobs:
+            job.claims = []
+        for image in self.decode_images(torch.cat([job.latents for job in jobs])):
+            job = next(owners)
+            job.claims.append(self.encoder.hand_over(image, job.request.output_format, now=overlap))
+        for job in jobs:
+            job.latents = None
 
     def encode(self, jobs: Sequence[Job]) -> None:
-        """Stage 5: every image of every job encoded in its format (in parallel), then base64; a job with
-        an image that fails to encode gets a 500 of its own."""
-        results = iter(self.encoder.encode_each(
-            [(image, job.request.output_format) for job in jobs for image in job.pixels]
-        ))
+        """Stage 5: every image of every job encoded in its format, then base64; a job with an image that
+        fails to encode gets a 500 of its own."""
         for job in jobs:
-            encoded = [next(results) for _ in range(len(job.pixels))]
+            encoded = [claim() for claim in job.claims]
+            job.claims = []
             failure = next((item for item in encoded if isinstance(item, Exception)), None)
             if failure is not None:
                 logger.error("encoding an image failed", exc_info=failure)
                 job.fail(500, "InternalServerError", "image encoding failed; see server logs")
                 continue
             job.images = [base64.b64encode(data).decode("ascii") for data in encoded]
-            job.pixels = None
 
     @staticmethod
     def reply(jobs: Sequence[Job]) -> None:
@@ -315,10 +326,16 @@ class Engine:
         return vae.encode(images).latent_dist.parameters
 
     # ------------------------------------------------------------------ decoding
-    @torch.inference_mode()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents to uint8 NHWC pixels. Conversion happens on the device, so only bytes cross to the
-        host; decoding runs in slices of ``vae_decode_batch`` because the decoder sets peak memory.
+        """Latents to uint8 NHWC pixels on the host, all at once (``decode_images``, gathered)."""
+        return np.stack(list(self.decode_images(latents)))
+
+    @torch.inference_mode()
+    def decode_images(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
+        """Latents to uint8 HWC images on the host, in order. Conversion happens on the device, so only
+        bytes cross to the host; decoding runs in slices of ``vae_decode_batch`` because the decoder sets
+        peak memory. Every slice is queued on the device before this returns (an out-of-memory error
+        raises here); the iterator then hands over each image as soon as its slice has reached the host.
 
         Copied from diffusers 0.42's post-processing (StableDiffusionXLPipeline.__call__'s latent
         un-scaling, VaeImageProcessor.postprocess's denormalisation, numpy_to_pil's rounding) so the
@@ -336,8 +353,29 @@ class Engine:
         if self.settings.channels_last and self.device.type == "cuda":
             latents = latents.contiguous(memory_format=torch.channels_last)
         slices = latents.split(self._vae_slice(latents.shape[-2] * latents.shape[-1]))
-        chunks = [self._decode_chunk({"latents": chunk}).cpu() for chunk in slices]
-        return torch.cat(chunks).numpy()
+        arrivals = [self._to_host(self._decode_chunk({"latents": chunk})) for chunk in slices]
+        return (image for arrived in arrivals for image in arrived())
+
+    def _to_host(self, pixels: torch.Tensor) -> Callable[[], np.ndarray]:
+        """Start copying ``pixels`` to the host; the returned call waits for them. On CUDA the copy runs
+        on a side stream into pinned memory, so the device goes on with the next slice meanwhile."""
+        stream = self._copy_stream
+        if stream is None:
+            host = pixels.cpu().numpy()
+            return lambda: host
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            host = torch.empty(pixels.shape, dtype=pixels.dtype, pin_memory=True)
+            host.copy_(pixels, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(stream)
+        pixels.record_stream(stream)  # its memory is not reused before the copy has read it
+
+        def arrived() -> np.ndarray:
+            copied.synchronize()  # releases the GIL, so the encoder's threads run meanwhile
+            return host.numpy()
+
+        return arrived
 
     def _vae_slice(self, latent_pixels: int) -> int:
         """Images per VAE call (decoder, or encoder for image-to-image) at this size: ``vae_decode_batch``

@@ -1,9 +1,9 @@
 """A batch as a value: one ``Job`` per request, carried through the engine's stages (handler/engine.py).
 
 A job holds everything that belongs to its request on the way from parsed request to reply: the resolved
-seed, its latents, its pixels, its encoded images and, once known, its ``Reply``. A stage works on the
-jobs that are still open and answers the ones it fails, so an error stays with the request that caused
-it and the stages after it simply skip that job.
+seed, its latents, its images as handed to the encoder, its encoded images and, once known, its ``Reply``.
+A stage works on the jobs that are still open and answers the ones it fails, so an error stays with the
+request that caused it and the stages after it simply skip that job.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
+    from handler.encode import Claim
     from handler.schema import GenerationRequest
 
 
@@ -41,7 +41,8 @@ class Job:
     request: GenerationRequest
     seed: int
     latents: torch.Tensor | None = None  # generate: (num_images, C, h, w) on the device
-    pixels: np.ndarray | None = None  # decode: (num_images, H, W, 3) uint8 on the host
+    # decode: each image's pixels, handed to the encoder as soon as they reached the host
+    claims: list[Claim] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # encode: base64 of each encoded image
     reply: Reply | None = None
 
@@ -52,7 +53,7 @@ class Job:
 
     def fail(self, status: int, kind: str, message: str) -> None:
         self.reply = error_reply(status, kind, message)
-        self.latents = self.pixels = None
+        self.latents, self.claims = None, []
 
 
 @dataclass

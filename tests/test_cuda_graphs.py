@@ -160,11 +160,10 @@ def load_pair(model_dir, capture):
 
 
 def pixels(engine, requests, seeds):
-    """Each request's pixels from the engine's generate and decode stages."""
+    """Each image's pixels from the engine's generate stage and its decoder, the requests decoded together."""
     jobs = [Job(request, seed) for request, seed in zip(requests, seeds, strict=True)]
     engine.generate(jobs)
-    engine.decode(jobs)
-    return [job.pixels for job in jobs]
+    return list(engine.decode_latents(torch.cat([job.latents for job in jobs])))
 
 
 def assert_close_images(expected, got):

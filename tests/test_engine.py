@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -151,9 +153,9 @@ def test_a_request_that_fits_after_the_split_gets_the_image_it_would_get_alone(e
 
 
 def test_out_of_memory_while_decoding_is_isolated_the_same_way(engine, monkeypatch):
-    real = engine.decode_latents
+    real = engine.decode_images
     guard = OutOfMemoryAbove(real, limit=2)
-    monkeypatch.setattr(engine, "decode_latents", lambda latents: guard(latents.shape[0], latents))
+    monkeypatch.setattr(engine, "decode_images", lambda latents: guard(latents.shape[0], latents))
     replies = engine.serve_batch([req(seed=1), req(seed=2, num_images=3)])
     assert [r.status for r in replies] == [200, 507]
     assert guard.calls == [4, 1, 3]
@@ -193,12 +195,51 @@ def test_an_image_that_fails_to_encode_costs_only_its_own_request(engine, monkey
     assert len(replies[2].body["images"]) == 2
 
 
+def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypatch):
+    """Each image goes to the encoder as soon as its slice reaches the host: the second slice is still
+    being decoded (this stand-in decoder waits for it) when the first slice's images are being encoded."""
+    real_decode, real_encode = engine.decode_images, engine.encoder.encode_one
+    first_encode_started = threading.Event()
+    overlapped = []
+
+    def decode_images(latents):
+        images = list(real_decode(latents))
+        yield from images[:2]  # the first slice has landed ...
+        overlapped.append(first_encode_started.wait(timeout=10))  # ... the device works on the next
+        yield from images[2:]
+
+    def encode_one(pixels, fmt, parts=1):
+        first_encode_started.set()
+        return real_encode(pixels, fmt, parts)
+
+    monkeypatch.setattr(engine, "decode_images", decode_images)
+    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    # JPEG: several images of a batch are encoded one per thread, as they arrive.
+    replies = engine.serve_batch([req(seed=1, output_format="jpeg", num_images=2), req(seed=2, output_format="jpeg",
+                                                                                      num_images=2)])
+    assert [r.status for r in replies] == [200, 200] and overlapped == [True]
+    assert [decode_image(image).format for r in replies for image in r.body["images"]] == ["JPEG"] * 4
+
+
+def test_a_lone_png_is_encoded_when_claimed_across_the_pool(engine, monkeypatch):
+    """One image has nothing to overlap with: it is deflated in row bands over every encoder thread."""
+    real_encode, parts_seen = engine.encoder.encode_one, []
+
+    def encode_one(pixels, fmt, parts=1):
+        parts_seen.append(parts)
+        return real_encode(pixels, fmt, parts)
+
+    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    assert engine.serve_batch([req(seed=1)])[0].status == 200
+    assert parts_seen == [engine.encoder.threads]
+
+
 def test_each_batch_reports_its_stage_times(engine):
     result = engine.serve([req(seed=1), req(seed=2, width=256)])
     assert set(result.stage_ms) == {"generate", "decode", "encode"}
     assert all(ms > 0 for ms in result.stage_ms.values())
     assert [job.seed for job in result.jobs] == [1, 2] and all(job.reply.status == 200 for job in result.jobs)
-    assert all(job.pixels is None and job.latents is None for job in result.jobs)  # nothing held past encode
+    assert all(not job.claims and job.latents is None for job in result.jobs)  # nothing held past encode
 
 
 @pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])

@@ -60,13 +60,13 @@ def limit(engine, monkeypatch, generate_budget, decode_budget):
         generate.check(len(prompt) * height * width)
         return SimpleNamespace(images=torch.zeros(len(prompt), 4, height // 8, width // 8))
 
-    def decode_latents(latents):
+    def decode_images(latents):
         count, _, h, w = latents.shape
         decode.check(count * h * w * 64)
         return np.zeros((count, h * 8, w * 8, 3), np.uint8)
 
     monkeypatch.setattr(engine, "pipe", pipe)
-    monkeypatch.setattr(engine, "decode_latents", decode_latents)
+    monkeypatch.setattr(engine, "decode_images", decode_images)
 
 
 request_mix = st.lists(
