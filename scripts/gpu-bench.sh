@@ -6,6 +6,7 @@
 #   shipped       the shipped settings (compile from those kernels, CUDA graphs, fast PNG), 2 workers:
 #                 engine ceiling, launch -> READY with its phases, served sweep c = 1/8/32, FastAPI baseline
 #   workers3      served sweep only, 3 workers per GPU, c = 32/64
+#   workers4      4 workers per GPU, c = 32/64 with 512 requests each, beside the engine at batches 8 and 16
 #   eager         compile off (graphs on): engine and served sweep, and launch -> READY without kernels
 #   baseline      the FastAPI one-at-a-time baseline alone (c = 1/8/32)
 #   memory-cap    2 workers capped at MEMORY_CAP_GIB (default 7) each, worst request mix (bench.py --memory-cap-gib)
@@ -17,7 +18,7 @@
 # Usage: [STAGES="..."] scripts/gpu-bench.sh OUT_DIR   (on the GPU machine: source .device/activate.sh first)
 # Exit codes: 0 every stage passed, 1 a stage failed, 2 bad usage, 3 the model could not be built.
 set -uo pipefail
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 case ${1:-} in
   -h|--help) usage; exit 0 ;;
   "") usage >&2; exit 2 ;;
@@ -53,6 +54,8 @@ for stage in $stages; do
                --baseline-requests 48 --engine-batches 1,8,16 --engine-iterations 5 ;;
     workers3) bench workers3 --skip engine --skip baseline --formats no-archive --workers 3 \
                 --concurrency 32,64 --requests 256 ;;
+    workers4) bench workers4 --skip baseline --formats no-archive --workers 4 --concurrency 32,64 \
+                --requests 512 --engine-batches 8,16 --engine-iterations 5 ;;
     eager) bench eager --skip baseline --handler-setting compile=none --formats no-archive --workers 2 \
              --concurrency 1,32 --requests 128 --engine-batches 1,8,16 --engine-iterations 5
            bench eager-start --skip engine --skip baseline --handler-setting compiled_kernels_dir=absent \
