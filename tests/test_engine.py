@@ -215,8 +215,8 @@ def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypat
     monkeypatch.setattr(engine, "decode_images", decode_images)
     monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
     # JPEG: several images of a batch are encoded one per thread, as they arrive.
-    replies = engine.serve_batch([req(seed=1, output_format="jpeg", num_images=2), req(seed=2, output_format="jpeg",
-                                                                                      num_images=2)])
+    two_jpegs = {"output_format": "jpeg", "num_images": 2}
+    replies = engine.serve_batch([req(seed=1, **two_jpegs), req(seed=2, **two_jpegs)])
     assert [r.status for r in replies] == [200, 200] and overlapped == [True]
     assert [decode_image(image).format for r in replies for image in r.body["images"]] == ["JPEG"] * 4
 
