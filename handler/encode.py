@@ -66,12 +66,6 @@ class ImageEncoder:
         # From the claiming thread, the PNG spread over the pool (never nested in it).
         return partial(_capture, self.encode_one, pixels, fmt, self.threads)
 
-    def encode_each(self, items: Sequence[tuple[np.ndarray, str]]) -> list[bytes | Exception]:
-        """Encode ``(pixels, format)`` pairs, preserving order; a failed item gets its exception in its
-        place."""
-        now = self.per_image([fmt for _, fmt in items])
-        return [claim() for claim in [self.hand_over(pixels, fmt, now) for pixels, fmt in items]]
-
     def close(self) -> None:
         self._pool.shutdown(wait=False)
 

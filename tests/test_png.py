@@ -75,8 +75,8 @@ def test_encoder_splits_a_lone_image_and_matches_pillow_pixels():
     encoder = ImageEncoder(load_settings({"encode_threads": 4}, {}))
     pillow = ImageEncoder(load_settings({"png_encoder": "pillow"}, {}))
     pixels = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
-    fast, = encoder.encode_each([(pixels, "png")])
-    slow, = pillow.encode_each([(pixels, "png")])
+    fast = encoder.hand_over(pixels, "png", now=False)()  # a lone image: row bands over the pool
+    slow = pillow.hand_over(pixels, "png", now=False)()
     assert np.array_equal(decode(fast), decode(slow))
     # A 768 KiB image is worth splitting: four bands deflated on four threads still decode as one.
     assert np.array_equal(decode(encoder.encode_one(pixels, "png", parts=4)), pixels)
