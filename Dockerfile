@@ -28,13 +28,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# torch comes from PyTorch's CUDA 12.8 wheel index: PyPI's Linux torch is a CUDA 13 build, which needs an
-# NVIDIA driver >= 580, newer than any driver SageMaker's inference AMIs offer through provider 5.x. The
-# endpoint runs al2-ami-sagemaker-inference-gpu-3-1 (driver 550, CUDA 12.4), which runs any CUDA 12.x build
-# through NVIDIA's minor-version compatibility (infra/variables.tf: inference_ami_version). Tests build with
-# TORCH_INDEX_URL pointing at a local CPU wheel and TORCH_VARIANT=cpu.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-ARG TORCH_VARIANT=cu128
+# torch comes from PyTorch's CUDA 12.6 wheel index. For torch 2.13 PyTorch publishes cu126 (legacy),
+# cu130 (stable; PyPI's Linux wheel) and cu132 (experimental), and no cu128 since 2.12 (pytorch/pytorch#178665,
+# #187075). CUDA 13 needs an NVIDIA driver >= 580, newer than any inference AMI that AWS provider 5.x accepts;
+# cu126 has kernels for the T4 (sm_75) and runs on al2-ami-sagemaker-inference-gpu-3-1 (driver 550, CUDA 12.4)
+# through NVIDIA's minor-version compatibility (infra/variables.tf: inference_ami_version). scripts/gpu_stack.py
+# checks all three: the build is published for setup.cfg's pin, has the GPU's kernels, and the AMI's driver
+# runs it. Tests build with TORCH_INDEX_URL pointing at a local CPU wheel and TORCH_VARIANT=cpu.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
+ARG TORCH_VARIANT=cu126
 # Dependencies first, from setup.cfg's exact pins, so code changes do not invalidate this multi-GB layer.
 # torch alone from its index (without deps: that index need not mirror them), then every pin from PyPI,
 # which also brings torch's own dependencies; `pip check` fails the build if anything is left unmet.

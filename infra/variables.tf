@@ -131,7 +131,7 @@ variable "instance_type" {
 }
 
 variable "inference_ami_version" {
-  description = "SageMaker inference AMI (so NVIDIA driver) of GPU instances; unused on CPU types. The image's torch is a CUDA 12.8 build, which needs a CUDA 12 driver (>= 525): gpu-3-1 has driver 550 (CUDA 12.4), while an ml.g4dn async endpoint without an AMI gets driver 470 (CUDA 11.4) and no usable GPU. scripts/gpu_stack.py holds the drivers, their sources and the check."
+  description = "SageMaker inference AMI (so NVIDIA driver) of GPU instances; unused on CPU types. The image's torch is a CUDA 12.6 build (PyTorch publishes no 12.8 build of torch 2.13), which needs a CUDA 12 driver (>= 525): gpu-3-1 has driver 550 (CUDA 12.4), while an ml.g4dn async endpoint without an AMI gets driver 470 (CUDA 11.4) and no usable GPU. scripts/gpu_stack.py holds the drivers, their sources and the check."
   type        = string
   default     = "al2-ami-sagemaker-inference-gpu-3-1"
 

@@ -43,9 +43,9 @@ EXIT_ERRORS, EXIT_NO_SERVER = 1, 3
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
-    parser.add_argument("--model-dir", type=Path, default=TINY_SD,
+    parser.add_argument("--model-dir", type=cli.absolute_path, default=TINY_SD,
                         help="diffusers folder to serve (default: the tiny offline model)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="where bench.json/png go")
+    parser.add_argument("--out", type=cli.absolute_path, default=ROOT / "bench-results", help="where bench.json/png go")
     parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="levels (default 1,8,32)")
     parser.add_argument("--requests", type=int, default=64, help="requests per level (default 64)")
     parser.add_argument("--baseline-requests", type=int,

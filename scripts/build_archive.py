@@ -27,11 +27,13 @@ EXIT_FAILED, EXIT_BAD_MODEL = 1, 3
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, required=True, help="diffusers folder (has model_index.json)")
-    parser.add_argument("--store", type=Path, default=ROOT / "model-store", help="model store (default: model-store/)")
+    parser.add_argument("--model-dir", type=cli.absolute_path, required=True,
+                        help="diffusers folder (has model_index.json)")
+    parser.add_argument("--store", type=cli.absolute_path, default=ROOT / "model-store",
+                        help="model store (default: model-store/)")
     parser.add_argument("--name", default=MODEL_NAME, help=f"model name in URLs (default: {MODEL_NAME})")
     parser.add_argument("--format", choices=FORMATS, default="no-archive", help="archive format (default: no-archive)")
-    parser.add_argument("--config", type=Path, default=MODEL_CONFIG, help="model-config.yaml to ship")
+    parser.add_argument("--config", type=cli.absolute_path, default=MODEL_CONFIG, help="model-config.yaml to ship")
     parser.add_argument("--version", default="1.0", help="archive version (default: 1.0)")
     parser.add_argument("--workers", type=int, help="override minWorkers/maxWorkers of the config (2 on a GPU)")
     args = parser.parse_args(argv)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.paths import MODEL_CONFIG
@@ -27,8 +26,9 @@ EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, required=True, help="diffusers folder (has model_index.json)")
-    parser.add_argument("--config", type=Path, default=MODEL_CONFIG,
+    parser.add_argument("--model-dir", type=cli.absolute_path, required=True,
+                        help="diffusers folder (has model_index.json)")
+    parser.add_argument("--config", type=cli.absolute_path, default=MODEL_CONFIG,
                         help="model-config.yaml whose handler: settings the workers will run with")
     parser.add_argument("--handler-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="override a handler: setting (repeatable), as the archive will")

@@ -11,7 +11,6 @@ Exit codes: 0 downloaded, 1 download failed, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from handler.models import MODELS
 from sdturbo_ops import cli
@@ -23,7 +22,7 @@ EXIT_FAILED = 1
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="sd-turbo", help="which model (default: sd-turbo)")
-    parser.add_argument("--out", type=Path, required=True, help="folder to write the diffusers model to")
+    parser.add_argument("--out", type=cli.absolute_path, required=True, help="folder to write the diffusers model to")
     parser.add_argument("--revision", help="hub revision (commit or tag) to pin; default: main")
     parser.add_argument("--tiny-decoder", action="store_true",
                         help="also fetch the TAESD tiny decoder into OUT/taesd (for decoder: tiny)")

@@ -132,18 +132,18 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-images", type=int, help="1..4 (server default 1)")
     parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"),
                         help="image format (default: from --out's ending, else png)")
-    parser.add_argument("--image", type=Path, metavar="FILE",
+    parser.add_argument("--image", type=cli.absolute_path, metavar="FILE",
                         help="image-to-image: start from this PNG/JPEG/WebP (size defaults to the image's)")
     parser.add_argument("--strength", type=float, help="with --image: 0 < S <= 1 (server default 0.5, 2 steps)")
     add_out_argument(parser)
 
 
 def add_out_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, help="where to write (default: image.png, or image.<format>)")
+    parser.add_argument("--out", type=cli.absolute_path, help="where to write (default: image.png, or image.<format>)")
 
 
 def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from-terraform", type=Path, metavar="PATH",
+    parser.add_argument("--from-terraform", type=cli.absolute_path, metavar="PATH",
                         help="infra/ (runs terraform output) or a saved `terraform output -json` file")
     parser.add_argument("--region", help="AWS region (default: from --from-terraform or the AWS config)")
     parser.add_argument("--output-uri", help="where SageMaker writes outputs (default: from --from-terraform)")
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     result.set_defaults(run=cmd_result)
 
     decode = commands.add_parser("decode", help="write the images of a saved JSON reply")
-    decode.add_argument("reply", type=Path, help="JSON reply file")
+    decode.add_argument("reply", type=cli.absolute_path, help="JSON reply file")
     add_out_argument(decode)
     decode.set_defaults(run=cmd_decode)
 

@@ -20,12 +20,11 @@ Exit codes: 0 ready, 1 the model will not become ready (or TorchServe stopped), 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.archive import find_archive
 from sdturbo_ops.paths import CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, PLUGIN_JAR, PLUGINS_DIR, SERVE_STATE_DIR
-from sdturbo_ops.torchserve import running_background_server, start_background, stop_background
+from sdturbo_ops.torchserve import pid_file, running_background_server, start_background, stop_background
 from sdturbo_ops.waiting import NotReady, TimedOut, wait_ready
 
 EXIT_FAILED, EXIT_TIMEOUT, EXIT_NO_ARCHIVE, EXIT_RUNNING = 1, 3, 4, 5
@@ -39,8 +38,10 @@ def start(args: argparse.Namespace) -> int:
             "or serve the offline tiny model with `make serve-tiny`", EXIT_NO_ARCHIVE)
     running = running_background_server()
     if running is not None:
-        raise cli.CliError(f"a TorchServe is already running (pid {running}); stop it with `make stop` "
-                           "(torchserve --stop) first", EXIT_RUNNING)
+        raise cli.CliError(
+            f"a TorchServe is already running (pid {running}, found through {pid_file()}); stop it with "
+            "`make stop` (torchserve --stop) first. TorchServe keeps one background server per TMPDIR: to run "
+            "a second one beside it, give it a TMPDIR of its own and other ports (--ts-config)", EXIT_RUNNING)
     if not (args.plugins / PLUGIN_JAR.name).is_file():
         raise cli.CliError(f"{args.plugins / PLUGIN_JAR.name} is missing: build the /ping plugin with "
                            "`make plugin`", cli.EXIT_USAGE)
@@ -55,7 +56,8 @@ def start(args: argparse.Namespace) -> int:
     except TimedOut as exc:
         raise cli.CliError(f"{exc}; it is still running: `make stop` stops it", EXIT_TIMEOUT) from None
     except NotReady as exc:
-        stop_background()  # it would serve nothing, and block the next start
+        if running_background_server() is not None:  # not when it was stopped already (`make stop`)
+            stop_background()  # it would serve nothing, and block the next start
         raise cli.CliError(f"{exc}\n(TorchServe was stopped; its logs are in {args.log_dir}/)", EXIT_FAILED) from None
     print(f"{args.name} is ready after {seconds:.1f}s")
     return 0
@@ -65,14 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     begin = commands.add_parser("start", help="start TorchServe in the background and wait until it is ready")
-    begin.add_argument("--store", type=Path, required=True, help="model store holding the archive")
+    begin.add_argument("--store", type=cli.absolute_path, required=True, help="model store holding the archive")
     begin.add_argument("--name", default=MODEL_NAME, help="model (archive) name (default: %(default)s)")
-    begin.add_argument("--ts-config", type=Path, default=CONFIG_PROPERTIES,
+    begin.add_argument("--ts-config", type=cli.absolute_path, default=CONFIG_PROPERTIES,
                        help="TorchServe properties (default: the repository's config.properties)")
-    begin.add_argument("--plugins", type=Path, default=PLUGINS_DIR,
+    begin.add_argument("--plugins", type=cli.absolute_path, default=PLUGINS_DIR,
                        help="folder holding readiness-ping.jar (default: build/plugins)")
-    begin.add_argument("--log-dir", type=Path, default=LOG_DIR, help="TorchServe's logs and output (default: logs)")
-    begin.add_argument("--state-dir", type=Path, default=SERVE_STATE_DIR,
+    begin.add_argument("--log-dir", type=cli.absolute_path, default=LOG_DIR,
+                       help="TorchServe's logs and output (default: logs)")
+    begin.add_argument("--state-dir", type=cli.absolute_path, default=SERVE_STATE_DIR,
                        help="the workers' state folder, emptied at start (default: build/serve-state)")
     begin.add_argument("--timeout", type=float, default=900, help="seconds to wait for ready (default: %(default)s)")
     begin.set_defaults(run=start)

@@ -15,7 +15,6 @@ Exit codes: 0 published (or dry run), 1 upload or verification failed, 2 bad usa
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.publish import MIB, plan_upload, upload
@@ -42,8 +41,8 @@ def destination(args: argparse.Namespace) -> tuple[str, str, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="archive folder (make mar: model-store/sdturbo)")
-    parser.add_argument("--from-terraform", type=Path, metavar="PATH",
+    parser.add_argument("source", type=cli.absolute_path, help="archive folder (make mar: model-store/sdturbo)")
+    parser.add_argument("--from-terraform", type=cli.absolute_path, metavar="PATH",
                         help="infra/ (runs terraform output) or a saved `terraform output -json` file")
     parser.add_argument("--bucket", help="artifacts bucket (default: from --from-terraform)")
     parser.add_argument("--prefix", help="key prefix ending in / (default: from --from-terraform)")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import zipfile
-from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.entrypoint import (
@@ -46,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="serve", choices=["serve"],
                         help="SageMaker passes 'serve' (the default)")
-    parser.add_argument("--model-dir", type=Path, default=Path("/opt/ml/model"),
+    parser.add_argument("--model-dir", type=cli.absolute_path, default="/opt/ml/model",
                         help="model data folder (default: /opt/ml/model, where SageMaker puts it)")
     parser.add_argument("--host", default=listen.host, help="inference bind address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=int(env.get("SAGEMAKER_BIND_TO_PORT", listen.port)),
@@ -57,9 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="loopback metrics port (default: %(default)s)")
     parser.add_argument("--grpc-ports", type=int, nargs=2, default=listen.grpc_ports, metavar=("INFERENCE", "MANAGEMENT"),
                         help="loopback gRPC ports (TorchServe always opens them; default: %(default)s)")
-    parser.add_argument("--plugins-dir", type=Path, default=Path(env.get(PLUGINS_DIR_ENV, PLUGINS_DIR)),
+    parser.add_argument("--plugins-dir", type=cli.absolute_path, default=env.get(PLUGINS_DIR_ENV, str(PLUGINS_DIR)),
                         help=f"folder holding readiness-ping.jar (default: ${PLUGINS_DIR_ENV} or build/plugins)")
-    parser.add_argument("--log-dir", type=Path, default=Path(env.get(LOG_DIR_ENV, "/tmp/sdturbo-logs")),
+    parser.add_argument("--log-dir", type=cli.absolute_path, default=env.get(LOG_DIR_ENV, "/tmp/sdturbo-logs"),
                         help=f"TorchServe log folder (default: ${LOG_DIR_ENV} or /tmp/sdturbo-logs; "
                              "it also logs to stdout)")
     parser.add_argument("--drain-seconds", type=float, default=25.0,

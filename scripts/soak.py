@@ -31,12 +31,13 @@ EXIT_FAILED, EXIT_NO_SERVER = 1, 3
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=TINY_SD, help="diffusers folder (default: the tiny model)")
+    parser.add_argument("--model-dir", type=cli.absolute_path, default=TINY_SD,
+                        help="diffusers folder (default: the tiny model)")
     parser.add_argument("--duration", type=float, default=600, help="seconds of load (default: 600)")
     parser.add_argument("--concurrency", type=int, default=64, help="clients (default: 64)")
     parser.add_argument("--warmup", type=float, default=120, help="seconds of the same load before measuring")
     parser.add_argument("--max-rss-growth", type=float, default=5.0, help="percent allowed (default: 5)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "soak.json")
+    parser.add_argument("--out", type=cli.absolute_path, default=ROOT / "bench-results" / "soak.json")
     args = parser.parse_args(argv)
     if not (args.model_dir / "model_index.json").is_file():
         raise cli.CliError(f"{args.model_dir} is not a model folder; run `make tiny-model`", cli.EXIT_USAGE)

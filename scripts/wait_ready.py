@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.paths import LOG_DIR, MODEL_NAME, SERVE_STATE_DIR
@@ -32,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--management-url", default=management_address(),
                         help="management API (default: config.properties' management_address, %(default)s)")
     parser.add_argument("--model", default=MODEL_NAME, help="model name (default: %(default)s)")
-    parser.add_argument("--state-dir", type=Path, default=Path(env.get(STATE_DIR_ENV) or SERVE_STATE_DIR),
+    parser.add_argument("--state-dir", type=cli.absolute_path, default=env.get(STATE_DIR_ENV) or str(SERVE_STATE_DIR),
                         help=f"the workers' state folder (default: ${STATE_DIR_ENV} or build/serve-state)")
-    parser.add_argument("--log-dir", type=Path, default=Path(env.get("LOG_LOCATION") or LOG_DIR),
+    parser.add_argument("--log-dir", type=cli.absolute_path, default=env.get("LOG_LOCATION") or str(LOG_DIR),
                         help="TorchServe's log folder, for its reasons (default: $LOG_LOCATION or logs)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait (default: %(default)s)")
     args = parser.parse_args(argv)

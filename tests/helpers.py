@@ -8,15 +8,18 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from sdturbo_ops.paths import PLUGIN_JAR, PLUGINS_DIR, TINY_SD  # noqa: F401  (re-exported for the tests)
@@ -200,3 +203,33 @@ class ServeEntrypoint:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self._output.close()
+
+
+# ------------------------------------------------------------------ servers on config.properties' own ports
+@contextmanager
+def private_network():
+    """A network namespace with loopback up, held by a sleeping process; yields the prefix that runs a
+    command inside it. Nothing is left behind: the namespace goes with its last process."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
+        message = "the make-target test needs root, unshare and nsenter (util-linux) for a network namespace"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    holder = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep 3600"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "up", "could not bring up loopback in the namespace"
+        yield ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def get(inside: list[str], url: str) -> tuple[int, str]:
+    """GET ``url`` from inside the namespace: (status, body)."""
+    code = ("import sys, urllib.request, urllib.error\n"
+            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=10); print(r.status); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n")
+    result = subprocess.run([*inside, PYTHON, "-c", code, url], capture_output=True, text=True, timeout=30)
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body

@@ -473,6 +473,14 @@ def test_local_refuses_a_file_name_that_contradicts_the_format(tmp_path):
     assert not (tmp_path / "cat.png").exists()
 
 
+def test_local_refuses_a_file_ending_the_service_cannot_write(tmp_path):
+    """`make predict OUT=x.gif` once wrote PNG bytes into x.gif without a word."""
+    result = run_script("invoke.py", "local", "a cat", "--out", str(tmp_path / "x.gif"),
+                        "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
+    assert result.returncode == 2 and one_clean_line(result.stderr), result.stderr
+    assert ".gif" in result.stderr and ".png" in result.stderr and not (tmp_path / "x.gif").exists()
+
+
 @pytest.mark.integration
 def test_the_file_name_picks_the_format(torchserve, tmp_path):
     result = run_script("invoke.py", "local", "a cat", "--url", torchserve.url, "--out", str(tmp_path / "cat.jpg"),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from sdturbo_ops import cli
+from tests.helpers import REPO
 
 
 def exit_of(main, capsys) -> tuple[int, str]:
@@ -37,3 +41,20 @@ def test_other_missing_modules_are_not_hidden():
 
     with pytest.raises(ModuleNotFoundError):
         cli.run(main)
+
+
+def test_path_arguments_are_absolute_where_they_are_parsed(tmp_path, monkeypatch):
+    """TorchServe starts each worker in the model's folder: a relative path handed on names another place
+    there (`make demo` waited 300 s for state files written under the model's folder)."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.absolute_path("build/serve-state") == tmp_path / "build" / "serve-state"
+    assert cli.absolute_path("~/x") == Path.home() / "x"
+    assert cli.absolute_path("/already/absolute") == Path("/already/absolute")
+
+
+def test_every_path_option_of_every_cli_is_made_absolute():
+    """A new CLI option declared ``type=Path`` would hand a relative path on as it was given."""
+    offenders = [f"{script.name}:{number}" for script in sorted((REPO / "scripts").glob("*.py"))
+                 for number, line in enumerate(script.read_text().splitlines(), 1)
+                 if re.search(r"\btype=(Path|str)\b", line) and re.search(r"(dir|store|out|path|file|config)", line)]
+    assert not offenders, f"path options must use type=cli.absolute_path: {offenders}"

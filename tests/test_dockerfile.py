@@ -103,3 +103,12 @@ def test_the_image_is_rebuilt_when_anything_it_copies_changes():
     for path in files:
         relative = path.relative_to(REPO).as_posix()
         assert any(fnmatch.fnmatch(relative, pattern.replace("**", "*")) for pattern in triggers), relative
+
+
+def test_the_default_base_image_is_a_versioned_tag():
+    """The image test builds FROM a local Debian base (no Docker Hub here), so the default BASE_IMAGE is
+    never pulled by a test: hold it to a fixed tag with a version, never latest or a bare name."""
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert default, "the Dockerfile declares a default BASE_IMAGE"
+    name, _, tag = default.group(1).partition(":")
+    assert name and re.match(r"^\d+(\.\d+)*-", tag) and "latest" not in tag, default.group(1)

@@ -10,48 +10,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
-from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from sdturbo_ops.processes import pid_alive
 from sdturbo_ops.waiting import NotReady
-from tests.helpers import PYTHON, REPO, LocalTorchServe, build_archive, http, run_script
+from tests.helpers import (
+    PYTHON, REPO, LocalTorchServe, build_archive, get, http, private_network, run_script, wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def private_network():
-    """A network namespace with loopback up, held by a sleeping process; yields the prefix that runs a
-    command inside it. Nothing is left behind: the namespace goes with its last process."""
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
-        message = "the make-target test needs root, unshare and nsenter (util-linux) for a network namespace"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    holder = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep 3600"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "up", "could not bring up loopback in the namespace"
-        yield ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-def get(inside: list[str], url: str) -> tuple[int, str]:
-    """GET ``url`` from inside the namespace: (status, body)."""
-    code = ("import sys, urllib.request, urllib.error\n"
-            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=10); print(r.status); print(r.read().decode())\n"
-            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n")
-    result = subprocess.run([*inside, PYTHON, "-c", code, url], capture_output=True, text=True, timeout=30)
-    status, _, body = result.stdout.partition("\n")
-    return int(status), body
 
 
 def test_make_serve_tiny_predict_and_stop_in_a_fresh_checkout(tmp_path):
@@ -176,3 +148,42 @@ def test_a_failed_start_stops_the_server_it_started(tmp_path, tiny_sd_dir, plugi
     assert result.returncode == 1 and "boom at import" in result.stderr, result.stderr
     pid_file = tmp_path / "tmp" / ".model_server.pid"
     assert not pid_file.exists() or not pid_alive(int(pid_file.read_text()))
+
+
+def test_a_relative_path_never_reaches_torchserve_or_its_workers():
+    """The workers run in the model's folder: a relative state folder there is another folder than the
+    waiter's. The CLIs resolve their paths as they parse them; anything that slips past is refused here."""
+    from sdturbo_ops.torchserve import torchserve_command, torchserve_env
+
+    with pytest.raises(ValueError, match="state_dir=build/serve-state is relative"):
+        torchserve_env(REPO / "logs", Path("build/serve-state"))
+    with pytest.raises(ValueError, match="model_store=build/demo-store is relative"):
+        torchserve_command(REPO / "config.properties", foreground=False, model_store=Path("build/demo-store"))
+    env = torchserve_env(REPO / "logs", REPO / "build" / "serve-state", REPO / "tmp")
+    assert all(Path(env[name]).is_absolute() for name in ("SDSERVE_STATE_DIR", "LOG_LOCATION", "TMPDIR"))
+
+
+def test_make_stop_during_a_waiting_start_says_the_server_was_stopped(tmp_path, tiny_sd_dir, plugins_dir):
+    """`make stop` while `make serve` waits: TorchServe ends its workers before it exits, which once read as
+    "worker died while loading"."""
+    store = tmp_path / "store"
+    archive = build_archive(tiny_sd_dir, store)
+    with open(archive / "torchserve_handler.py", "a") as handler:
+        handler.write("\nimport time\ntime.sleep(120)  # a load that is still going when the server is stopped\n")
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    with private_network() as inside:
+        start = subprocess.Popen([*inside, PYTHON, str(REPO / "scripts" / "local_torchserve.py"), "start", "--store",
+                                  str(store), "--log-dir", str(tmp_path / "logs"), "--state-dir", str(tmp_path / "st")],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            log = tmp_path / "logs" / "model_log.log"
+            wait_until(lambda: log.is_file() and "Torch worker started" in log.read_text(), 60, what="a worker")
+            stopped = subprocess.run([*inside, PYTHON, "-m", "ts.model_server", "--stop", "--foreground"], env=env,
+                                     capture_output=True, text=True, timeout=120)
+            _, said = start.communicate(timeout=60)
+        finally:
+            start.kill()
+    assert stopped.returncode == 0, stopped.stderr
+    assert start.returncode == 1 and "TorchServe stopped before sdturbo was ready" in said, said
+    assert "died while loading" not in said

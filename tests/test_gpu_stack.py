@@ -29,14 +29,40 @@ def stack(tmp_path: Path, dockerfile: str | None = None, variables: str | None =
     return run_script("gpu_stack.py", "--dockerfile", str(paths[0]), "--variables", str(paths[1]))
 
 
-def test_the_repository_pairs_a_cuda_12_torch_with_a_driver_that_runs_it():
+def test_the_repository_pairs_a_published_cuda_12_torch_with_a_driver_that_runs_it():
     result = run_script("gpu_stack.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "on al2-ami-sagemaker-inference-gpu-3-1 (default)" in result.stdout
+    assert "is published, with kernels for ml.g4dn.2xlarge's T4" in result.stdout
+
+
+def test_a_torch_build_pytorch_does_not_publish_fails(tmp_path):
+    """torch 2.13 has no cu128 build (pytorch/pytorch#178665): the image with it could not be built."""
+    drifted = re.sub(r"cu1\d\d", "cu128", DOCKERFILE.read_text())
+    result = stack(tmp_path, dockerfile=drifted)
+    assert result.returncode == 1, result.stdout
+    assert "FAIL PyTorch publishes no cu128 build of torch 2.13" in result.stdout
+
+
+def test_every_variant_is_checked_against_setup_cfgs_torch_pin(tmp_path):
+    setup_cfg = (REPO / "setup.cfg").read_text()
+    assert re.search(r"^\s*torch==2\.13\.\d+$", setup_cfg, re.MULTILINE), "update the published-builds table"
+    unknown = tmp_path / "setup.cfg"
+    unknown.write_text(re.sub(r"torch==2\.13\.\d+", "torch==2.99.0", setup_cfg))
+    result = run_script("gpu_stack.py", "--setup-cfg", str(unknown))
+    assert result.returncode == 1 and "torch 2.99 is not in" in result.stdout, result.stdout
+
+
+def test_a_build_without_kernels_for_the_gpu_fails():
+    """CUDA 13 builds carry no Volta (sm_70) kernels; an L4 (sm_89) runs the sm_86 ones."""
+    assert "no kernels for the V100" in gpu_stack.check_published("cu130", "2.13", "ml.p3.2xlarge")[0]
+    assert gpu_stack.check_published("cu126", "2.13", "ml.p3.2xlarge") == []
+    assert gpu_stack.check_published("cu126", "2.13", "ml.g6.xlarge") == []
+    assert "its GPU is not in" in gpu_stack.check_published("cu126", "2.13", "ml.q9.xlarge")[0]
 
 
 def test_cuda_13_torch_with_the_550_driver_fails(tmp_path):
-    drifted = DOCKERFILE.read_text().replace("cu128", "cu130")
+    drifted = re.sub(r"cu1\d\d", "cu130", DOCKERFILE.read_text())
     result = stack(tmp_path, dockerfile=drifted)
     assert result.returncode == 1 and "FAIL torch cu130" in result.stdout and "driver >= 580" in result.stdout
 

@@ -61,7 +61,7 @@ def variable_default(root: Path, name: str) -> str:
 @cache
 def terraform_help(subcommand: str) -> str:
     env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull}
-    texts = [subprocess.run(["terraform", name, "-help"], capture_output=True, text=True, env=env).stdout
+    texts = [subprocess.run(["terraform", *name.split(), "-help"], capture_output=True, text=True, env=env).stdout
              for name in {subcommand, "plan" if subcommand in ("apply", "destroy") else subcommand}]
     return "\n".join(texts)
 
@@ -113,6 +113,8 @@ def test_terraform_commands_name_outputs_targets_and_variables_their_root_declar
         assert root in (INFRA, BOOTSTRAP), command.argv
         words = runbook.terraform_args(command)
         subcommand = words[0]
+        if subcommand == "providers" and len(words) > 1 and not words[1].startswith("-"):
+            subcommand, words = f"providers {words[1]}", words[1:]  # `providers lock` has flags of its own
         if subcommand == "output":
             assert command.flag("-raw") in declared(root, "output"), command.argv
         for target in command.values("-target"):
@@ -317,3 +319,22 @@ def test_the_image_built_by_hand_is_the_release_image(commands):
     assert build.flag("--platform") in (WORKFLOWS / "build-and-push.yml").read_text()
     (push,) = [c for c in commands if c.argv[:2] == ("docker", "push")]
     assert push.argv[2] == build.flag("-t")
+
+
+LOCK_PLATFORMS = {"linux_amd64", "darwin_arm64", "darwin_amd64"}
+
+
+@pytest.mark.parametrize("root", ["infra/bootstrap", "infra"])
+def test_the_provider_lock_covers_macos_before_the_first_init(commands, root):
+    """The committed lock files were written on linux_amd64 with no registry in reach, so they hold that
+    platform's checksums alone and `terraform init` on a Mac fails: the runbook locks every platform
+    first, unless the committed file already holds more than one platform's hashes."""
+    lock = (REPO / root / ".terraform.lock.hcl").read_text()
+    if len(re.findall(r'"h1:', lock)) >= len(LOCK_PLATFORMS):
+        return  # the other platforms' hashes were committed
+    ran = [c for c in commands if c.program == "terraform" and c.flag("-chdir") == root]
+    words = [runbook.terraform_args(c) for c in ran]
+    locks = [i for i, w in enumerate(words) if w[:2] == ["providers", "lock"]]
+    inits = [i for i, w in enumerate(words) if w[:1] == ["init"]]
+    assert locks and inits and locks[0] < inits[0], f"no `terraform -chdir={root} providers lock` before its init"
+    assert set(ran[locks[0]].values("-platform")) == LOCK_PLATFORMS

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 EXIT_USAGE = 2  # argparse's own code for bad usage; every CLI keeps it for usage and configuration errors
+
+
+def absolute_path(value: str | os.PathLike) -> Path:
+    """A path argument made absolute where it is parsed (``type=`` of every path option).
+
+    Relative paths are read against the directory the command was run in, and only here: the servers and
+    workers these CLIs start run elsewhere (TorchServe starts each worker in the model's folder), so a
+    relative path handed on would name another place there.
+    """
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(value))))
 
 
 class CliError(Exception):

@@ -45,11 +45,16 @@ def output_and_format(out: Path | None, fmt: str | None) -> tuple[Path, str | No
     """The file to write and the format to ask for, agreeing with each other.
 
     ``--format`` wins; without it a ``.jpg``/``.webp`` name asks for that format. A name whose ending
-    says another format than ``--format`` is refused rather than filled with the wrong bytes.
+    says another format than ``--format``, or a format the service cannot write (``.gif``), is refused
+    rather than filled with the wrong bytes.
     """
     if out is None:
         return Path(f"image{SUFFIXES[fmt or 'png'][0]}"), fmt
     named = FORMAT_OF_SUFFIX.get(out.suffix.lower())
+    if out.suffix and named is None:
+        endings = ", ".join(sorted(FORMAT_OF_SUFFIX))
+        raise BadUsage(f"--out {out}: the service writes PNG, JPEG or WebP, and {out.suffix} names none of them "
+                       f"(use one of {endings})")
     if fmt is not None and named is not None and named != fmt:
         raise BadUsage(f"--out {out} names a {named.upper()} file but --format {fmt} asks for {fmt.upper()}: "
                        f"use --out {out.with_suffix(SUFFIXES[fmt][0])}, or leave --format out")

@@ -31,9 +31,27 @@ PID_FILE_NAME = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
 
 
+def require_absolute(**paths: Path | None) -> None:
+    """Refuse a relative path bound for TorchServe or its workers.
+
+    TorchServe starts each worker in the model's folder, so a relative state folder written by a worker
+    and read by the waiter name two different places (`make demo` once waited 300 s for files that were
+    written elsewhere). The CLIs make their path options absolute as they parse them
+    (sdturbo_ops.cli.absolute_path); this is the check that nothing relative slips past them.
+
+    Raises:
+        ValueError: naming the first relative path.
+    """
+    for name, path in paths.items():
+        if path is not None and not Path(path).is_absolute():
+            raise ValueError(f"{name}={path} is relative: TorchServe's workers run in the model's folder, where "
+                             "it would name another place; pass an absolute path")
+
+
 def torchserve_command(config: Path, *, foreground: bool, model_store: Path | None = None,
                        models: str | None = None, plugins: Path | None = None) -> list[str]:
     """TorchServe's own launcher (what the ``torchserve`` command runs) with this interpreter."""
+    require_absolute(config=config, model_store=model_store, plugins=plugins)
     command = [sys.executable, "-m", "ts.model_server", "--start", "--ncs", "--ts-config", str(config)]
     command += ["--foreground"] if foreground else []
     command += ["--model-store", str(model_store)] if model_store else []
@@ -45,6 +63,7 @@ def torchserve_command(config: Path, *, foreground: bool, model_store: Path | No
 def torchserve_env(log_dir: Path, state_dir: Path, tmp_dir: Path | None = None, extra=None) -> dict[str, str]:
     """The environment of a server: its log folder, its workers' state folder and, for a server that must
     not share TorchServe's pid file and unpacked archives with others, a TMPDIR of its own."""
+    require_absolute(log_dir=log_dir, state_dir=state_dir, tmp_dir=tmp_dir)
     env = {**os.environ, "LOG_LOCATION": str(log_dir), "METRICS_LOCATION": str(log_dir),
            readiness.STATE_DIR_ENV: str(state_dir)}
     if tmp_dir is not None:
@@ -115,11 +134,15 @@ class LocalTorchServe:
         self._output.close()
 
 
+def pid_file() -> Path:
+    """Where ``torchserve --start`` records its server and ``--stop`` finds it: one per TMPDIR."""
+    return Path(tempfile.gettempdir()) / PID_FILE_NAME
+
+
 def running_background_server() -> int | None:
-    """The pid of a TorchServe started with ``torchserve --start`` by this user (its pid file), if it runs."""
-    pid_file = Path(tempfile.gettempdir()) / PID_FILE_NAME
+    """The pid of a TorchServe started with ``torchserve --start`` with this TMPDIR (its pid file), if it runs."""
     try:
-        pid = int(pid_file.read_text().split()[0])
+        pid = int(pid_file().read_text().split()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError, IndexError):
         return None

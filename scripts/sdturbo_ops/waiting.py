@@ -59,9 +59,7 @@ def wait_ready(watch: Watch, timeout: float, progress: Progress | None = None, i
         if state.failed:
             raise NotReady(f"{watch.model} failed to load: {state.failure}")
         if watch.server_alive is not None and not watch.server_alive():
-            output = watch.server_output() if watch.server_output else ""
-            raise NotReady(f"TorchServe exited before {watch.model} was ready"
-                           + (f"; its last words:\n{_tail(output)}" if output.strip() else ""))
+            raise NotReady(_server_gone(watch))
         status, description = model_description(watch.management_url, watch.model)
         if status == 404:
             raise NotReady(f"{watch.model} is not registered: TorchServe says "
@@ -69,6 +67,8 @@ def wait_ready(watch: Watch, timeout: float, progress: Progress | None = None, i
         pids = {int(w["pid"]) for m in description for w in m.get("workers", []) if int(w.get("pid", -1)) > 0}
         dead = [pid for pid in workers_seen | pids if not pid_alive(pid)]
         if dead and not readiness.read(watch.state_dir).ready:
+            if _server_stopping(watch):  # a stopped TorchServe ends its workers first
+                raise NotReady(_server_gone(watch))
             raise NotReady(f"{watch.model}'s worker (pid {dead[0]}) died while loading: TorchServe says "
                            f"{_worker_death(watch)}")
         workers_seen |= pids
@@ -78,6 +78,26 @@ def wait_ready(watch: Watch, timeout: float, progress: Progress | None = None, i
         if progress is not None:
             progress.tick(state.problem or "")
         time.sleep(interval)
+
+
+def _server_stopping(watch: Watch, patience: float = 3.0) -> bool:
+    """Whether the server this process started goes away within ``patience`` seconds: a stopped
+    TorchServe ends its workers before it exits, so a worker's death alone does not tell a crash from a
+    `make stop`."""
+    if watch.server_alive is None:
+        return False
+    deadline = time.monotonic() + patience
+    while watch.server_alive():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _server_gone(watch: Watch) -> str:
+    output = watch.server_output() if watch.server_output else ""
+    return (f"TorchServe stopped before {watch.model} was ready (stopped by `make stop`, or it exited)"
+            + (f"; its last words:\n{_tail(output)}" if output.strip() else ""))
 
 
 def _tail(text: str, lines: int = 15) -> str:
