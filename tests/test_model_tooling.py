@@ -48,6 +48,38 @@ def test_full_architecture_matches_sd_turbo():
     assert len(vocab) == 49_408 and len(merges) == 48_894
 
 
+def test_full_architecture_matches_sdxl_turbo():
+    """SDXL-turbo's published sizes, built by the builder's own factories on the meta device."""
+    import torch
+
+    from sdturbo_ops import offline_model as builder
+
+    factories = builder.build_sdxl("full", 49_408)
+    scheduler = factories.pop("scheduler")()  # on the CPU, as the builder makes it: it cannot be made on a device
+    with torch.device("meta"):
+        parts = {name: make() for name, make in factories.items()}
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+    assert counts["unet"] == 2_567_463_684
+    assert counts["text_encoder"] == 123_060_480 and counts["text_encoder_2"] == 694_659_840
+    assert counts["vae"] == 83_653_863
+    assert parts["vae"].config.scaling_factor == 0.13025 and parts["vae"].config.force_upcast
+    assert type(scheduler).__name__ == "EulerAncestralDiscreteScheduler"
+    # fp16 files: 2 bytes a parameter, 6.9 GB (6.5 GiB)
+    assert 6.9e9 < 2 * sum(counts.values()) < 7.0e9
+
+
+def test_tiny_sdxl_model_has_the_hub_layout(tiny_sdxl_dir):
+    index = json.loads((tiny_sdxl_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
+    assert index["text_encoder_2"] == ["transformers", "CLIPTextModelWithProjection"]
+    assert index["tokenizer_2"] == ["transformers", "CLIPTokenizer"]
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        assert list((tiny_sdxl_dir / part).glob("*.fp16.safetensors")), part
+    pads = [json.loads((tiny_sdxl_dir / name / "special_tokens_map.json").read_text())["pad_token"]
+            for name in ("tokenizer", "tokenizer_2")]
+    assert pads == ["<|endoftext|>", "!"]
+
+
 def test_builder_refuses_to_overwrite_without_force(tmp_path):
     (tmp_path / "out").mkdir()
     assert run_script("build_offline_model.py", "--out", str(tmp_path / "out")).returncode == 3

@@ -5,8 +5,9 @@ layout as the hub repositories (model_index.json, scheduler/, text_encoder/, tok
 fp16 safetensors), so the handler's single loading path serves real and offline models alike.
 
   --size tiny   a few MB; a 512x512 image takes a fraction of a second on a CPU (tests, demo)
-  --size full   the published SD-turbo architecture (UNet 865.9 M parameters): same compute as the
-                real model, so it is what the GPU benchmark runs. Its images are noise.
+  --size full   the published architecture: SD-turbo (UNet 865.9 M parameters) or SDXL-turbo (UNet
+                2.57 B parameters, 6.9 GB of fp16 files): same compute as the real model, so it is what
+                the GPU benchmark runs. Its images are noise.
 """
 
 from __future__ import annotations
@@ -44,6 +45,34 @@ TURBO_SCHEDULER = dict(
     beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
     prediction_type="epsilon", timestep_spacing="trailing", steps_offset=1,
 )
+# Published configs of stabilityai/sdxl-turbo: its unet/, text_encoder/, text_encoder_2/, vae/ and scheduler/
+# config files, the architecture of stabilityai/stable-diffusion-xl-base-1.0. The hub is not reachable here,
+# so the values were checked against what is: the SDXL paper (Podell et al. 2023, arXiv:2307.01952, table 1:
+# a 2.6 B-parameter UNet, transformer depths 0/2/10, context 2048 = CLIP ViT-L 768 + OpenCLIP bigG 1280),
+# ComfyUI's SDXL unet_config (adm_in_channels 2816 = pooled bigG 1280 + six 256-wide size/crop embeddings),
+# and the parameter counts tests/test_model_tooling.py holds them to: UNet 2,567,463,684, CLIP ViT-L text
+# 123,060,480, OpenCLIP bigG text with projection 694,659,840, VAE 83,653,863 (6.9 GB of fp16 files).
+SDXL_TURBO_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, flip_sin_to_cos=True, freq_shift=0,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(320, 640, 1280), layers_per_block=2, act_fn="silu", norm_num_groups=32, norm_eps=1e-5,
+    cross_attention_dim=2048, attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10),
+    use_linear_projection=True, upcast_attention=None, addition_embed_type="text_time",
+    addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+)
+SDXL_TURBO_TEXT_ENCODER = dict(  # CLIP ViT-L/14's text tower
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=768,
+    vocab_size=49408, bos_token_id=0, eos_token_id=2, pad_token_id=1,
+)
+SDXL_TURBO_TEXT_ENCODER_2 = dict(  # OpenCLIP ViT-bigG/14's text tower, with its projection
+    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+    max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=1280,
+    vocab_size=49408, bos_token_id=0, eos_token_id=2, pad_token_id=1,
+)
+# The SDXL VAE: SD's shape with another latent scale; its fp16 activations overflow, hence force_upcast.
+SDXL_TURBO_VAE = dict(SD_TURBO_VAE, sample_size=512, scaling_factor=0.13025)
 CLIP_MERGES_FULL = 48_894  # OpenAI CLIP BPE: 512 byte symbols + 48,894 merges + 2 specials = 49,408
 CLIP_MERGES_TINY = 400
 
@@ -140,16 +169,16 @@ def build_sd(size: str, vocab_size: int):
     }
 
 
-def build_sdxl(vocab_size: int):
-    """A tiny SDXL-turbo-shaped pipeline (two text encoders, text-time conditioning)."""
+def build_sdxl(size: str, vocab_size: int):
+    """An SDXL-turbo-shaped pipeline (two text encoders, text-time conditioning), full or tiny."""
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    text_cfg = dict(TINY_TEXT, vocab_size=vocab_size)
-    return {
-        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**text_cfg)),
-        "text_encoder_2": lambda: CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg)),
-        "unet": lambda: UNet2DConditionModel(
+    if size == "full":
+        unet_cfg, vae_cfg = SDXL_TURBO_UNET, SDXL_TURBO_VAE
+        text_cfg, text_2_cfg = SDXL_TURBO_TEXT_ENCODER, SDXL_TURBO_TEXT_ENCODER_2
+    else:
+        unet_cfg = dict(
             sample_size=64, block_out_channels=(32, 64), layers_per_block=1,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -157,8 +186,14 @@ def build_sdxl(vocab_size: int):
             addition_embed_type="text_time", addition_time_embed_dim=8,
             transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
             cross_attention_dim=64,
-        ),
-        "vae": lambda: AutoencoderKL(**dict(TINY_VAE, scaling_factor=0.13025)),
+        )
+        vae_cfg = dict(TINY_VAE, scaling_factor=SDXL_TURBO_VAE["scaling_factor"])
+        text_cfg = text_2_cfg = dict(TINY_TEXT, vocab_size=vocab_size)
+    return {
+        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**text_cfg)),
+        "text_encoder_2": lambda: CLIPTextModelWithProjection(CLIPTextConfig(**text_2_cfg)),
+        "unet": lambda: UNet2DConditionModel(**unet_cfg),
+        "vae": lambda: AutoencoderKL(**vae_cfg),
         "scheduler": lambda: EulerAncestralDiscreteScheduler(**TURBO_SCHEDULER),
     }
 
@@ -194,7 +229,7 @@ def build(arch: str, size: str, out: Path, seed: int, device: str, tiny_decoder:
         vocab_size = write_tokenizer(staging / "tokenizer", num_merges, pad_token)
         if arch == "sdxl":
             write_tokenizer(staging / "tokenizer_2", num_merges, pad_token="!")
-            factories, pipeline_class = build_sdxl(vocab_size), "StableDiffusionXLPipeline"
+            factories, pipeline_class = build_sdxl(size, vocab_size), "StableDiffusionXLPipeline"
         else:
             factories, pipeline_class = build_sd(size, vocab_size), "StableDiffusionPipeline"
 
@@ -204,7 +239,9 @@ def build(arch: str, size: str, out: Path, seed: int, device: str, tiny_decoder:
                 index[name] = ["transformers", "CLIPTokenizer"]
         for done, (name, factory) in enumerate(factories.items()):
             on_part(name, done, len(factories))
-            with torch.device(device):
+            # Schedulers hold no weights, and some cannot be created under torch.device("cuda") (their
+            # tensors must start on the CPU): only the models are made on ``device``.
+            with torch.device(device if name != "scheduler" else "cpu"):
                 component = factory()
             library = "transformers" if name.startswith("text_encoder") else "diffusers"
             index[name] = [library, type(component).__name__]
