@@ -17,6 +17,7 @@ import torch
 
 from handler.compiled import ARTIFACTS, MANIFEST, CompiledKernels, KernelTarget
 from handler.engine import Engine
+from handler.warmup import warm_up
 from handler.schema import parse_request
 from handler.settings import load_settings
 
@@ -74,7 +75,7 @@ def ship(root, target, **changes):
 
 
 def apply(engine, settings, target, root, compiler):
-    engine.kernels = CompiledKernels.apply(engine.pipe, engine.decoder, target, root, settings, compiler)
+    engine.kernels = CompiledKernels.apply(engine.pipe, engine.vae.decoder, target, root, settings, compiler)
     return engine.kernels
 
 
@@ -87,7 +88,7 @@ def test_matching_kernels_are_loaded_then_compiled_code_runs_only_at_warmed_shap
     assert cache_calls["loaded"] == [b"compiled kernels"]
     assert [name for name, _ in compiler.compiled] == ["UNet2DConditionModel", "Decoder"]
 
-    engine.warmup()  # batches 1 and 2 at 256x256, then one request: the only shapes compiled code may run
+    warm_up(engine)  # batches 1 and 2 at 256x256, then one request: the only shapes compiled code may run
     warm = dict(compiler.calls)
     assert warm["UNet2DConditionModel"] >= 2 and warm["Decoder"] >= 2
 
@@ -96,7 +97,7 @@ def test_matching_kernels_are_loaded_then_compiled_code_runs_only_at_warmed_shap
     other_shape = engine.serve_batch([parse_request({"prompt": "a cat", "width": 320, "height": 256})])[0]
     assert other_shape.status == 200
     assert compiler.calls["UNet2DConditionModel"] == warm["UNet2DConditionModel"] + 1  # ran eagerly instead
-    assert engine.pipe.unet.eager_calls == 1 and engine.decoder.decoder.eager_calls == 1
+    assert engine.pipe.unet.eager_calls == 1 and engine.vae.decoder.decoder.eager_calls == 1
 
 
 @pytest.mark.parametrize("changes, reason", [
@@ -146,7 +147,7 @@ def test_building_compiles_cold_at_start_and_saves_kernels_with_their_manifest(m
     compiler = StandInCompiler()
     kernels = apply(engine, settings, target, tmp_path, compiler)
     assert kernels.source == "cold" and compiler.compiled and not cache_calls["loaded"]
-    engine.warmup()
+    warm_up(engine)
     folder = kernels.save()
     assert folder.parent == tmp_path and folder.name.startswith("sm_90-")
     assert (folder / ARTIFACTS).read_bytes() == b"compiled kernels"

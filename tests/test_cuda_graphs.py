@@ -17,6 +17,7 @@ from handler.engine import Engine
 from handler.jobs import Job
 from handler.schema import parse_request
 from handler.settings import load_settings
+from handler.warmup import warm_up
 from tests.test_image_input import b64, encode, picture
 
 
@@ -122,30 +123,6 @@ def test_limiting_the_batch_drops_larger_graphs_and_chunks_instead():
     assert [shapes["x"][0] for shapes in capture.captured] == [4, 2, 1]
 
 
-def test_warm_up_keeps_the_graph_sizes_that_fit_in_device_memory(tiny_sd_dir, monkeypatch, caplog):
-    engine = load_pair(tiny_sd_dir, FakeCapture())[1]
-    real = engine.generate
-
-    def generate(jobs):
-        if sum(job.request.num_images for job in jobs) > 2:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        real(jobs)
-
-    monkeypatch.setattr(engine, "generate", generate)
-    assert engine.warmup() > 0
-    assert all(graphed.batch_sizes[-1] <= 2 for graphed in engine.graphs)
-    assert "a batch of 4 does not fit" in caplog.text
-    requests = [parse_request({"prompt": f"a cat {i}", "width": 256, "height": 256}) for i in range(2)]
-    assert [reply.status for reply in engine.serve_batch(requests)] == [200, 200]
-
-
-def test_a_model_that_does_not_fit_at_batch_1_fails_to_load_clearly(tiny_sd_dir, monkeypatch):
-    engine = load_pair(tiny_sd_dir, FakeCapture())[1]
-    monkeypatch.setattr(engine, "generate", lambda jobs: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("oom")))
-    with pytest.raises(RuntimeError, match="does not fit in device memory"):
-        engine.warmup()
-
-
 def test_inputs_must_agree_on_the_batch():
     graphed, _ = make()
     with pytest.raises(ValueError, match="batch size"):
@@ -163,7 +140,7 @@ def pixels(engine, requests, seeds):
     """Each image's pixels from the engine's generate stage and its decoder, the requests decoded together."""
     jobs = [Job(request, seed) for request, seed in zip(requests, seeds, strict=True)]
     engine.generate(jobs)
-    return list(engine.decode_latents(torch.cat([job.latents for job in jobs])))
+    return list(engine.vae.decode_images(torch.cat([job.latents for job in jobs])))
 
 
 def assert_close_images(expected, got):
@@ -188,7 +165,7 @@ def test_engine_through_graphs_matches_eager(tiny_sd_dir):
     assert encode_graph.replays == 0  # text-to-image never encodes an image
     assert graphed.pipe.unet.config.in_channels == eager.pipe.unet.config.in_channels  # config still visible
 
-    assert graphed.warmup() > 0
+    assert warm_up(graphed) > 0
     assert {shapes["sample"][0] for shapes in capture.captured if "sample" in shapes} == {1, 2, 4}
     # The warm-up also captured the VAE encoder at each slice size (vae_decode_batch 2), at its resolution.
     assert {shapes["pixels"] for shapes in capture.captured if "pixels" in shapes} == {(1, 512, 512, 3),

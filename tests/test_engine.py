@@ -153,9 +153,9 @@ def test_a_request_that_fits_after_the_split_gets_the_image_it_would_get_alone(e
 
 
 def test_out_of_memory_while_decoding_is_isolated_the_same_way(engine, monkeypatch):
-    real = engine.decode_images
+    real = engine.vae.decode_images
     guard = OutOfMemoryAbove(real, limit=2)
-    monkeypatch.setattr(engine, "decode_images", lambda latents: guard(latents.shape[0], latents))
+    monkeypatch.setattr(engine.vae, "decode_images", lambda latents: guard(latents.shape[0], latents))
     replies = engine.serve_batch([req(seed=1), req(seed=2, num_images=3)])
     assert [r.status for r in replies] == [200, 507]
     assert guard.calls == [4, 1, 3]
@@ -198,7 +198,7 @@ def test_an_image_that_fails_to_encode_costs_only_its_own_request(engine, monkey
 def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypatch):
     """Each image goes to the encoder as soon as its slice reaches the host: the second slice is still
     being decoded (this stand-in decoder waits for it) when the first slice's images are being encoded."""
-    real_decode, real_encode = engine.decode_images, engine.encoder.encode_one
+    real_decode, real_encode = engine.vae.decode_images, engine.encoder.encode_one
     first_encode_started = threading.Event()
     overlapped = []
 
@@ -212,7 +212,7 @@ def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypat
         first_encode_started.set()
         return real_encode(pixels, fmt, parts)
 
-    monkeypatch.setattr(engine, "decode_images", decode_images)
+    monkeypatch.setattr(engine.vae, "decode_images", decode_images)
     monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
     # JPEG: several images of a batch are encoded one per thread, as they arrive.
     two_jpegs = {"output_format": "jpeg", "num_images": 2}
@@ -240,31 +240,6 @@ def test_each_batch_reports_its_stage_times(engine):
     assert all(ms > 0 for ms in result.stage_ms.values())
     assert [job.seed for job in result.jobs] == [1, 2] and all(job.reply.status == 200 for job in result.jobs)
     assert all(not job.claims and job.latents is None for job in result.jobs)  # nothing held past encode
-
-
-@pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
-def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
-    """decode_latents re-implements diffusers' latent un-scaling and [-1, 1] -> uint8 on the device: it must
-    give exactly what the pipeline's ``output_type="np"`` path gives, rounded as diffusers rounds."""
-    engine = make_engine(request.getfixturevalue(fixture))
-    common = {"prompt": ["a red cube", "a blue ball"], "num_inference_steps": 1, "guidance_scale": 0.0,
-              "height": 256, "width": 256}
-    reference = engine.pipe(**common, generator=[torch.Generator().manual_seed(s) for s in (1, 2)],
-                            output_type="np").images
-    latents = engine.pipe(**common, generator=[torch.Generator().manual_seed(s) for s in (1, 2)],
-                          output_type="latent").images
-    ours = engine.decode_latents(latents)
-    expected = (reference * 255).round().astype(np.uint8)
-    assert ours.dtype == np.uint8 and ours.shape == expected.shape == (2, 256, 256, 3)
-    assert np.array_equal(ours, expected)
-
-
-def test_warmup_runs_a_real_generation(engine, monkeypatch):
-    text, image = PipelineSpy(engine.pipe), PipelineSpy(engine.img2img_pipe)
-    monkeypatch.setattr(engine, "pipe", text)
-    monkeypatch.setattr(engine, "img2img_pipe", image)
-    assert engine.warmup() > 0
-    assert text.batches == [1] and image.batches == [1]  # both modes, before any caller
 
 
 # ------------------------------------------------------------------ image-to-image
@@ -334,27 +309,6 @@ def test_one_copy_of_the_weights(engine):
     assert pointers == {p.data_ptr() for name in shared for p in image[name].parameters()}
 
 
-@pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
-def test_encode_images_matches_the_pipelines_own_image_path(fixture, request):
-    """encode_images re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
-    run batched through a CUDA graph: from the same pixels and seeds, the pipeline must end at exactly
-    the latents its own PIL-image path gives."""
-    engine = make_engine(request.getfixturevalue(fixture))
-    job_request = image_req(num_images=2)
-    common = {"prompt": ["a cat"] * 2, "num_inference_steps": 2, "strength": 0.5, "guidance_scale": 0.0,
-              "output_type": "latent"}
-    pil = decode_image(b64(encode(picture(320, 256))))
-    reference = engine.img2img_pipe(**common, image=[pil, pil], generator=[torch.Generator().manual_seed(s)
-                                                                           for s in (3, 4)]).images
-    from handler.jobs import Job
-
-    generators = [torch.Generator().manual_seed(s) for s in (3, 4)]
-    latents = engine.encode_images([Job(job_request, 0)], generators)
-    ours = engine.img2img_pipe(**common, image=latents, generator=generators).images
-    assert ours.shape == reference.shape == (2, 4, 32, 40)
-    assert torch.equal(ours, reference)
-
-
 def test_out_of_memory_in_image_to_image_is_isolated_the_same_way(engine, monkeypatch):
     real = engine.img2img_pipe
     guard = OutOfMemoryAbove(lambda **kw: real(**kw), limit=2)
@@ -384,7 +338,7 @@ def test_sdxl_turbo_is_served_by_the_same_engine(tiny_sdxl_dir):
 
 def test_tiny_decoder_mode(tiny_sd_dir):
     fast = make_engine(tiny_sd_dir, decoder="tiny")
-    assert type(fast.decoder).__name__ == "AutoencoderTiny"
+    assert type(fast.vae.decoder).__name__ == "AutoencoderTiny"
     assert decode_image(fast.serve_batch([req(seed=1)])[0].body["image"]).size == (512, 512)
 
 

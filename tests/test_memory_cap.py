@@ -66,7 +66,7 @@ def limit(engine, monkeypatch, generate_budget, decode_budget):
         return np.zeros((count, h * 8, w * 8, 3), np.uint8)
 
     monkeypatch.setattr(engine, "pipe", pipe)
-    monkeypatch.setattr(engine, "decode_images", decode_images)
+    monkeypatch.setattr(engine.vae, "decode_images", decode_images)
 
 
 request_mix = st.lists(

@@ -36,6 +36,7 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     from handler.engine import Engine
     from handler.schema import GenerationRequest
     from handler.settings import load_settings
+    from handler.warmup import warm_up
 
     from sdturbo_ops.torchserve_config import model_config
 
@@ -43,7 +44,7 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     # served stages run the same engine.
     shipped = model_config(MODEL_CONFIG)["handler"]
     engine = Engine.load(model_dir.parent, load_settings({**shipped, **settings, "model_dir": model_dir.name}, {}))
-    engine.warmup()
+    warm_up(engine)
     image = input_image_base64()
     modes = {"text": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i),
              "img2img": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i, image=image)}
