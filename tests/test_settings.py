@@ -15,6 +15,21 @@ def test_shipped_model_config_is_valid_and_complete():
     assert set(config["handler"]) <= set(EngineSettings.model_fields)
 
 
+def test_shipped_model_config_restates_no_code_default():
+    """One home per default: the YAML's handler: section holds overrides only. A key whose value equals
+    the code's default is a second copy, which would silently win when the code's default changes."""
+    section = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())["handler"] or {}
+    shipped, defaults = load_settings(section, {}), EngineSettings()
+    restated = sorted(key for key in section if getattr(shipped, key) == getattr(defaults, key))
+    assert not restated, f"model-config.yaml restates handler/settings.py defaults: {restated}; remove them"
+
+
+def test_the_shipped_engine_compiles_from_shipped_kernels_by_default():
+    """The shipped behaviour (README: kernels from the model folder when present, eager otherwise) is the
+    code's default, so every caller of EngineSettings gets it without a config file."""
+    assert EngineSettings().compile == "default"
+
+
 def test_environment_overrides_yaml():
     settings = load_settings({"device": "cuda", "png_compress_level": 6},
                              {"SDTURBO_DEVICE": "cpu", "SDTURBO_WARMUP": "false", "UNRELATED": "x"})
