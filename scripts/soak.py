@@ -24,7 +24,7 @@ from sdturbo_ops import cli
 from sdturbo_ops.archive import build
 from sdturbo_ops.paths import MODEL_CONFIG, ROOT, TINY_SD
 from sdturbo_ops.soak import soak, warm_up, worker_rss
-from sdturbo_ops.torchserve import LocalTorchServe
+from sdturbo_ops.local_torchserve import LocalTorchServe
 
 EXIT_FAILED, EXIT_NO_SERVER = 1, 3
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from sdturbo_ops.paths import PLUGIN_JAR, PLUGINS_DIR, TINY_SD  # noqa: F401  (re-exported for the tests)
 from sdturbo_ops.processes import free_port  # noqa: F401  (re-exported for the tests)
-from sdturbo_ops.torchserve import LocalTorchServe  # noqa: F401  (re-exported for the tests)
+from sdturbo_ops.local_torchserve import LocalTorchServe  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
 

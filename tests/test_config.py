@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from handler.schema import MAX_IMAGE_BODY_BYTES
-from sdturbo_ops.entrypoint import Listeners, container_properties
+from sdturbo_ops.serve import Listeners, container_properties
 from sdturbo_ops.torchserve_config import read_properties
 from tests.helpers import REPO
 

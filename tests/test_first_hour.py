@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from sdturbo_ops.processes import pid_alive
-from sdturbo_ops.waiting import NotReady
+from sdturbo_ops.wait_ready import NotReady
 from tests.helpers import PYTHON, REPO, LocalTorchServe, build_archive, http, run_script
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from sdturbo_ops.archive import archive_path, build
 from sdturbo_ops.load import GpuMemorySampler, input_image_base64, post, sweep
 from sdturbo_ops.paths import MODEL_CONFIG, MODEL_NAME, ROOT
 from sdturbo_ops.processes import free_port, stop_process_group
-from sdturbo_ops.torchserve import LocalTorchServe
+from sdturbo_ops.local_torchserve import LocalTorchServe
 from sdturbo_ops.torchserve_config import write_model_config
 
 log = logging.getLogger("sdturbo_ops.bench").info

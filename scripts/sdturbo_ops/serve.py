@@ -28,7 +28,7 @@ from sdturbo_ops import readiness
 from sdturbo_ops.management import pending_requests
 from sdturbo_ops.paths import MODEL_NAME
 from sdturbo_ops.processes import stop_process_group
-from sdturbo_ops.torchserve import torchserve_command, torchserve_env
+from sdturbo_ops.local_torchserve import torchserve_command, torchserve_env
 from sdturbo_ops.torchserve_config import derive_properties, write_model_config
 
 ENV_PREFIX = "SDSERVE_"

@@ -24,7 +24,7 @@ from sdturbo_ops.management import model_workers
 from sdturbo_ops.paths import CONFIG_PROPERTIES, MODEL_NAME, PLUGINS_DIR
 from sdturbo_ops.processes import free_port, pid_alive, stop_process_group
 from sdturbo_ops.torchserve_config import management_address, write_properties
-from sdturbo_ops.waiting import Watch, wait_ready
+from sdturbo_ops.wait_ready import Watch, wait_ready
 
 # TorchServe's launcher keeps the Java frontend's pid here (ts/model_server.py); `torchserve --stop` reads it.
 PID_FILE_NAME = ".model_server.pid"
@@ -100,7 +100,7 @@ class LocalTorchServe:
         """Block until the model is ready (loaded and warmed up); returns seconds since the launch.
 
         Raises:
-            sdturbo_ops.waiting.NotReady (a RuntimeError): the model failed to load, is not registered,
+            sdturbo_ops.wait_ready.NotReady (a RuntimeError): the model failed to load, is not registered,
                 its worker died, or TorchServe exited; TimedOut (also a TimeoutError) after ``timeout``.
         """
         wait_ready(self.watch(model), timeout)
