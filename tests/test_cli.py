@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdturbo_ops import cli
+from tests.helpers import run_script
 
 
 def exit_of(main, capsys) -> tuple[int, str]:
@@ -37,3 +38,10 @@ def test_other_missing_modules_are_not_hidden():
 
     with pytest.raises(ModuleNotFoundError):
         cli.run(main)
+
+
+@pytest.mark.parametrize("script", ["build_offline_model.py", "download_model.py", "build_archive.py",
+                                    "wait_ready.py", "serve.py"])
+def test_cli_has_help(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0 and "usage" in result.stdout.lower()

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from handler.device import DeviceError, cuda_unusable_reason, driver_release, select_device, select_dtype
+from handler.device import DeviceError, cap_device_memory, cuda_unusable_reason, driver_release, select_device, select_dtype
 
 YES, NO = (lambda: True), (lambda: False)
 
@@ -80,3 +81,15 @@ def test_reason_names_an_old_driver(tmp_path):
 def test_torch_error_is_what_torch_says_here():
     # This machine's torch (a CPU build, or no GPU): torch's own words reach the reason.
     assert cuda_unusable_reason().count("torch says: ") == 1
+
+
+def test_the_ceiling_becomes_torchs_per_process_fraction(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=16 * 2**30))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d: calls.append((f, d)))
+    cuda = torch.device("cuda", 0)
+    assert cap_device_memory(cuda, 7.5) == pytest.approx(7.5 / 16)
+    assert calls == [(pytest.approx(7.5 / 16), cuda)]
+    assert cap_device_memory(cuda, 0) is None and cap_device_memory(torch.device("cpu"), 7.5) is None
+    assert cap_device_memory(cuda, 64) == 1.0  # a ceiling above the card is the card
+    assert len(calls) == 2

@@ -24,7 +24,10 @@ def dead_pid() -> int:
 
 
 LIVE = os.getpid()
+
+
 DEAD = dead_pid()
+
 
 # name -> (files in the folder: name -> content, the answer)
 FOLDERS = {
@@ -68,18 +71,6 @@ def test_the_plugin_follows_the_same_rule(tmp_path, plugins_dir):
     assert result.stdout.splitlines() == expected
     assert [("ready" if readiness.read(f).ready else f"not ready: {readiness.read(f).problem}") for f in folders] \
         == expected
-
-
-def test_what_the_handler_writes_is_what_the_reader_reads(tmp_path):
-    files = worker_state.WorkerStateFiles(tmp_path)
-    assert not readiness.read(tmp_path).ready
-    with files.busy():
-        assert readiness.busy_workers(tmp_path) == [os.getpid()]
-    assert readiness.busy_workers(tmp_path) == []
-    files.report("failed", "OSError: no weights")
-    assert readiness.read(tmp_path).failure == "OSError: no weights"
-    files.report("ready")
-    assert readiness.read(tmp_path).ready
 
 
 def test_a_dead_workers_busy_marker_is_not_work_in_flight(tmp_path):

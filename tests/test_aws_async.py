@@ -1,5 +1,6 @@
-"""publish.py and invoke.py against a real HTTP S3 emulator (moto in server mode, on loopback), and a local
-async round trip: a fake SageMaker async agent feeds requests to the real `serve` entrypoint."""
+"""The asynchronous endpoint from a client's side (sdturbo_ops/aws_async.py, invoke.py's async mode) against a
+real HTTP S3 emulator (moto in server mode, on loopback), and a local async round trip: a fake SageMaker async
+agent feeds requests to the real `serve` entrypoint."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import build_archive, decode_image, free_port, run_script
+from tests.helpers import free_port, run_script
 from tests.test_image_input import encode, picture
 
+
 ASYNC_BUCKET = "test-async"
+
+
 ARTIFACTS_BUCKET = "test-artifacts"
 
 
@@ -61,110 +65,10 @@ def queue_moto_results(moto, *results):
     urllib.request.urlopen(request).read()
 
 
-# ------------------------------------------------------------------ publish
-def test_publish_uploads_every_file_intact(moto, tmp_path, tiny_sd_dir):
-    archive = build_archive(tiny_sd_dir, tmp_path / "store")
-    result = run_script("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "models/sdturbo/v1/",
-                        env=moto["env"])
-    assert result.returncode == 0, result.stderr
-    local = {p.relative_to(archive).as_posix(): p for p in archive.rglob("*") if p.is_file()}
-    listed = moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="models/sdturbo/v1/")["Contents"]
-    remote = {o["Key"].removeprefix("models/sdturbo/v1/") for o in listed}
-    assert remote == set(local)
-    for name, path in local.items():
-        body = moto["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key=f"models/sdturbo/v1/{name}")["Body"].read()
-        assert body == path.read_bytes(), name
-    assert "MAR-INF/MANIFEST.json" in remote and any(n.endswith(".safetensors") for n in remote)
-
-
-def test_publish_takes_the_location_from_terraform_outputs(moto, tmp_path, tiny_sd_dir):
-    archive = build_archive(tiny_sd_dir, tmp_path / "store")
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({"model_data_uri": {"value": f"s3://{ARTIFACTS_BUCKET}/models/sdturbo/v9/"},
-                                   "region": {"value": "us-east-1"}}))
-    result = run_script("publish.py", str(archive), "--from-terraform", str(outputs), env=moto["env"])
-    assert result.returncode == 0, result.stderr
-    listed = moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="models/sdturbo/v9/")["Contents"]
-    keys = [o["Key"] for o in listed]
-    assert "models/sdturbo/v9/MAR-INF/MANIFEST.json" in keys
-
-
-def test_publish_dry_run_uploads_nothing(moto, tmp_path, tiny_sd_dir):
-    archive = build_archive(tiny_sd_dir, tmp_path / "store")
-    result = run_script("publish.py", str(archive), "--bucket", ARTIFACTS_BUCKET, "--prefix", "dry/", "--dry-run",
-                        env=moto["env"])
-    assert result.returncode == 0 and "MAR-INF/MANIFEST.json" in result.stdout
-    assert moto["s3"].list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="dry/").get("KeyCount", 0) == 0
-
-
-def test_publish_refuses_a_folder_that_is_not_an_archive(moto, tmp_path):
-    result = run_script("publish.py", str(tmp_path), "--bucket", ARTIFACTS_BUCKET, "--prefix", "x/", env=moto["env"])
-    assert result.returncode == 2 and "make mar" in result.stderr
-
-
 # ------------------------------------------------------------------ invoke async against moto
 def async_args(tmp_path, *extra):
     return ["async", "a cat", "--seed", "7", "--endpoint", "sdturbo", "--bucket", ASYNC_BUCKET,
             "--out", str(tmp_path / "cat.png"), *extra]
-
-
-def test_invoke_async_uploads_the_request_and_decodes_the_output(moto, tmp_path):
-    queue_moto_results(moto, {"data": json.dumps(png_reply())})
-    result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "req-1"), env=moto["env"])
-    assert result.returncode == 0, result.stderr
-    assert Image.open(tmp_path / "cat.png").size == (64, 48)
-    request = moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-1.json")["Body"].read()
-    assert json.loads(request) == {"prompt": "a cat", "seed": 7}
-
-
-def test_invoke_async_carries_the_image_inside_the_request_json(moto, tmp_path):
-    source = tmp_path / "start.jpg"
-    source.write_bytes(encode(picture(320, 256), "JPEG"))
-    queue_moto_results(moto, {"data": json.dumps(png_reply())})
-    result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "req-img", "--image", str(source),
-                                                 "--strength", "0.75"), env=moto["env"])
-    assert result.returncode == 0, result.stderr
-    request = json.loads(moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-img.json")["Body"].read())
-    assert request == {"prompt": "a cat", "seed": 7, "strength": 0.75,
-                       "image": base64.b64encode(source.read_bytes()).decode()}
-
-
-def test_invoke_with_an_unreadable_image_is_a_usage_error(moto, tmp_path):
-    result = run_script("invoke.py", *async_args(tmp_path, "--image", str(tmp_path / "missing.png")), env=moto["env"])
-    assert result.returncode == 2 and "missing.png" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_invoke_async_reports_a_failure_object(moto, tmp_path):
-    queue_moto_results(moto, {"is_failure": True, "data": json.dumps(
-        {"code": 400, "type": "InvalidRequest", "message": "invalid request: width: multiple of 8"})})
-    result = run_script("invoke.py", *async_args(tmp_path), env=moto["env"])
-    assert result.returncode == 1
-    assert "width: multiple of 8" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "cat.png").exists()
-
-
-def test_invoke_async_no_wait_prints_the_locations(moto, tmp_path):
-    queue_moto_results(moto, {"data": json.dumps(png_reply())})
-    result = run_script("invoke.py", *async_args(tmp_path, "--no-wait"), env=moto["env"])
-    assert result.returncode == 0, result.stderr
-    locations = json.loads(result.stdout)
-    assert locations["output"].startswith("s3://")
-    assert locations["input"].startswith(f"s3://{ASYNC_BUCKET}/async-input/")
-
-
-def test_invoke_async_reads_names_from_terraform_outputs(moto, tmp_path):
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({"endpoint_name": {"value": "sdturbo"}, "async_bucket": {"value": ASYNC_BUCKET},
-                                   "async_input_prefix": {"value": "async-input/"}, "region": {"value": "us-east-1"}}))
-    queue_moto_results(moto, {"data": json.dumps(png_reply())})
-    result = run_script("invoke.py", "async", "a cat", "--from-terraform", str(outputs),
-                        "--out", str(tmp_path / "c.png"), env=moto["env"])
-    assert result.returncode == 0, result.stderr
-
-
-def test_invoke_async_without_a_target_is_a_usage_error(moto, tmp_path):
-    result = run_script("invoke.py", "async", "a cat", env=moto["env"])
-    assert result.returncode == 2 and "--from-terraform" in result.stderr
 
 
 # ------------------------------------------------------------------ a fake SageMaker async agent
@@ -241,6 +145,84 @@ class AsyncAgent:
             thread.join(30)
 
 
+# ------------------------------------------------------------------ usage and configuration: one line, exit 2
+def uploaded(moto, inference_id: str) -> int:
+    return moto["s3"].list_objects_v2(Bucket=ASYNC_BUCKET, Prefix=f"async-input/{inference_id}").get("KeyCount", 0)
+
+
+def one_clean_line(stderr: str) -> bool:
+    return stderr.strip().count("\n") == 0 and stderr.startswith("error: ") and "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------ fetching a result later
+def stack_outputs(tmp_path) -> str:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({name: {"value": value} for name, value in {
+        "endpoint_name": "sdturbo", "async_bucket": ASYNC_BUCKET, "async_input_prefix": "async-input/",
+        "async_output_uri": f"s3://{ASYNC_BUCKET}/async-output/",
+        "async_failure_uri": f"s3://{ASYNC_BUCKET}/async-failure/", "region": "us-east-1"}.items()}))
+    return str(outputs)
+
+
+def test_invoke_async_uploads_the_request_and_decodes_the_output(moto, tmp_path):
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "req-1"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "cat.png").size == (64, 48)
+    request = moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-1.json")["Body"].read()
+    assert json.loads(request) == {"prompt": "a cat", "seed": 7}
+
+
+def test_invoke_async_carries_the_image_inside_the_request_json(moto, tmp_path):
+    source = tmp_path / "start.jpg"
+    source.write_bytes(encode(picture(320, 256), "JPEG"))
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "req-img", "--image", str(source),
+                                                 "--strength", "0.75"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    request = json.loads(moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-img.json")["Body"].read())
+    assert request == {"prompt": "a cat", "seed": 7, "strength": 0.75,
+                       "image": base64.b64encode(source.read_bytes()).decode()}
+
+
+def test_invoke_with_an_unreadable_image_is_a_usage_error(moto, tmp_path):
+    result = run_script("invoke.py", *async_args(tmp_path, "--image", str(tmp_path / "missing.png")), env=moto["env"])
+    assert result.returncode == 2 and "missing.png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invoke_async_reports_a_failure_object(moto, tmp_path):
+    queue_moto_results(moto, {"is_failure": True, "data": json.dumps(
+        {"code": 400, "type": "InvalidRequest", "message": "invalid request: width: multiple of 8"})})
+    result = run_script("invoke.py", *async_args(tmp_path), env=moto["env"])
+    assert result.returncode == 1
+    assert "width: multiple of 8" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "cat.png").exists()
+
+
+def test_invoke_async_no_wait_prints_the_locations(moto, tmp_path):
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = run_script("invoke.py", *async_args(tmp_path, "--no-wait"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    locations = json.loads(result.stdout)
+    assert locations["output"].startswith("s3://")
+    assert locations["input"].startswith(f"s3://{ASYNC_BUCKET}/async-input/")
+
+
+def test_invoke_async_reads_names_from_terraform_outputs(moto, tmp_path):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"endpoint_name": {"value": "sdturbo"}, "async_bucket": {"value": ASYNC_BUCKET},
+                                   "async_input_prefix": {"value": "async-input/"}, "region": {"value": "us-east-1"}}))
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = run_script("invoke.py", "async", "a cat", "--from-terraform", str(outputs),
+                        "--out", str(tmp_path / "c.png"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+
+
+def test_invoke_async_without_a_target_is_a_usage_error(moto, tmp_path):
+    result = run_script("invoke.py", "async", "a cat", env=moto["env"])
+    assert result.returncode == 2 and "--from-terraform" in result.stderr
+
+
 def test_invoke_async_gives_up_at_the_deadline(moto, tmp_path):
     agent = AsyncAgent(moto["s3"], None, silent=True)
     try:
@@ -291,52 +273,6 @@ def test_local_async_image_to_image_round_trip(moto, tmp_path, serve):
     assert len(agent.invocations) == 1
 
 
-@pytest.mark.integration
-def test_local_mode_posts_to_torchserve(torchserve, tmp_path):
-    env = dict(os.environ)
-    ok = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url,
-                    "--out", str(tmp_path / "a.png"), env=env)
-    assert ok.returncode == 0, ok.stderr
-    assert decode_image(base64.b64encode((tmp_path / "a.png").read_bytes()).decode()).size == (512, 512)
-    via_invocations = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url, "--path",
-                                 "/invocations", "--out", str(tmp_path / "b.png"), env=env)
-    assert via_invocations.returncode == 0
-    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    bad = run_script("invoke.py", "local", "a cat", "--width", "100", "--url", torchserve.url, env=env)
-    assert bad.returncode == 1 and "400" in bad.stderr and "width" in bad.stderr
-    source = tmp_path / "start.webp"
-    source.write_bytes(encode(picture(256, 320), "WEBP"))
-    image_args = ["local", "a cat", "--seed", "3", "--image", str(source), "--strength", "0.5", "--url", torchserve.url]
-    first = run_script("invoke.py", *image_args, "--out", str(tmp_path / "i1.png"), env=env)
-    second = run_script("invoke.py", *image_args, "--out", str(tmp_path / "i2.png"), env=env)
-    assert first.returncode == 0 and second.returncode == 0, first.stderr
-    assert Image.open(tmp_path / "i1.png").size == (256, 320)
-    assert (tmp_path / "i1.png").read_bytes() == (tmp_path / "i2.png").read_bytes()  # same seed, image, params
-
-
-def test_local_mode_explains_a_missing_server(tmp_path):
-    result = run_script("invoke.py", "local", "a cat", "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
-    assert result.returncode == 1 and "make serve" in result.stderr
-
-
-def test_decode_writes_images_from_a_saved_reply(tmp_path):
-    (tmp_path / "reply.json").write_text(json.dumps(png_reply()))
-    result = run_script("invoke.py", "decode", str(tmp_path / "reply.json"), "--out", str(tmp_path / "x.png"),
-                        env=dict(os.environ))
-    assert result.returncode == 0 and Image.open(tmp_path / "x.png").size == (64, 48)
-    (tmp_path / "err.json").write_text(json.dumps({"code": 400, "message": "bad"}))
-    assert run_script("invoke.py", "decode", str(tmp_path / "err.json"), env=dict(os.environ)).returncode == 1
-
-
-# ------------------------------------------------------------------ usage and configuration: one line, exit 2
-def uploaded(moto, inference_id: str) -> int:
-    return moto["s3"].list_objects_v2(Bucket=ASYNC_BUCKET, Prefix=f"async-input/{inference_id}").get("KeyCount", 0)
-
-
-def one_clean_line(stderr: str) -> bool:
-    return stderr.strip().count("\n") == 0 and stderr.startswith("error: ") and "Traceback" not in stderr
-
-
 @pytest.mark.parametrize("remove, add, says", [
     (("AWS_DEFAULT_REGION", "AWS_REGION"), {}, "no AWS region"),
     (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), {}, "no AWS credentials"),
@@ -374,27 +310,6 @@ def test_invoke_async_checks_the_request_with_the_handlers_schema_before_any_aws
     assert result.returncode == 2 and one_clean_line(result.stderr), result.stderr
     assert "the endpoint would refuse this request with 400" in result.stderr and field in result.stderr
     assert uploaded(moto, "refused") == 0 and agent.invocations == []
-
-
-def test_terraform_errors_are_shown_whole_and_without_colour(moto, tmp_path):
-    stack = tmp_path / "infra"
-    stack.mkdir()
-    (stack / "main.tf").write_text('output "broken" {\n  value =\n}\n')
-    result = run_script("invoke.py", "async", "a cat", "--from-terraform", str(stack), env=moto["env"])
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "Error: Invalid expression" in result.stderr  # the head of terraform's diagnostic ...
-    assert "Expected the start of an expression" in result.stderr  # ... and its end
-    assert "\x1b[" not in result.stderr
-
-
-# ------------------------------------------------------------------ fetching a result later
-def stack_outputs(tmp_path) -> str:
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({name: {"value": value} for name, value in {
-        "endpoint_name": "sdturbo", "async_bucket": ASYNC_BUCKET, "async_input_prefix": "async-input/",
-        "async_output_uri": f"s3://{ASYNC_BUCKET}/async-output/",
-        "async_failure_uri": f"s3://{ASYNC_BUCKET}/async-failure/", "region": "us-east-1"}.items()}))
-    return str(outputs)
 
 
 @pytest.mark.integration
@@ -462,39 +377,3 @@ def test_async_can_wait_on_the_notification_queue(moto, tmp_path, serve):
     assert Image.open(tmp_path / "cat.png").size == (256, 512)
     left = clients["sqs"].receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     assert [json.loads(json.loads(m["Body"])["Message"])["inferenceId"] for m in left] == ["someone-else"]
-
-
-# ------------------------------------------------------------------ file names and formats
-def test_local_refuses_a_file_name_that_contradicts_the_format(tmp_path):
-    """JPEG bytes in cat.png would open in some viewers and not in others: refused before any request."""
-    result = run_script("invoke.py", "local", "a cat", "--format", "jpeg", "--out", str(tmp_path / "cat.png"),
-                        "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
-    assert result.returncode == 2 and one_clean_line(result.stderr) and "cat.jpg" in result.stderr, result.stderr
-    assert not (tmp_path / "cat.png").exists()
-
-
-@pytest.mark.integration
-def test_the_file_name_picks_the_format(torchserve, tmp_path):
-    result = run_script("invoke.py", "local", "a cat", "--url", torchserve.url, "--out", str(tmp_path / "cat.jpg"),
-                        env=dict(os.environ))
-    assert result.returncode == 0, result.stderr
-    assert Image.open(tmp_path / "cat.jpg").format == "JPEG"
-
-
-def test_decode_names_the_file_after_the_replys_format(tmp_path):
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (0, 90, 200)).save(buffer, format="JPEG")
-    reply = {"image": base64.b64encode(buffer.getvalue()).decode(), "seed": 1, "format": "jpeg"}
-    (tmp_path / "reply.json").write_text(json.dumps(reply))
-    result = run_script("invoke.py", "decode", str(tmp_path / "reply.json"), "--out", str(tmp_path / "x.png"),
-                        env=dict(os.environ))
-    assert result.returncode == 0 and "x.jpg" in result.stdout, result.stdout + result.stderr
-    assert Image.open(tmp_path / "x.jpg").format == "JPEG" and not (tmp_path / "x.png").exists()
-
-
-@pytest.mark.parametrize("content", ['{"foo": 1}', "[1, 2]", "not json at all"])
-def test_decode_of_something_that_is_not_a_reply_exits_4_with_one_clean_line(tmp_path, content):
-    (tmp_path / "thing.json").write_text(content)
-    result = run_script("invoke.py", "decode", str(tmp_path / "thing.json"), env=dict(os.environ))
-    assert result.returncode == 4 and one_clean_line(result.stderr), result.stderr
-    assert "error: error:" not in result.stderr
