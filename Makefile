@@ -56,7 +56,7 @@ $(TOOLS_VENV)/.installed:
 .PHONY: tools
 tools: $(TOOLS_VENV)/.installed ## install checkov into .venv-tools
 
-# The image test (tests/test_container_image.py) runs its own Docker engine and makes its base image with
+# The image test (tests/e2e/test_container_image.py) runs its own Docker engine and makes its base image with
 # mmdebstrap. As root, the missing Debian packages are installed; policy-rc.d stops their postinst from
 # starting the system's dockerd, which would switch on the host's ip_forward. Without root the test is
 # skipped with the reason (and fails under CI, which must run it).

@@ -222,3 +222,24 @@ class GraphedTextEncoder(_Graphed):
         if args or attention_mask is not None or any(kwargs.values()) or not torch.is_tensor(input_ids):
             return self.inner(input_ids, attention_mask, *args, **kwargs)
         return (self.graphed({"input_ids": input_ids}),)
+
+
+def install_graphs(pipe, vae, batch_sizes: Sequence[int], vae_slice: int, pool=None,
+                   capture: CaptureFunction = capture_cuda_graph) -> list[GraphedBatchFunction]:
+    """Put graphs in place of ``pipe``'s UNet and text encoder and ``vae``'s (handler/vae.py) two batch
+    functions; returns the graphed functions, which the warm-up captures. Made before the image-to-image
+    pipeline, which then shares the graphed UNet and text encoder.
+
+    The VAE's graphs are captured at the UNet's sizes below one slice (``vae_slice`` images) and at the
+    slice itself: the VAE never runs more images at once. Image-to-image's VAE encoder is the one call
+    the text-to-image graphs do not cover; it runs in the same slices.
+    """
+    pipe.unet = GraphedUNet.wrap(pipe.unet, batch_sizes, pool, capture=capture)
+    graphs = [pipe.unet.graphed]
+    if getattr(pipe, "text_encoder_2", None) is None:  # SDXL asks its encoders for hidden states: eager
+        pipe.text_encoder = GraphedTextEncoder.wrap(pipe.text_encoder, batch_sizes, pool, capture=capture)
+        graphs.append(pipe.text_encoder.graphed)
+    vae_sizes = sorted({size for size in batch_sizes if size < vae_slice} | {vae_slice})
+    vae.decode_chunk = GraphedBatchFunction(vae.decode_chunk, vae_sizes, name="vae_decode", pool=pool, capture=capture)
+    vae.encode_chunk = GraphedBatchFunction(vae.encode_chunk, vae_sizes, name="vae_encode", pool=pool, capture=capture)
+    return [*graphs, vae.decode_chunk, vae.encode_chunk]

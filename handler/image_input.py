@@ -15,7 +15,7 @@ This is the server's only untrusted binary input, so each step is bounded before
 
 Every refusal is an ``ImageError`` with the HTTP status the caller gets (413 for too many pixels, 400
 otherwise) and a message that never echoes the data. Pure functions with no model or server state: unit-
-and fuzz-tested directly (tests/test_image_input.py). The request's own bounds (the base64 length, the
+and fuzz-tested directly (tests/handler/test_image_input.py). The request's own bounds (the base64 length, the
 output size bounds) live in handler/schema.py, which passes them in.
 """
 

@@ -243,12 +243,9 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
     """
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in _JSON_COMPATIBLE_TYPES and not media_type.endswith("+json"):
-        raise RequestError(
-            415,
-            f"unsupported content type {media_type[:_MAX_FIELD_NAME]!r}: send a JSON object "
-            "with Content-Type: application/json",
-            [{"field": "Content-Type", "message": "expected application/json"}],
-        )
+        raise RequestError(415, f"unsupported content type {media_type[:_MAX_FIELD_NAME]!r}: send a JSON object "
+                                "with Content-Type: application/json",
+                           [{"field": "Content-Type", "message": "expected application/json"}])
     try:
         if isinstance(body, (bytes, bytearray, memoryview, str)):
             raw = body.encode() if isinstance(body, str) else bytes(body)

@@ -1,7 +1,8 @@
 """Engine settings: one typed place for every knob, read from model-config.yaml then the environment.
 
-The archive's ``model-config.yaml`` carries a ``handler:`` section; any field can be overridden by an
-environment variable named ``SDTURBO_<FIELD>`` (for example ``SDTURBO_DEVICE=cpu``). The ``SDTURBO_``
+Each field's default is written here and nowhere else. The archive's ``model-config.yaml`` carries a
+``handler:`` section for overrides only (tests/handler/test_settings.py fails if it restates a default);
+any field can be overridden by an environment variable named ``SDTURBO_<FIELD>`` (for example ``SDTURBO_DEVICE=cpu``). The ``SDTURBO_``
 namespace belongs to these fields alone: an unknown YAML key or an ``SDTURBO_*`` variable that names no
 field fails the model load loudly, so a typo (``SDTURBO_CUDA_GRAPH=false``) is never silently ignored.
 The serve entrypoint's own variables use another prefix (``SDSERVE_``, scripts/serve.py).
@@ -49,9 +50,10 @@ class EngineSettings(BaseModel):
     fuse_qkv: bool = True
     # torch.compile of the UNet and the decoder (CUDA only), from kernels shipped in the model folder
     # (handler/compiled.py): without kernels built for this GPU type, torch and settings, the worker
-    # serves eagerly and says why. compile_without_artifacts compiles cold at start instead (minutes):
-    # that is how `make compiled-kernels` builds them.
-    compile: Literal["none", "default", "max-autotune-no-cudagraphs"] = "none"
+    # serves eagerly and says why, so "default" (shipped) costs nothing where no kernels were built.
+    # compile_without_artifacts compiles cold at start instead (minutes): that is how
+    # `make compiled-kernels` builds them.
+    compile: Literal["none", "default", "max-autotune-no-cudagraphs"] = "default"
     compiled_kernels_dir: str = "compiled"
     compile_without_artifacts: bool = False
     # CUDA graphs for the text encoder, UNet and VAE decode and encode (CUDA only; ignored elsewhere). A
@@ -60,7 +62,9 @@ class EngineSettings(BaseModel):
     cuda_graph_batch_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field((1, 2, 4, 8, 16), min_length=1)
     # A ceiling on this worker's GPU memory (torch's caching allocator; the CUDA context comes on top, about
     # 0.5 GiB), so several workers share one GPU predictably, e.g. two within a 16 GB T4. 0 = no ceiling.
-    # A request that does not fit under it gets 507; the worker keeps serving.
+    # A request that does not fit under it gets 507; the worker keeps serving. Two workers on a 16 GB T4: 6.5
+    # each with cuda_graphs off, so 1024x1024 requests fit too (graph pools are private to their graphs;
+    # docs/PERFORMANCE.md run 9); the SageMaker stack's default handler_settings set exactly that.
     max_gpu_memory_gib: float = Field(0.0, ge=0.0, le=1024.0)
 
     # Image encoding. "fast" is handler/png.py (Up filter + zlib run-length, deflated in parallel bands for

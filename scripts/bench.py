@@ -31,8 +31,8 @@ from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.bench import (
-    bench_baseline, bench_engine_and_encoder, bench_memory_cap, bench_torchserve, configure_logging, in_child_process,
-    log, plot,
+    Sweep, bench_baseline, bench_engine_and_encoder, bench_memory_cap, bench_torchserve, configure_logging,
+    in_child_process, log, plot,
 )
 from sdturbo_ops.load import device_name
 from sdturbo_ops.paths import ROOT, TINY_SD
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
               "engine": [], "engine_img2img": [], "startup_s": {}, "served": [], "served_img2img": [], "baseline": []}
     with tempfile.TemporaryDirectory(prefix="sdturbo-bench-", dir=args.out) as scratch:
         work = Path(scratch)
+        sweep = Sweep(args.model_dir, args.out, args.concurrency, args.requests, args.startup_timeout,
+                      args.request_timeout)
         if "engine" not in args.skip:
             log("engine ceiling (generate + encode, no HTTP)")
             result.update(in_child_process(bench_engine_and_encoder, args.model_dir, args.engine_batches,
@@ -89,13 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if "torchserve" not in args.skip:
                 (result["startup_s"], result["startup_phases_s"], result["served"],
-                 result["served_img2img"]) = bench_torchserve(args, work, handler_settings)
+                 result["served_img2img"]) = bench_torchserve(sweep, work, args.formats, model_config_overrides(args),
+                                                              handler_settings)
             if "baseline" not in args.skip:
                 log("FastAPI one-at-a-time baseline")
-                result["baseline"] = bench_baseline(args, work)
+                result["baseline"] = bench_baseline(sweep, work, args.baseline_requests or args.requests)
             if args.memory_cap_gib:
                 log(f"memory cap: 2 workers at {args.memory_cap_gib:g} GiB each, worst request mix")
-                result["memory_cap"] = bench_memory_cap(args, work, handler_settings)
+                result["memory_cap"] = bench_memory_cap(sweep, work, args.memory_cap_gib, args.memory_cap_requests,
+                                                        handler_settings)
         except (RuntimeError, TimeoutError) as exc:
             (args.out / "bench.json").write_text(json.dumps(result, indent=2))
             raise cli.CliError(str(exc), EXIT_NO_SERVER) from None
@@ -108,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
                 or set(cap["statuses"]) - {"200", "507"}):
         errors += 1
     return EXIT_ERRORS if errors else 0
+
+
+def model_config_overrides(args: argparse.Namespace) -> dict:
+    """The model-config.yaml keys the flags change; a flag left out keeps the shipped value."""
+    pairs = (("batchSize", args.batch_size), ("maxBatchDelay", args.max_batch_delay), ("minWorkers", args.workers),
+             ("maxWorkers", args.workers))
+    return {key: value for key, value in pairs if value is not None}
 
 
 if __name__ == "__main__":

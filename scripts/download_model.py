@@ -14,7 +14,7 @@ import argparse
 
 from handler.models import MODELS
 from sdturbo_ops import cli
-from sdturbo_ops.hub import download_model
+from sdturbo_ops.download_model import download_model
 
 EXIT_FAILED = 1
 

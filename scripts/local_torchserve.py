@@ -24,8 +24,8 @@ import argparse
 from sdturbo_ops import cli
 from sdturbo_ops.archive import find_archive
 from sdturbo_ops.paths import CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, PLUGIN_JAR, PLUGINS_DIR, SERVE_STATE_DIR
-from sdturbo_ops.torchserve import pid_file, running_background_server, start_background, stop_background
-from sdturbo_ops.waiting import NotReady, TimedOut, wait_ready
+from sdturbo_ops.local_torchserve import pid_file, running_background_server, start_background, stop_background
+from sdturbo_ops.wait_ready import NotReady, TimedOut, wait_ready
 
 EXIT_FAILED, EXIT_TIMEOUT, EXIT_NO_ARCHIVE, EXIT_RUNNING = 1, 3, 4, 5
 

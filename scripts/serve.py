@@ -30,7 +30,7 @@ import os
 import zipfile
 
 from sdturbo_ops import cli
-from sdturbo_ops.entrypoint import (
+from sdturbo_ops.serve import (
     LOG_DIR_ENV, PLUGINS_DIR_ENV, ConfigError, Listeners, check_own_environment, model_settings, serve,
     unreadable_entry, unreadable_message,
 )

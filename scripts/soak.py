@@ -22,9 +22,9 @@ from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.archive import build
-from sdturbo_ops.paths import MODEL_CONFIG, ROOT, TINY_SD
+from sdturbo_ops.paths import MODEL_CONFIG, MODEL_NAME, ROOT, TINY_SD
 from sdturbo_ops.soak import soak, warm_up, worker_rss
-from sdturbo_ops.torchserve import LocalTorchServe
+from sdturbo_ops.local_torchserve import LocalTorchServe
 
 EXIT_FAILED, EXIT_NO_SERVER = 1, 3
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
             raise cli.CliError(str(exc), EXIT_NO_SERVER) from None
         try:
-            url = f"{server.url}/predictions/sdturbo"
+            url = f"{server.url}/predictions/{MODEL_NAME}"
             print(f"[soak] warming up for {args.warmup:.0f}s", flush=True)
             warm_up(url, args.warmup, args.concurrency)
             rss_start = worker_rss(server)

@@ -20,7 +20,7 @@ from sdturbo_ops import cli
 from sdturbo_ops.paths import LOG_DIR, MODEL_NAME, SERVE_STATE_DIR
 from sdturbo_ops.readiness import STATE_DIR_ENV
 from sdturbo_ops.torchserve_config import management_address
-from sdturbo_ops.waiting import NotReady, TimedOut, Watch, wait_ready
+from sdturbo_ops.wait_ready import NotReady, TimedOut, Watch, wait_ready
 
 EXIT_FAILED, EXIT_TIMEOUT = 1, 3
 

@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from tests.container import SUMMARY
-from tests.helpers import (
+from tests.support.container import SUMMARY
+from tests.support.helpers import (
     PLUGIN_JAR, PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive,
     wait_until,
 )

@@ -16,16 +16,30 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from sdturbo_ops.archive import archive_path, build
-from sdturbo_ops.load import GpuMemorySampler, input_image_base64, post, sweep
+from sdturbo_ops.load import GpuMemorySampler, input_image_base64, post
+from sdturbo_ops.load import sweep as load_sweep
 from sdturbo_ops.paths import MODEL_CONFIG, MODEL_NAME, ROOT
 from sdturbo_ops.processes import free_port, stop_process_group
-from sdturbo_ops.torchserve import LocalTorchServe
+from sdturbo_ops.local_torchserve import LocalTorchServe
 from sdturbo_ops.torchserve_config import write_model_config
 
 log = logging.getLogger("sdturbo_ops.bench").info
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What the served stages share: the model, where logs go, the load they send and their time limits."""
+
+    model_dir: Path
+    out: Path
+    concurrency: list[int]
+    requests: int
+    startup_timeout: float
+    request_timeout: float
 
 
 def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> dict:
@@ -36,14 +50,15 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     from handler.engine import Engine
     from handler.schema import GenerationRequest
     from handler.settings import load_settings
+    from handler.warmup import warm_up
 
     from sdturbo_ops.torchserve_config import model_config
 
     # The shipped handler: settings as the archive's model-config.yaml has them, so the ceiling and the
     # served stages run the same engine.
-    shipped = model_config(MODEL_CONFIG)["handler"]
+    shipped = model_config(MODEL_CONFIG).get("handler") or {}
     engine = Engine.load(model_dir.parent, load_settings({**shipped, **settings, "model_dir": model_dir.name}, {}))
-    engine.warmup()
+    warm_up(engine)
     image = input_image_base64()
     modes = {"text": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i),
              "img2img": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i, image=image)}
@@ -140,66 +155,65 @@ def bench_natural_encode(settings: dict) -> dict:
     return rows
 
 
-def bench_torchserve(args, work: Path, handler_overrides: dict) -> tuple[dict, dict, list[dict], list[dict]]:
+def bench_torchserve(sweep: Sweep, work: Path, formats: list[str], overrides: dict,
+                     handler_overrides: dict) -> tuple[dict, dict, list[dict], list[dict]]:
     """Start-to-READY for every archive format, then the sweep (and the image-to-image row) on the first
-    format."""
-    overrides = {k: v for k, v in (("batchSize", args.batch_size), ("maxBatchDelay", args.max_batch_delay),
-                                   ("minWorkers", args.workers), ("maxWorkers", args.workers)) if v is not None}
+    format. ``overrides`` are model-config.yaml's top-level keys to change (batchSize, minWorkers, ...)."""
     config = write_model_config(MODEL_CONFIG, work / "model-config.yaml", overrides, handler_overrides)
     startup, phases, served, served_img2img = {}, {}, [], []
-    for index, fmt in enumerate(args.formats):
+    for index, fmt in enumerate(formats):
         store = work / f"store-{fmt}"
         log(f"building the {fmt} archive")
-        build(args.model_dir, store, config, MODEL_NAME, fmt)
+        build(sweep.model_dir, store, config, MODEL_NAME, fmt)
         models = f"{MODEL_NAME}={archive_path(store, MODEL_NAME, fmt).name}"
         server = LocalTorchServe(store, work / f"ts-{fmt}", models=models)
         try:
-            seconds = server.wait_ready(timeout=args.startup_timeout)
+            seconds = server.wait_ready(timeout=sweep.startup_timeout)
             startup[fmt] = round(seconds, 2)
             phases[fmt] = startup_phases(server, seconds)
             log(f"TorchServe ({fmt}) launch -> READY: {seconds:.1f}s; phases {phases[fmt]}")
             if index == 0:
-                url = f"{server.url}/predictions/sdturbo"
-                served = sweep(url, args.concurrency, args.requests, args.request_timeout, "torchserve")
-                served_img2img = sweep(url, args.concurrency[-1:], args.requests, args.request_timeout,
-                                       "torchserve-img2img", {"image": input_image_base64()})
+                url = f"{server.url}/predictions/{MODEL_NAME}"
+                served = load_sweep(url, sweep.concurrency, sweep.requests, sweep.request_timeout, "torchserve")
+                served_img2img = load_sweep(url, sweep.concurrency[-1:], sweep.requests, sweep.request_timeout,
+                                            "torchserve-img2img", {"image": input_image_base64()})
         except (RuntimeError, TimeoutError) as exc:
             log(f"TorchServe ({fmt}) failed: {exc}; the end of its log:\n{server.log_text()[-3000:]}")
             raise
         finally:
             server.stop()
-            keep_server_log(server, args.out / f"torchserve-{fmt}.log")
+            keep_server_log(server, sweep.out / f"torchserve-{fmt}.log")
         shutil.rmtree(store, ignore_errors=True)
     return startup, phases, served, served_img2img
 
 
-def bench_memory_cap(args, work: Path, handler_overrides: dict) -> dict:
-    """Two workers, each capped at ``--memory-cap-gib``, under the worst request mix the schema allows
-    (batches of 8; 1 to 4 images; 512 and 1024 sides mixed): no worker may die, and a request may get 507
+def bench_memory_cap(sweep: Sweep, work: Path, cap_gib: float, requests: int, handler_overrides: dict) -> dict:
+    """Two workers, each capped at ``cap_gib``, under the worst request mix the schema allows (the shipped
+    batchSize; 1 to 4 images; 512 and 1024 sides mixed): no worker may die, and a request may get 507
     only if it cannot fit alone, which is checked by sending each 507'd request again on its own."""
     config = write_model_config(MODEL_CONFIG, work / "model-config-capped.yaml",
-                          {"minWorkers": 2, "maxWorkers": 2, "batchSize": 8, "maxBatchDelay": 50},
-                          {**handler_overrides, "max_gpu_memory_gib": args.memory_cap_gib})
+                                {"minWorkers": 2, "maxWorkers": 2, "maxBatchDelay": 50},
+                                {**handler_overrides, "max_gpu_memory_gib": cap_gib})
     store = work / "store-capped"
-    build(args.model_dir, store, config)
+    build(sweep.model_dir, store, config)
     server = LocalTorchServe(store, work / "ts-capped")
-    url = f"{server.url}/predictions/sdturbo"
+    url = f"{server.url}/predictions/{MODEL_NAME}"
     sides, images = (512, 1024), (1, 2, 3, 4)
     payloads = [{"prompt": f"memory cap prompt {i}", "seed": i, "width": sides[i % 2], "height": sides[i // 2 % 2],
-                 "num_images": images[i // 4 % 4]} for i in range(args.memory_cap_requests)]
+                 "num_images": images[i // 4 % 4]} for i in range(requests)]
     try:
-        server.wait_ready(timeout=args.startup_timeout)
+        server.wait_ready(timeout=sweep.startup_timeout)
         pids_before = sorted(w.get("pid") for w in server.workers())
         with GpuMemorySampler() as memory, ThreadPoolExecutor(16) as pool:
-            statuses = list(pool.map(lambda p: post(url, p, args.request_timeout)[0], payloads))
+            statuses = list(pool.map(lambda p: post(url, p, sweep.request_timeout)[0], payloads))
         pids_after = sorted(w.get("pid") for w in server.workers())
         refused = [p for p, status in zip(payloads, statuses, strict=True) if status == 507]
-        refused_alone = [post(url, p, args.request_timeout)[0] for p in refused]
+        refused_alone = [post(url, p, sweep.request_timeout)[0] for p in refused]
     finally:
         server.stop()
-        keep_server_log(server, args.out / "torchserve-capped.log")
+        keep_server_log(server, sweep.out / "torchserve-capped.log")
         shutil.rmtree(store, ignore_errors=True)
-    row = {"cap_gib_per_worker": args.memory_cap_gib, "workers": 2, "requests": len(payloads),
+    row = {"cap_gib_per_worker": cap_gib, "workers": 2, "requests": len(payloads),
            "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
            "workers_unchanged": pids_before == pids_after and len(pids_after) == 2,
            "refused_507": [(p["width"], p["height"], p["num_images"]) for p in refused],
@@ -230,14 +244,16 @@ def startup_phases(server: LocalTorchServe, ready_s: float) -> dict:
     return phases
 
 
-def bench_baseline(args, work: Path) -> list[dict]:
+def bench_baseline(sweep: Sweep, work: Path, requests: int) -> list[dict]:
+    """The FastAPI baseline (scripts/baseline_server.py, one request at a time), swept like the served stage
+    with ``requests`` per level."""
     port = free_port()
     output = open(work / "baseline.out", "wb")
     process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "baseline_server.py"), "--model-dir",
-                                str(args.model_dir), "--port", str(port)], stdout=output, stderr=subprocess.STDOUT,
+                                str(sweep.model_dir), "--port", str(port)], stdout=output, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
-        deadline = time.monotonic() + args.startup_timeout
+        deadline = time.monotonic() + sweep.startup_timeout
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"baseline server did not start; see {work / 'baseline.out'}")
@@ -246,9 +262,9 @@ def bench_baseline(args, work: Path) -> list[dict]:
                 break
             except OSError:
                 time.sleep(0.2)
-        post(f"http://127.0.0.1:{port}/generate", {"prompt": "warm-up"}, args.request_timeout)
-        return sweep(f"http://127.0.0.1:{port}/generate", args.concurrency, args.baseline_requests or args.requests,
-                     args.request_timeout, "fastapi-baseline")
+        post(f"http://127.0.0.1:{port}/generate", {"prompt": "warm-up"}, sweep.request_timeout)
+        return load_sweep(f"http://127.0.0.1:{port}/generate", sweep.concurrency, requests, sweep.request_timeout,
+                          "fastapi-baseline")
     finally:
         stop_process_group(process)
         output.close()

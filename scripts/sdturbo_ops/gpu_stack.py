@@ -6,7 +6,7 @@ Sources of the table (checked 2026; re-check when AWS adds an AMI):
   (https://docs.aws.amazon.com/sagemaker/latest/dg/inference-gpu-drivers.html): driver and CUDA per AMI,
   and that asynchronous inference on ml.g4dn.* without an AMI override runs driver 470 (CUDA 11.4).
 - botocore's documentation of ProductionVariant.InferenceAmiVersion (data/sagemaker/2017-07-24/service-2.json):
-  the same driver and CUDA per AMI; tests/test_gpu_stack.py compares this table with the installed botocore.
+  the same driver and CUDA per AMI; tests/sdturbo_ops/test_gpu_stack.py compares this table with the installed botocore.
 - hashicorp/aws provider 5.100 (the stack's pin) accepts al2-ami-sagemaker-inference-gpu-2, -gpu-2-1 and
   -gpu-3-1; it refuses al2023-ami-sagemaker-inference-gpu-4-1 (driver 580), which the API already knows.
 - NVIDIA, CUDA Compatibility guide, "Minor Version Compatibility"

@@ -30,7 +30,8 @@ def build_kernels(model_dir: Path, settings) -> Path:
     """Load the model, warm it up (which compiles every shape the workers use) and save the kernels;
     returns the folder written."""
     from handler.engine import Engine
+    from handler.warmup import warm_up
 
     engine = Engine.load(model_dir.resolve().parent, settings)
-    engine.warmup()
+    warm_up(engine)
     return engine.kernels.save()

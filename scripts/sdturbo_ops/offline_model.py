@@ -50,7 +50,7 @@ TURBO_SCHEDULER = dict(
 # so the values were checked against what is: the SDXL paper (Podell et al. 2023, arXiv:2307.01952, table 1:
 # a 2.6 B-parameter UNet, transformer depths 0/2/10, context 2048 = CLIP ViT-L 768 + OpenCLIP bigG 1280),
 # ComfyUI's SDXL unet_config (adm_in_channels 2816 = pooled bigG 1280 + six 256-wide size/crop embeddings),
-# and the parameter counts tests/test_model_tooling.py holds them to: UNet 2,567,463,684, CLIP ViT-L text
+# and the parameter counts tests/sdturbo_ops/test_offline_model.py holds them to: UNet 2,567,463,684, CLIP ViT-L text
 # 123,060,480, OpenCLIP bigG text with projection 694,659,840, VAE 83,653,863 (6.9 GB of fp16 files).
 SDXL_TURBO_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, flip_sin_to_cos=True, freq_shift=0,

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sdturbo_ops.load import post
-from sdturbo_ops.torchserve import LocalTorchServe
+from sdturbo_ops.local_torchserve import LocalTorchServe
 
 
 def rss_mib(pid: int) -> float:

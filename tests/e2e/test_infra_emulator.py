@@ -1,0 +1,724 @@
+"""The real stack applied, updated and destroyed on the AWS emulator, the way CI and an operator run it.
+
+One module-scoped cycle (tests/support/aws_emulator.py starts moto with the checks AWS makes that moto skips):
+bootstrap apply (an administrator; the main stack starts as soon as the state bucket, lock table and
+boundary exist) -> the runbook's first apply, with no image (infra/README.md step 3, under the apply
+role's policy) and its model upload (step 5) -> main plan (plan role) and apply of that plan (apply
+role) -> the runbook's smoke calls (step 8), each AWS call recorded for the caller policy (step 9) ->
+re-plan (no changes) -> three deploys, each planned and applied: a TorchServe setting, a new image tag
+while autoscaling runs two instances, a new instance type -> the runbook's teardown of the stack, its
+buckets' contents included, and of the bootstrap (an administrator). Every AWS request of each run is
+read from Terraform's debug log and must be allowed by the policy of the CI role that runs it. The
+runbook's commands are read from infra/README.md (tests/support/runbook.py), not copied here.
+
+The tests below each read one fact of that cycle; a step that failed fails its own test with Terraform's
+output, and the steps after it report that they were not reached.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from tests.support import aws_calls, iam_policy, runbook
+from tests.support.iam_policy import Permission
+from tests.support.aws_emulator import ACCOUNT_ID, REGION, Emulator
+from tests.support.helpers import REPO
+from tests.support.terraform_root import Root, Run, backend_config
+from tests.support.terraform_trace import Operation
+
+pytestmark = [pytest.mark.infra, pytest.mark.timeout(900)]
+
+NAME = "sdturbo"  # both roots' default `name`
+REPOSITORY = "example-org/sdturbo-serve"
+STATE_KEY = "sdturbo-serve/terraform.tfstate"  # as deploy-infrastructure.yml's init
+VARIANT = "AllTraffic"
+WORK = REPO / "build" / "infra-emulator"  # scratch roots, Terraform's logs and outputs, timings.json
+# What an administrator's teardown does that the apply role must not: delete the data in the buckets.
+DATA_DELETION = {("S3", "ListObjectVersions"), ("S3", "ListObjectsV2"), ("S3", "DeleteObjects"), ("S3", "DeleteObject")}
+
+
+class NotReached(Exception):
+    """A step after a failed one."""
+
+
+@dataclass
+class Cycle:
+    emulator: Emulator
+    work: Path
+    runs: dict[str, Run] = field(default_factory=dict)
+    facts: dict[str, object] = field(default_factory=dict)
+    failed: str = ""  # the first step that failed
+    variables: dict[str, str] = field(default_factory=lambda: {"image_tag": "1" * 40})
+
+    # ---------------------------------------------------------------- emulator access (boto3, as a client)
+    def client(self, service: str):
+        import boto3
+
+        return boto3.client(service, region_name=REGION, endpoint_url=self.emulator.url,
+                            aws_access_key_id="emulator", aws_secret_access_key="emulator")
+
+    def role_policies(self, role: str) -> list[dict]:
+        iam = self.client("iam")
+        documents = []
+        for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+            policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+            version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
+            documents.append(_document(version["PolicyVersion"]["Document"]))
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            documents.append(_document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]))
+        return documents
+
+    def endpoint_state(self) -> dict:
+        sagemaker = self.client("sagemaker")
+        endpoint = sagemaker.describe_endpoint(EndpointName=NAME)
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        targets = self.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+        policies = self.client("application-autoscaling").describe_scaling_policies(ServiceNamespace="sagemaker")
+        return {
+            "model": config["ProductionVariants"][0]["ModelName"],
+            "instance_type": config["ProductionVariants"][0]["InstanceType"],
+            "desired_count": endpoint["ProductionVariants"][0].get("DesiredInstanceCount"),
+            "models": sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]),
+            "scaling_targets": [t["ResourceId"] for t in targets["ScalableTargets"]],
+            "scaling_policies": sorted(p["PolicyName"] for p in policies["ScalingPolicies"]),
+        }
+
+    # ---------------------------------------------------------------- steps
+    def step(self, run: Run) -> Run:
+        self.runs[run.name] = run
+        if not run.ok and not self.failed:
+            self.failed = run.name
+        if not run.ok:
+            raise NotReached(run.name)
+        return run
+
+    def var_args(self) -> list[str]:
+        return [f"-var={key}={value}" for key, value in sorted(self.variables.items())]
+
+    def deploy(self, name: str, **changes: str) -> None:
+        """What deploy-infrastructure.yml does: plan with the plan role, apply that plan with the apply role."""
+        self.variables.update(changes)
+        self.variables["deploy_instance_count"] = self.deploy_instance_count()
+        self.step(self.main.run(f"{name}-plan", "plan", "plan", "-no-color", "-lock-timeout=60s", "-out=tfplan",
+                                *self.var_args()))
+        self.runs[f"{name}-plan"].operations.append(self.count_request)
+        self.step(self.main.run(f"{name}-apply", "apply", "apply", "-no-color", "-lock-timeout=60s", "tfplan"))
+        self.facts[name] = self.endpoint_state()
+
+    def deploy_instance_count(self) -> str:
+        """scripts/deploy_instance_count.py, as the plan job runs it (against the emulator)."""
+        env = {**os.environ, "AWS_ENDPOINT_URL": self.emulator.url, "AWS_ACCESS_KEY_ID": "emulator",
+               "AWS_SECRET_ACCESS_KEY": "emulator", "AWS_EC2_METADATA_DISABLED": "true"}
+        result = subprocess.run([sys.executable, str(REPO / "scripts" / "deploy_instance_count.py"), "--endpoint",
+                                 NAME, "--region", REGION], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    @property
+    def count_request(self) -> Operation:
+        # The script's one request, under the plan role: it is not in Terraform's log.
+        return Operation("SageMaker", "DescribeEndpoint", "POST", self.emulator.url,
+                         json.dumps({"EndpointName": NAME}), "", "scripts/deploy_instance_count.py")
+
+    def run_all(self) -> None:
+        bootstrap = Root(REPO / "infra" / "bootstrap", self.work / "bootstrap", self.emulator.url, self.work / "logs")
+        self.step(bootstrap.init("bootstrap-init", "admin"))
+        applying = bootstrap.start("bootstrap-apply", "admin", "apply", "-auto-approve", "-no-color",
+                                   f"-var=github_repository={REPOSITORY}")
+        # Once the state bucket, the lock table and the workload boundary exist, the bootstrap apply only
+        # waits out the provider's check of the bucket's lifecycle rules (it polls them for 55 s): the
+        # main stack, which needs nothing else of it, starts then instead of after it.
+        foundation = self.wait_for_foundation(applying)
+        if foundation is None:
+            self.step(applying.wait())
+            raise NotReached("bootstrap-apply")
+        self.main = Root(REPO / "infra", self.work / "main", self.emulator.url, self.work / "logs")
+        self.main.write("emulator.s3.tfbackend", backend_config(self.emulator.url, *foundation, STATE_KEY, REGION))
+        self.step(self.main.init("main-init", "plan", "-backend-config=emulator.s3.tfbackend"))
+        self.first_apply()
+        self.publish_model()
+        self.deploy("create")
+        self.step(applying.wait())
+        outputs = json.loads(bootstrap.run("bootstrap-outputs", "admin", "output", "-json").output)
+        self.facts["bootstrap"] = {key: value["value"] for key, value in outputs.items()}
+        self.facts["policies"] = {role: self.role_policies(f"{NAME}-github-{role}")
+                                  for role in ("plan", "apply", "image-push")}
+        self.facts["trust"] = {role: self.client("iam").get_role(RoleName=f"{NAME}-github-{role}")["Role"]
+                               ["AssumeRolePolicyDocument"] for role in ("plan", "apply", "image-push")}
+        boundary_arn = self.facts["bootstrap"]["workload_boundary_arn"]
+        policy = self.client("iam").get_policy(PolicyArn=boundary_arn)["Policy"]
+        self.facts["boundary"] = _document(self.client("iam").get_policy_version(
+            PolicyArn=boundary_arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"]["Document"])
+
+        role = self.client("iam").get_role(RoleName=f"{NAME}-sagemaker-execution")["Role"]
+        self.facts["workload_role_boundary"] = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+        self.facts["workload_policy"] = self.role_policies(f"{NAME}-sagemaker-execution")
+        self.smoke_calls()
+
+        self.step(self.main.run("replan", "plan", "plan", "-no-color", "-detailed-exitcode", "-lock-timeout=60s",
+                                *self.var_args()))
+
+        self.deploy("torchserve-setting", torchserve_workers="1")
+        # Autoscaling has taken the endpoint to two instances when the next image is deployed.
+        self.client("sagemaker").update_endpoint_weights_and_capacities(
+            EndpointName=NAME, DesiredWeightsAndCapacities=[{"VariantName": VARIANT, "DesiredInstanceCount": 2}])
+        self.deploy("image-tag", image_tag="2" * 40)
+        self.deploy("instance-type", instance_type="ml.g4dn.xlarge")
+
+        self.teardown(bootstrap)
+
+    def wait_for_foundation(self, applying, timeout: float = 180) -> tuple[str, str] | None:
+        """(state bucket, lock table) once they and the workload boundary exist; None if the apply ends first."""
+        from botocore.exceptions import ClientError
+
+        boundary = f"arn:aws:iam::{ACCOUNT_ID}:policy/{NAME}-workload-boundary"
+        deadline = time.monotonic() + timeout
+        while applying.process.poll() is None and time.monotonic() < deadline:
+            buckets = [b["Name"] for b in self.client("s3").list_buckets().get("Buckets", [])
+                       if b["Name"].startswith(f"{NAME}-tfstate-")]
+            tables = [t for t in self.client("dynamodb").list_tables()["TableNames"] if t == f"{NAME}-tflock"]
+            try:
+                self.client("iam").get_policy(PolicyArn=boundary)
+            except ClientError:
+                buckets = []
+            if buckets and tables:
+                return buckets[0], tables[0]
+            time.sleep(1)
+        return None
+
+    # ---------------------------------------------------------------- the runbook (infra/README.md), as written
+    def first_apply(self) -> None:
+        """Step 3: the repository and buckets, with no image_tag. An administrator runs it; it is held
+        against the apply role's policy, so the apply role's trace still covers creating them."""
+        (command,) = [c for c in runbook.step("3.").commands if c.values("-target")]
+        self.step(self.main.run("first-apply", "apply", *runbook.terraform_args(command), "-auto-approve",
+                                "-no-color", "-lock-timeout=60s"))
+        self.facts["first-apply"] = {
+            "repositories": [r["repositoryName"] for r in self.client("ecr").describe_repositories()["repositories"]],
+            "buckets": sorted(b["Name"] for b in self.client("s3").list_buckets()["Buckets"] if "tfstate" not in b["Name"]),
+            "models": self.client("sagemaker").list_models()["Models"],
+            "outputs": sorted(json.loads(self.main.run("first-outputs", "admin", "output", "-json").output)),
+        }
+
+    def publish_model(self) -> None:
+        """Step 5's upload, as written, of a stand-in archive folder to the bucket the first apply made."""
+        archive = self.work / "model-store" / "sdturbo"
+        (archive / "MAR-INF").mkdir(parents=True)
+        (archive / "MAR-INF" / "MANIFEST.json").write_text(json.dumps({"model": {"modelName": NAME}}))
+        (archive / "handler.py").write_text("# stand-in\n")
+        (command,) = [c for c in runbook.step("5.").commands
+                      if runbook.script_call(c) and "--dry-run" not in c.argv]
+        script, args = runbook.script_call(command)
+        self.script("publish", "admin", [str(script), *self.substitute(args, {"model-store/sdturbo": str(archive)})])
+
+    def smoke_calls(self) -> None:
+        """Step 8's calls, as written, each AWS call recorded: one answered with an image, the same call
+        answered with a failure (the client polls an output that never comes), one queued without waiting
+        and, once the `result` subcommand exists, fetched by its id. Step 9's subscriptions are read as
+        requests too: with these they are what the caller policy must allow."""
+        commands = [c for c in runbook.step("8.").commands if runbook.script_call(c)]
+        waited = [c for c in commands if "async" in c.argv and "--no-wait" not in c.argv]
+        queued = [c for c in commands if "--no-wait" in c.argv]
+        fetch = [c for c in commands if "result" in c.argv]
+        assert len(waited) == len(queued) == len(fetch) == 1, [c.argv for c in commands]
+        log = self.work / "caller-calls.jsonl"
+        self.queue_async_result({"data": json.dumps(png_reply(seed=42))})
+        self.invoke("smoke-call", waited[0], log)
+        self.queue_async_result({"is_failure": True, "data": json.dumps(
+            {"code": 400, "type": "InvalidRequest", "message": "invalid request: prompt: too long"})})
+        self.invoke("smoke-call-failure", waited[0], log, expect=1)
+        self.queue_async_result({"data": json.dumps(png_reply(seed=7))})
+        queued_output = self.invoke("queued-call", queued[0], log).output
+        inference_id = json.loads(queued_output.split("\n", 1)[1].splitlines()[0])["inference_id"]
+        script, args = runbook.script_call(fetch[0])
+        self.facts["result_subcommand"] = subprocess.run(
+            [sys.executable, str(script), "result", "--help"], capture_output=True).returncode == 0
+        if self.facts["result_subcommand"]:  # issue 14's client work; strict once both branches are merged
+            self.invoke("fetched-result", fetch[0], log, positional=inference_id)
+        outputs = {k: v["value"] for k, v in json.loads(self.main.run("outputs", "admin", "output", "-json").output).items()}
+        subscriptions = []
+        for command in [c for c in runbook.step("9.").commands if c.argv[:3] == ("aws", "sns", "subscribe")]:
+            subscriptions.append(Operation("SNS", "Subscribe", "POST", "", json.dumps({
+                "TopicArn": outputs[runbook.raw_output(command.flag("--topic-arn"))], "Protocol": command.flag("--protocol"),
+                "Endpoint": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:app-results"}), "", "infra/README.md step 9"))
+        self.facts["caller"] = {"calls": aws_calls.calls(log), "subscriptions": subscriptions, "outputs": outputs,
+                                "policy": json.loads(outputs["caller_policy_json"])}
+
+    def teardown(self, bootstrap: Root) -> None:
+        """The runbook's teardown of the stack (step 3) and the bootstrap (step 4), as written."""
+        self.facts["objects_before_teardown"] = {
+            bucket: self.client("s3").list_object_versions(Bucket=bucket).get("Versions", [])
+            for bucket in (self.facts["caller"]["outputs"]["artifacts_bucket"], self.facts["caller"]["outputs"]["async_bucket"])}
+        flags = ["-auto-approve", "-no-color", "-lock-timeout=60s", *self.var_args()]
+        unguard, destroy = [c for c in runbook.step("3.", runbook.TEARDOWN).commands if c.program == "terraform"]
+        self.step(self.main.run("teardown-buckets", "admin", *runbook.terraform_args(unguard), *flags))
+        self.step(self.main.run("main-destroy", "admin", *runbook.terraform_args(destroy), *flags))
+        self.facts["left_after_destroy"] = self.leftovers()
+
+        steps = runbook.step("4.", runbook.TEARDOWN).commands
+        (override,) = [c for c in steps if c.writes and c.writes[0].endswith("_override.tf")]
+        bootstrap.write(Path(override.writes[0]).name, override.stdin)
+        unguard, destroy = [c for c in steps if c.program == "terraform"]
+        flags = ["-auto-approve", "-no-color", f"-var=github_repository={REPOSITORY}"]
+        self.step(bootstrap.run("bootstrap-unguard", "admin", *runbook.terraform_args(unguard), *flags))
+        self.step(bootstrap.run("bootstrap-destroy", "admin", *runbook.terraform_args(destroy), *flags))
+        self.facts["left_after_bootstrap_destroy"] = {
+            "buckets": [b["Name"] for b in self.client("s3").list_buckets().get("Buckets", [])],
+            "tables": self.client("dynamodb").list_tables()["TableNames"]}
+
+    # ---------------------------------------------------------------- clients run as the runbook runs them
+    def client_env(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
+        return {**env, "AWS_ENDPOINT_URL": self.emulator.url, "AWS_ACCESS_KEY_ID": "emulator",
+                "AWS_SECRET_ACCESS_KEY": "emulator", "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def substitute(self, args: list[str], paths: dict[str, str], positional: str | None = None) -> list[str]:
+        """The runbook's arguments with its folders replaced: infra -> the scratch root, --out -> WORK."""
+        out = []
+        for index, arg in enumerate(args):
+            previous = args[index - 1] if index else ""
+            if previous == "--from-terraform":
+                arg = str(self.main.path)
+            elif previous == "--out":
+                arg = str(self.work / arg)
+            elif arg.startswith("$(") and positional is not None:
+                arg = positional
+            out.append(paths.get(arg, arg))
+        return out
+
+    def script(self, name: str, role: str, argv: list[str], expect: int = 0) -> Run:
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, *argv], env=self.client_env(), capture_output=True, text=True,
+                                timeout=300, cwd=REPO)
+        output = f"exit {result.returncode} (expected {expect}):\n{result.stdout}\n{result.stderr}"
+        return self.step(Run(name, role, argv, 0 if result.returncode == expect else 1, output,
+                             time.monotonic() - started))
+
+    def invoke(self, name: str, command: runbook.Command, log: Path, expect: int = 0,
+               positional: str | None = None) -> Run:
+        script, args = runbook.script_call(command)
+        argv = [str(REPO / "tests" / "support" / "aws_calls.py"), str(log), str(script), *self.substitute(args, {}, positional)]
+        return self.script(name, "caller", argv, expect)
+
+    def queue_async_result(self, result: dict) -> None:
+        """What the endpoint answers the next InvokeEndpointAsync with (moto's API for it)."""
+        body = json.dumps({"results": [result], "account_id": ACCOUNT_ID, "region": REGION}).encode()
+        request = urllib.request.Request(f"{self.emulator.url}/moto-api/static/sagemaker/async-endpoint-results",
+                                         data=body, method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
+
+    def leftovers(self) -> dict[str, list[str]]:
+        return {
+            "models": [m["ModelName"] for m in self.client("sagemaker").list_models()["Models"]],
+            "endpoints": [e["EndpointName"] for e in self.client("sagemaker").list_endpoints()["Endpoints"]],
+            "vpcs": [v["VpcId"] for v in self.client("ec2").describe_vpcs(
+                Filters=[{"Name": "tag:Project", "Values": [NAME]}])["Vpcs"]],
+            "scaling_targets": [t["ResourceId"] for t in self.client("application-autoscaling")
+                                .describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]],
+            "buckets": [b["Name"] for b in self.client("s3").list_buckets().get("Buckets", [])
+                        if not b["Name"].startswith(f"{NAME}-tfstate-")],
+        }
+
+    def require(self, *names: str) -> list[Run]:
+        """The runs a test reads; fails the test with the cause when one failed or was never reached."""
+        runs = []
+        for name in names:
+            run = self.runs.get(name)
+            if run is None:
+                pytest.fail(f"step {name} was not reached: step {self.failed} failed:\n"
+                            f"{self.runs[self.failed].tail() if self.failed in self.runs else self.facts.get('error')}")
+            assert run.ok, run.tail()
+            runs.append(run)
+        return runs
+
+    def operations(self, role: str) -> list[Operation]:
+        found = [op for run in self.runs.values() if run.role == role for op in run.operations]
+        if role == "apply" and "main-destroy" in self.runs:
+            # An administrator runs the teardown; the apply role could run all of it but the data's deletion
+            # (test_apply_role_could_destroy_the_stack_but_not_its_data).
+            found += [op for op in self.runs["main-destroy"].operations if (op.service, op.name) not in DATA_DELETION]
+        return found
+
+
+def png_reply(seed: int, size: tuple[int, int] = (64, 48)) -> dict:
+    """A reply as the handler writes it: a PNG, base64."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (30, 120, 200)).save(buffer, format="PNG")
+    return {"image": base64.b64encode(buffer.getvalue()).decode(), "seed": seed, "width": size[0],
+            "height": size[1], "format": "png"}
+
+
+def _document(document) -> dict:
+    """A policy document as IAM returns it: parsed already, or URL-encoded JSON."""
+    if isinstance(document, dict):
+        return document
+    return json.loads(unquote(document) if document.lstrip().startswith("%7B") else document)
+
+
+@pytest.fixture(scope="module")
+def cycle():
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    started = time.monotonic()
+    with Emulator(WORK / "emulator.log") as emulator:
+        result = Cycle(emulator, WORK)
+        try:
+            result.run_all()
+        except NotReached:
+            pass
+        except Exception as exc:  # a failure of the harness itself: every test reports it
+            result.failed = result.failed or "harness"
+            result.facts["error"] = f"{type(exc).__name__}: {exc}"
+    (WORK / "timings.json").write_text(json.dumps({"total_s": round(time.monotonic() - started, 1),
+                                   **{name: round(run.seconds, 1) for name, run in result.runs.items()}}, indent=1))
+    yield result
+
+
+def account(cycle: Cycle) -> iam_policy.Account:
+    bootstrap = cycle.facts["bootstrap"]
+    return iam_policy.Account(region=REGION, account_id=ACCOUNT_ID,
+                              sse_kms_keys={bootstrap["state_bucket"]: bootstrap["state_kms_key_arn"]})
+
+
+# ------------------------------------------------------------------ the cycle
+
+def test_bootstrap_applies(cycle):
+    cycle.require("bootstrap-init", "bootstrap-apply")
+
+
+def test_stack_applies_from_the_plan_role_s_plan(cycle):
+    cycle.require("main-init", "create-plan", "create-apply")
+    assert cycle.facts["create"]["scaling_targets"] == [f"endpoint/{NAME}/variant/{VARIANT}"]
+    assert len(cycle.facts["create"]["scaling_policies"]) == 2
+
+
+def test_replan_shows_no_changes(cycle):
+    (run,) = cycle.require("replan")  # -detailed-exitcode: 0 means no changes, 2 means changes
+    assert "No changes." in run.output
+
+
+def test_torchserve_setting_replaces_the_model_under_a_new_name(cycle):
+    cycle.require("torchserve-setting-plan", "torchserve-setting-apply")
+    before, after = cycle.facts["create"], cycle.facts["torchserve-setting"]
+    assert after["model"] != before["model"]
+    assert after["models"] == [after["model"]]  # the old model is gone once the endpoint switched
+
+
+def test_image_deploy_keeps_the_instance_count_autoscaling_chose(cycle):
+    cycle.require("image-tag-plan", "image-tag-apply")
+    assert cycle.facts["image-tag"]["model"] != cycle.facts["torchserve-setting"]["model"]
+    assert cycle.facts["image-tag"]["desired_count"] == 2
+
+
+def test_first_deploy_starts_one_instance(cycle):
+    cycle.require("create-apply")
+    assert cycle.facts["create"]["desired_count"] == 1
+
+
+def test_instance_type_change_deregisters_and_registers_the_variant(cycle):
+    cycle.require("instance-type-plan", "instance-type-apply")
+    state = cycle.facts["instance-type"]
+    assert state["instance_type"] == "ml.g4dn.xlarge"
+    assert state["scaling_targets"] == [f"endpoint/{NAME}/variant/{VARIANT}"]
+    assert state["scaling_policies"] == cycle.facts["create"]["scaling_policies"]
+
+
+def test_runbook_teardown_empties_the_buckets_and_destroys_the_stack(cycle):
+    cycle.require("teardown-buckets", "main-destroy")
+    # Both buckets held objects (model data in versions, async requests and results): the plain destroy
+    # of force_destroy_buckets = false would have stopped at them.
+    assert all(cycle.facts["objects_before_teardown"].values()), cycle.facts["objects_before_teardown"]
+    assert cycle.facts["left_after_destroy"] == {"models": [], "endpoints": [], "vpcs": [], "scaling_targets": [],
+                                                 "buckets": []}
+
+
+def test_runbook_teardown_lifts_the_bootstrap_s_guards_and_destroys_it(cycle):
+    cycle.require("bootstrap-unguard", "bootstrap-destroy")
+    assert cycle.facts["left_after_bootstrap_destroy"] == {"buckets": [], "tables": []}
+
+
+def test_apply_role_could_destroy_the_stack_but_not_its_data(cycle):
+    (destroy,) = cycle.require("main-destroy")
+    # In order after the apply role's own runs: what they created (a role's boundary) decides the destroy's context.
+    applied = [op for run in cycle.runs.values() if run.role == "apply" for op in run.operations]
+    refused = iam_policy.refusals(cycle.facts["policies"]["apply"], applied + destroy.operations, account(cycle))
+    assert refused, "the destroy deleted no data: the teardown's bucket emptying was not exercised"
+    assert {r.operation for r in refused} <= {f"{service} {name}" for service, name in DATA_DELETION}, \
+        [r.describe() for r in refused]
+
+
+# ------------------------------------------------------------------ the runbook's first deploy
+
+def test_first_apply_needs_no_image_and_makes_the_repository_and_buckets(cycle):
+    cycle.require("first-apply")  # run without image_tag: nothing it creates needs an image
+    facts = cycle.facts["first-apply"]
+    assert facts["repositories"] == [NAME] and not facts["models"]
+    assert facts["buckets"] == [f"{NAME}-artifacts-{ACCOUNT_ID}-{REGION}", f"{NAME}-async-{ACCOUNT_ID}-{REGION}"]
+    # What steps 4 and 5 read right after it.
+    assert {"ecr_repository_url", "ecr_repository_name", "model_data_uri", "region"} <= set(facts["outputs"])
+
+
+def test_model_data_uploads_to_the_bucket_the_first_apply_made(cycle):
+    cycle.require("publish")
+    artifacts = cycle.facts["objects_before_teardown"][f"{NAME}-artifacts-{ACCOUNT_ID}-{REGION}"]
+    assert {"models/sdturbo/v1/MAR-INF/MANIFEST.json", "models/sdturbo/v1/handler.py"} <= {o["Key"] for o in artifacts}
+
+
+def test_runbook_promises_what_terraform_prints(cycle):
+    promised = {("1.", runbook.FIRST_DEPLOY): ["bootstrap-apply"], ("3.", runbook.FIRST_DEPLOY): ["first-apply"],
+                ("6.", runbook.FIRST_DEPLOY): ["create-plan", "create-apply"],
+                ("3.", runbook.TEARDOWN): ["teardown-buckets", "main-destroy"],
+                ("4.", runbook.TEARDOWN): ["bootstrap-unguard", "bootstrap-destroy"]}
+    for (title, section), names in promised.items():
+        lines = runbook.success_lines(runbook.step(title, section))
+        printed = "".join(run.output for run in cycle.require(*names))
+        assert len(lines) == len(names), (title, section, lines)
+        for line in lines:
+            assert line in printed, f"{section} {title} promises {line!r}; Terraform printed otherwise"
+
+
+def test_smoke_call_writes_the_image_and_reports_a_failure(cycle):
+    _, failure = cycle.require("smoke-call", "smoke-call-failure")
+    from PIL import Image
+
+    assert Image.open(WORK / "cat.png").format == "PNG"
+    assert "prompt: too long" in failure.output and "Traceback" not in failure.output
+
+
+def test_queued_request_is_fetched_by_its_id(cycle):
+    cycle.require("queued-call")
+    if not cycle.facts["result_subcommand"]:
+        return  # `invoke.py result` comes with issue 14's client work; from then on this runs it
+    cycle.require("fetched-result")
+    from PIL import Image
+
+    assert Image.open(WORK / "lighthouse.png").format == "PNG"
+
+
+# ------------------------------------------------------------------ IAM: the caller policy (runbook step 9)
+
+def caller_permissions(cycle: Cycle) -> list[Permission]:
+    """What IAM checks for the smoke calls' requests and the subscriptions, in order."""
+    caller = cycle.facts["caller"]
+    outputs = caller["outputs"]
+    account = iam_policy.Account(region=REGION, account_id=ACCOUNT_ID,
+                                 sse_kms_keys={outputs["async_bucket"]: outputs["kms_key_arn"]})
+    requests = aws_calls.operations(caller["calls"], "scripts/invoke.py") + caller["subscriptions"]
+    needed = [permission for permission, _ in iam_policy.checked(requests, account)]
+    for bucket in sorted(set(aws_calls.missing_objects(caller["calls"]))):
+        needed.append(Permission("s3:ListBucket", f"arn:aws:s3:::{bucket}", (("aws:RequestedRegion", REGION),),
+                                 because="S3 GetObject of a result not written yet (404 only with ListBucket)"))
+    return needed
+
+
+def test_smoke_calls_send_each_kind_of_request(cycle):
+    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    sent = {(c["service"], c["operation"], c["error"]) for c in cycle.facts["caller"]["calls"]}
+    assert {("S3", "PutObject", None), ("SageMaker Runtime", "InvokeEndpointAsync", None), ("S3", "GetObject", None),
+            ("S3", "GetObject", "NoSuchKey")} <= sent, sent
+
+
+def test_caller_policy_allows_every_request_of_an_async_call(cycle):
+    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    policy = cycle.facts["caller"]["policy"]
+    refused = [p for p in caller_permissions(cycle) if not iam_policy.allowed([policy], p)]
+    assert not refused, "the caller policy refuses:\n  " + "\n  ".join(
+        f"{p.action} on {p.resource} ({p.because or 'request'})" for p in refused)
+
+
+def test_removing_any_caller_statement_is_caught(cycle):
+    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    policy, needed = cycle.facts["caller"]["policy"], caller_permissions(cycle)
+    statements = iam_policy.statements([policy])
+    assert len(statements) == 6
+    unnoticed = [s["Sid"] for s in statements if all(iam_policy.allowed(
+        [{**policy, "Statement": [o for o in statements if o is not s]}], p) for p in needed)]
+    assert not unnoticed, f"removing these statements went unnoticed: {unnoticed}"
+
+
+def test_caller_policy_allows_nothing_beyond_an_async_call(cycle):
+    cycle.require("smoke-call")
+    outputs, policy = cycle.facts["caller"]["outputs"], cycle.facts["caller"]["policy"]
+    async_bucket, artifacts = f"arn:aws:s3:::{outputs['async_bucket']}", f"arn:aws:s3:::{outputs['artifacts_bucket']}"
+    endpoint = f"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:endpoint/{outputs['endpoint_name']}"
+    key, via_s3 = outputs["kms_key_arn"], ("kms:ViaService", f"s3.{REGION}.amazonaws.com")
+    refused = [  # what a caller might try -> it must not be allowed
+        ("s3:GetObject", f"{async_bucket}/async-input/someone-else.json", ()),  # other callers' prompts
+        ("s3:PutObject", f"{async_bucket}/async-output/forged.out", ()),  # forging results
+        ("s3:DeleteObject", f"{async_bucket}/async-input/x.json", ()),
+        ("s3:GetObject", f"{artifacts}/models/sdturbo/v1/handler.py", ()),  # the model
+        ("s3:ListBucket", artifacts, ()),
+        ("sagemaker:InvokeEndpoint", endpoint, ()),  # real-time calls bypass the queue
+        ("sagemaker:InvokeEndpointAsync", endpoint.replace(outputs["endpoint_name"], "other"), ()),
+        ("sagemaker:UpdateEndpoint", endpoint, ()),
+        ("kms:Decrypt", key, ()),  # the key outside S3
+        ("kms:Decrypt", key, (via_s3, ("kms:EncryptionContext:aws:s3:arn", f"{artifacts}/models/x"))),
+        ("sns:Publish", outputs["success_topic_arn"], ()),
+    ]
+    allowed = [(a, r) for a, r, context in refused
+               if iam_policy.decide([policy], Permission(a, r, (("aws:RequestedRegion", REGION), *context))) == "allow"]
+    assert not allowed, allowed
+
+
+# ------------------------------------------------------------------ IAM: the trace against the CI roles
+
+@pytest.mark.parametrize("role", ["plan", "apply"])
+def test_ci_role_allows_every_request_it_sends(cycle, role):
+    cycle.require("bootstrap-apply", "main-destroy")
+    refused = iam_policy.refusals(cycle.facts["policies"][role], cycle.operations(role), account(cycle))
+    assert not refused, f"the {role} role's policies refuse:\n  " + "\n  ".join(r.describe() for r in refused)
+
+
+@pytest.mark.parametrize("role", ["plan", "apply"])
+def test_removing_any_needed_action_is_caught(cycle, role):
+    cycle.require("bootstrap-apply", "main-destroy")
+    needed = iam_policy.checked(cycle.operations(role), account(cycle))
+    actions = sorted({permission.action for permission, _ in needed})
+    assert len(actions) > 20
+    unnoticed = [action for action in actions if all(
+        iam_policy.allowed(_without(cycle.facts["policies"][role], action), permission)
+        for permission, _ in needed if permission.action == action)]
+    assert not unnoticed, f"removing these from the {role} role went unnoticed: {unnoticed}"
+
+
+def _without(policies: list[dict], action: str) -> list[dict]:
+    """The policies with one action taken out of every Allow statement."""
+    trimmed = copy.deepcopy(policies)
+    for policy in trimmed:
+        kept = []
+        for statement in iam_policy._listify(policy["Statement"]):
+            if statement["Effect"] == "Allow" and "Action" in statement:
+                actions = [a for a in iam_policy._listify(statement["Action"]) if a.lower() != action.lower()]
+                if not actions:
+                    continue
+                statement["Action"] = actions
+            kept.append(statement)
+        policy["Statement"] = kept
+    return trimmed
+
+
+# ------------------------------------------------------------------ IAM: no self-escalation
+
+READ_VERBS = ("Get", "List", "Describe", "Head")
+# Every IAM action that can give some principal a permission, or change who may use one.
+GRANTING = [
+    "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary",
+    "iam:DeleteRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy", "iam:CreatePolicy", "iam:CreatePolicyVersion",
+    "iam:SetDefaultPolicyVersion", "iam:CreateUser", "iam:PutUserPolicy", "iam:AttachUserPolicy",
+    "iam:CreateAccessKey", "iam:CreateLoginProfile", "iam:PutGroupPolicy", "iam:AttachGroupPolicy",
+    "iam:AddUserToGroup", "iam:CreateInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:PassRole",
+    "iam:UpdateOpenIDConnectProviderThumbprint", "iam:AddClientIDToOpenIDConnectProvider", "sts:AssumeRole",
+]
+CHANGING = GRANTING + ["iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:TagRole",
+                       "iam:UntagRole", "iam:UpdateRole", "iam:DeletePolicy", "iam:DeletePolicyVersion"]
+# Roles and policies the apply role must never touch, and one it has no business with.
+FOREIGN_ROLES = [f"{NAME}-github-plan", f"{NAME}-github-apply", f"{NAME}-github-image-push", "admin"]
+
+
+def iam_arn(resource: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT_ID}:{resource}"
+
+
+def test_plan_role_only_reads(cycle):
+    cycle.require("bootstrap-apply")
+    bootstrap = cycle.facts["bootstrap"]
+    lock_table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{bootstrap['lock_table']}"
+    not_verbs = {  # what a plan needs beyond reading, and the one resource it may do it to
+        "dynamodb:PutItem": lock_table, "dynamodb:DeleteItem": lock_table,  # the state lock
+        "kms:Decrypt": bootstrap["state_kms_key_arn"],  # reading the SSE-KMS state
+    }
+    for statement in iam_policy.statements(cycle.facts["policies"]["plan"]):
+        if statement["Effect"] != "Allow":
+            continue
+        for action in iam_policy._listify(statement["Action"]):
+            if action in not_verbs:
+                assert iam_policy._listify(statement["Resource"]) == [not_verbs[action]], statement
+            else:
+                verb = action.split(":", 1)[1]
+                assert verb.startswith(READ_VERBS) and "*" not in verb, f"{action} in {statement.get('Sid')}"
+
+
+def test_each_ci_role_trusts_only_its_own_subject(cycle):
+    cycle.require("bootstrap-apply")
+    expected = {"plan": f"repo:{REPOSITORY}:ref:refs/heads/main", "image-push": f"repo:{REPOSITORY}:ref:refs/heads/main",
+                "apply": f"repo:{REPOSITORY}:environment:production"}
+    for role, subject in expected.items():
+        (statement,) = iam_policy.statements([cycle.facts["trust"][role]])
+        conditions = statement["Condition"]["StringEquals"]
+        assert conditions["token.actions.githubusercontent.com:sub"] in (subject, [subject]), role
+        assert conditions["token.actions.githubusercontent.com:aud"] in ("sts.amazonaws.com", ["sts.amazonaws.com"])
+
+
+def test_apply_role_changes_roles_only_under_the_boundary(cycle):
+    cycle.require("bootstrap-apply")
+    apply = cycle.facts["policies"]["apply"]
+    boundary = cycle.facts["bootstrap"]["workload_boundary_arn"]
+    workload_role = iam_arn(f"role/{NAME}-sagemaker-execution")
+    # A workload role's trust policy is the apply role's to write (AWS has no condition on its content):
+    # whoever it trusts gets no more than the boundary, and neither CI role may assume another role.
+    for action in [a for a in GRANTING if a != "iam:UpdateAssumeRolePolicy"]:
+        for context in [(), (("iam:PermissionsBoundary", iam_arn("policy/AdministratorAccess")),)]:
+            permission = Permission(action, workload_role, (("aws:RequestedRegion", "us-east-1"), *context))
+            assert iam_policy.decide(apply, permission) != "allow", permission
+    with_boundary = (("aws:RequestedRegion", "us-east-1"), ("iam:PermissionsBoundary", boundary))
+    for action in ("iam:CreateRole", "iam:PutRolePolicy"):  # what the stack needs, and only with the boundary
+        assert iam_policy.decide(apply, Permission(action, workload_role, with_boundary)) == "allow", action
+    for action in ("iam:DeleteRolePermissionsBoundary", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy"):
+        assert iam_policy.decide(apply, Permission(action, workload_role, with_boundary)) == "deny", action
+
+
+def test_apply_role_cannot_touch_itself_the_other_ci_roles_or_the_boundary(cycle):
+    cycle.require("bootstrap-apply")
+    apply = cycle.facts["policies"]["apply"]
+    boundary = cycle.facts["bootstrap"]["workload_boundary_arn"]
+    targets = [iam_arn(f"role/{role}") for role in FOREIGN_ROLES] + [
+        boundary, *(iam_arn(f"policy/{NAME}-{p}") for p in ("read-stack", "change-stack", "apply-guardrails")), "*"]
+    for target in targets:
+        for action in CHANGING:
+            for context in [(), (("iam:PermissionsBoundary", boundary),)]:
+                permission = Permission(action, target, (("aws:RequestedRegion", "us-east-1"), *context))
+                assert iam_policy.decide(apply, permission) != "allow", permission
+
+
+@pytest.mark.parametrize("role", ["plan", "apply"])
+def test_ci_roles_assume_no_other_role(cycle, role):
+    cycle.require("bootstrap-apply")
+    for target in [iam_arn(f"role/{NAME}-sagemaker-execution"), iam_arn("role/admin")]:
+        assert iam_policy.decide(cycle.facts["policies"][role], Permission("sts:AssumeRole", target)) == "deny"
+
+
+def test_workload_role_carries_the_boundary(cycle):
+    cycle.require("create-apply")
+    assert cycle.facts["workload_role_boundary"] == cycle.facts["bootstrap"]["workload_boundary_arn"]
+
+
+def test_workload_role_policy_fits_inside_the_boundary(cycle):
+    cycle.require("create-apply")
+    boundary = cycle.facts["boundary"]
+    outside = []
+    for statement in iam_policy.statements(cycle.facts["workload_policy"]):
+        context = tuple((key, iam_policy._listify(values)[0]) for keys in statement.get("Condition", {}).values()
+                        for key, values in keys.items())
+        for action in iam_policy._listify(statement["Action"]):
+            for resource in iam_policy._listify(statement["Resource"]):
+                if iam_policy.decide([boundary], Permission(action, resource, context)) != "allow":
+                    outside.append(f"{action} on {resource}")
+    assert not outside, f"the boundary cuts the execution role's {outside}"
+    for action in GRANTING:
+        assert iam_policy.decide([boundary], Permission(action, "*")) != "allow", action

@@ -1,0 +1,117 @@
+"""Real TorchServe (Java frontend + Python worker) with the tiny model, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support.helpers import decode_image, http, post_json
+from tests.handler.test_image_input import b64, encode, picture
+
+pytestmark = pytest.mark.integration
+
+
+def test_ping_is_healthy(torchserve):
+    reply = http("GET", f"{torchserve.url}/ping", content_type=None)
+    assert reply.status == 200 and reply.json()["status"] == "Healthy"
+
+
+@pytest.mark.parametrize("path", ["/predictions/sdturbo", "/invocations"])
+def test_prompt_returns_base64_png_of_requested_size(torchserve, path):
+    reply = post_json(torchserve.url + path, {"prompt": "a cat wearing sunglasses", "width": 384, "height": 256})
+    assert reply.status == 200, reply.body[:300]
+    assert reply.headers["content-type"].startswith("application/json")
+    body = reply.json()
+    image = decode_image(body["image"])
+    assert (image.format, image.size) == ("PNG", (384, 256))
+    assert (body["width"], body["height"]) == (384, 256) and isinstance(body["seed"], int)
+
+
+def test_same_seed_same_bytes(torchserve):
+    url = f"{torchserve.url}/predictions/sdturbo"
+    first = post_json(url, {"prompt": "a lighthouse", "seed": 2024}).json()
+    second = post_json(url, {"prompt": "a lighthouse", "seed": 2024}).json()
+    assert first["image"] == second["image"] and first["seed"] == 2024
+
+
+@pytest.mark.parametrize("path", ["/predictions/sdturbo", "/invocations"])
+def test_image_to_image_returns_a_png_of_the_images_size(torchserve, path):
+    reply = post_json(torchserve.url + path, {"prompt": "a cat", "image": b64(encode(picture(320, 256), "JPEG")),
+                                              "strength": 0.75, "seed": 4})
+    assert reply.status == 200, reply.body[:300]
+    body = reply.json()
+    assert set(body) == {"image", "seed", "width", "height", "format"}
+    assert decode_image(body["image"]).size == (320, 256) and (body["width"], body["height"], body["seed"]) == (320, 256, 4)
+
+
+def test_image_to_image_same_seed_same_image_same_bytes(torchserve):
+    url = f"{torchserve.url}/predictions/sdturbo"
+    request = {"prompt": "a lighthouse", "seed": 2024, "image": b64(encode(picture(256, 384))), "num_images": 2}
+    first, second = post_json(url, request).json(), post_json(url, request).json()
+    assert first["images"] == second["images"] and decode_image(first["image"]).size == (256, 384)
+
+
+def test_raw_bytes_as_sagemaker_sends_them(torchserve):
+    reply = http("POST", f"{torchserve.url}/invocations", b'{"prompt": "a cat", "seed": 1}',
+                 content_type="application/octet-stream")
+    assert reply.status == 200 and reply.json()["seed"] == 1
+
+
+def test_batch_mixing_good_and_bad_requests(torchserve):
+    """batchSize 4 with a 400 ms delay: concurrent requests share one handler call."""
+    url = f"{torchserve.url}/predictions/sdturbo"
+    payloads = [{"prompt": "a cat", "seed": 1}, {"prompt": "a cat", "num_images": 99},
+                {"prompt": "a dog", "seed": 2}, {"prompt": "a cat", "colour": "red"}]
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        replies = list(pool.map(lambda p: post_json(url, p), payloads))
+    assert [r.status for r in replies] == [200, 400, 200, 400]
+    assert replies[1].json()["errors"][0]["field"] == "num_images"
+    assert replies[3].json()["errors"][0]["field"] == "colour"
+    decode_image(replies[0].json()["image"])
+    # the worker survived: a later request still works
+    assert post_json(url, {"prompt": "after"}).status == 200
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    (b"not json", "application/json", 400),
+    (b"", "application/json", 400),
+    (b'{"prompt": "a cat"}', "image/png", 415),
+    (b'{"prompt": "a cat", "width": 100}', "application/json", 400),
+])
+def test_bad_input_gets_json_4xx(torchserve, body, content_type, status):
+    reply = http("POST", f"{torchserve.url}/predictions/sdturbo", body, content_type=content_type)
+    assert reply.status == status
+    assert json.loads(reply.body)["code"] == status
+
+
+def test_oversize_body_is_refused_with_413(torchserve):
+    reply = http("POST", f"{torchserve.url}/predictions/sdturbo", b'{"prompt": "' + b"a" * 100_000 + b'"}')
+    assert reply.status == 413
+
+
+def test_model_api_is_off(torchserve):
+    reply = http("POST", f"{torchserve.management_url}/models?url=https://example.com/x.mar", b"")
+    assert reply.status in (403, 405)
+
+
+def test_prompts_are_not_logged(torchserve):
+    secret = "purple elephant 8c1f"
+    assert post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": secret}).status == 200
+    assert secret not in torchserve.log_text()
+
+
+def test_stage_timings_reach_the_metrics_endpoint_and_the_log(torchserve):
+    assert post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a cat", "seed": 5}).status == 200
+    metrics = http("GET", f"http://127.0.0.1:{torchserve.ports['metrics']}/metrics", content_type=None)
+    assert metrics.status == 200
+    values = {}
+    for line in metrics.body.decode().splitlines():
+        name, _, value = line.partition("{")
+        if name in ("GenerateTime", "DecodeTime", "EncodeTime") and 'ModelName="sdturbo"' in line:
+            values[name] = float(value.rsplit(" ", 1)[1])
+    assert set(values) == {"GenerateTime", "DecodeTime", "EncodeTime"} and all(v > 0 for v in values.values())
+    assert re.search(r"batch of \d+ request\(s\): generate [\d.]+ ms, decode [\d.]+ ms, encode [\d.]+ ms",
+                     torchserve.log_text())

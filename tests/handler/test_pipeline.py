@@ -1,0 +1,50 @@
+"""Loading a model (handler/pipeline.py): offline and safetensors-only, the tiny decoder, and the image-to-image
+pipeline made of the text-to-image one's own objects."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from handler.pipeline import ModelLoadError
+from tests.support.helpers import decode_image
+from tests.handler.test_engine import make_engine, req
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_sd_dir):
+    return make_engine(tiny_sd_dir)
+
+
+def test_one_copy_of_the_weights(engine):
+    """The image-to-image pipeline is made of the text-to-image pipeline's own objects."""
+    text, image = engine.pipe.components, engine.img2img_pipe.components
+    shared = [name for name, component in text.items() if isinstance(component, torch.nn.Module)]
+    assert {"unet", "vae", "text_encoder"} <= set(shared)
+    assert all(image[name] is text[name] for name in shared)
+    assert image["scheduler"] is text["scheduler"]
+    pointers = {p.data_ptr() for name in shared for p in text[name].parameters()}
+    assert pointers == {p.data_ptr() for name in shared for p in image[name].parameters()}
+
+
+def test_tiny_decoder_mode(tiny_sd_dir):
+    fast = make_engine(tiny_sd_dir, decoder="tiny")
+    assert type(fast.vae.decoder).__name__ == "AutoencoderTiny"
+    assert decode_image(fast.serve_batch([req(seed=1)])[0].body["image"]).size == (512, 512)
+
+
+def test_missing_model_fails_with_an_actionable_message(tmp_path):
+    with pytest.raises(ModelLoadError, match="make model"):
+        make_engine(tmp_path / "nothing")
+
+
+def test_pickle_weights_are_refused(tmp_path, tiny_sd_dir):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_sd_dir, copy)
+    for weights in (copy / "unet").glob("*.safetensors"):
+        weights.unlink()
+    (copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        make_engine(copy)

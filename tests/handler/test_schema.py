@@ -1,0 +1,266 @@
+"""Request parsing: a pure function, tested as data (body -> status, field named)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.helpers import REPO
+from tests.handler.test_image_input import BAD_IMAGES, b64, encode, picture
+from handler.schema import (
+    DEFAULT_IMAGE_STEPS, DEFAULT_STRENGTH, MAX_BODY_BYTES, MAX_IMAGE_BODY_BYTES, MAX_IMAGE_CHARS, MAX_IMAGES,
+    MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest, RequestError, parse_request,
+)
+
+
+def body(**fields) -> bytes:
+    return json.dumps({"prompt": "a cat", **fields}).encode()
+
+
+def test_defaults_follow_the_model_card():
+    request = parse_request(b'{"prompt": "a cat"}', "application/json")
+    assert request == GenerationRequest(prompt="a cat")
+    assert (request.num_inference_steps, request.guidance_scale) == (1, 0.0)
+    assert (request.width, request.height, request.num_images, request.output_format) == (512, 512, 1, "png")
+    assert request.seed is None
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "application/octet-stream", None, "",
+    "text/plain", "application/vnd.sdturbo+json",
+])
+def test_json_accepted_under_sagemaker_content_types(content_type):
+    assert parse_request(body(seed=7), content_type).seed == 7
+
+
+def test_already_decoded_json_is_accepted():
+    assert parse_request({"prompt": "a cat", "seed": 3}).seed == 3
+
+
+@pytest.mark.parametrize("fields", [
+    dict(seed=0), dict(seed=MAX_SEED), dict(num_inference_steps=4), dict(guidance_scale=10.0),
+    dict(width=MIN_SIDE, height=MAX_SIDE), dict(num_images=MAX_IMAGES), dict(output_format="jpeg"),
+    dict(output_format="webp"), dict(prompt="x" * MAX_PROMPT_CHARS), dict(guidance_scale=1),
+])
+def test_values_at_the_bounds_are_accepted(fields):
+    parse_request(body(**fields), "application/json")
+
+
+# (body, expected status, field the error must name)
+BAD_REQUESTS = [
+    (b"", 400, "body"),
+    (b"   ", 400, "body"),
+    (b"not json", 400, "body"),
+    (b"[1, 2]", 400, "body"),
+    (b'"a cat"', 400, "body"),
+    (b"null", 400, "body"),
+    (b"{}", 400, "prompt"),
+    (body(prompt=""), 400, "prompt"),
+    (body(prompt="   "), 400, "prompt"),
+    (body(prompt=5), 400, "prompt"),
+    (body(prompt="x" * (MAX_PROMPT_CHARS + 1)), 400, "prompt"),
+    (body(seed=-1), 400, "seed"),
+    (body(seed=MAX_SEED + 1), 400, "seed"),
+    (body(seed="42"), 400, "seed"),
+    (body(seed=1.5), 400, "seed"),
+    (body(seed=True), 400, "seed"),
+    (body(num_inference_steps=0), 400, "num_inference_steps"),
+    (body(num_inference_steps=5), 400, "num_inference_steps"),
+    (body(guidance_scale=-0.1), 400, "guidance_scale"),
+    (body(guidance_scale=10.01), 400, "guidance_scale"),
+    (b'{"prompt": "a", "guidance_scale": NaN}', 400, "guidance_scale"),
+    (b'{"prompt": "a", "guidance_scale": Infinity}', 400, "guidance_scale"),
+    (body(width=MIN_SIDE - 8), 400, "width"),
+    (body(width=MAX_SIDE + 8), 400, "width"),
+    (body(height=513), 400, "height"),
+    (body(width=10**12), 400, "width"),
+    (body(num_images=0), 400, "num_images"),
+    (body(num_images=MAX_IMAGES + 1), 400, "num_images"),
+    (body(output_format="gif"), 400, "output_format"),
+    (body(negative_prompt="blurry"), 400, "negative_prompt"),
+    (b"\xff\xfe\x00garbage", 400, "body"),
+    (b'{"prompt": "\xff"}', 400, "body"),
+    (b"[" * 5000 + b"]" * 5000, 400, "body"),
+    (b'{"prompt": "a", "prompt": 3}', 400, "prompt"),
+]
+
+
+@pytest.mark.parametrize("raw, status, field", BAD_REQUESTS)
+def test_bad_request_gets_4xx_naming_the_field(raw, status, field):
+    assert_refused(raw, status, field)
+
+
+def assert_refused(raw: bytes, status: int, field: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request(raw, "application/json")
+    error = caught.value
+    assert error.status == status
+    reply = error.to_body()
+    assert reply["code"] == status and reply["message"]
+    assert field in {e["field"] for e in reply["errors"]}, reply
+    json.dumps(reply)  # always serialisable
+
+
+def test_oversize_body_is_413():
+    with pytest.raises(RequestError) as caught:
+        parse_request(b'{"prompt": "' + b"a" * MAX_BODY_BYTES + b'"}', "application/json")
+    assert caught.value.status == 413
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_non_json_content_type_is_415(content_type):
+    with pytest.raises(RequestError) as caught:
+        parse_request(body(), content_type)
+    assert caught.value.status == 415
+    assert caught.value.errors[0]["field"] == "Content-Type"
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'"a cat"', b"42", b"null"])
+def test_valid_json_that_is_no_object_is_not_called_invalid_json(raw):
+    with pytest.raises(RequestError) as caught:
+        parse_request(raw, "application/json")
+    assert "must be a JSON object" in caught.value.message and "not valid JSON" not in caught.value.message
+
+
+def test_unknown_field_error_lists_the_allowed_fields():
+    with pytest.raises(RequestError) as caught:
+        parse_request(body(steps=2), "application/json")
+    assert "num_inference_steps" in caught.value.errors[0]["message"]
+
+
+# ------------------------------------------------------------------ image-to-image
+IMAGE = b64(encode(picture(320, 256)))
+
+
+def test_an_image_makes_it_image_to_image_with_the_model_cards_defaults():
+    request = parse_request(body(image=IMAGE, seed=1))
+    assert (request.width, request.height) == (320, 256)  # from the image
+    assert (request.num_inference_steps, request.strength) == (DEFAULT_IMAGE_STEPS, DEFAULT_STRENGTH) == (2, 0.5)
+    assert request.init_image.pixels.shape == (256, 320, 3)
+    text = parse_request(body(seed=1))
+    assert (text.num_inference_steps, text.strength, text.init_image, text.width) == (1, None, None, 512)
+
+
+def test_given_image_to_image_fields_are_kept():
+    request = parse_request(body(image=IMAGE, width=512, num_inference_steps=4, strength=0.25, guidance_scale=1.0))
+    assert (request.width, request.height, request.num_inference_steps, request.strength) == (512, 408, 4, 0.25)
+    assert request.init_image.pixels.shape == (408, 512, 3)
+    assert parse_request(body(image=IMAGE, strength=None)).strength == DEFAULT_STRENGTH
+    assert parse_request(body(image=None)).init_image is None  # null image: text-to-image
+
+
+@pytest.mark.parametrize("steps, strength", [(1, 1.0), (2, 0.5), (4, 0.25), (3, 0.34), (4, 1)])
+def test_steps_times_strength_of_at_least_one_is_accepted(steps, strength):
+    parse_request(body(image=IMAGE, num_inference_steps=steps, strength=strength))
+
+
+# (body, expected status, field the error must name): image-to-image's own mistakes. The image content
+# cases come from tests/handler/test_image_input.py's table.
+BAD_IMAGE_REQUESTS = [
+    (body(strength=1.0), 400, "strength"),                                  # strength without an image
+    (body(image=IMAGE, num_inference_steps=1), 400, "strength"),            # 1 x 0.5: no step would run
+    (body(image=IMAGE, num_inference_steps=3, strength=0.33), 400, "strength"),  # int(0.99) = 0
+    (body(image=IMAGE, strength=0), 400, "strength"),
+    (body(image=IMAGE, strength=-0.5), 400, "strength"),
+    (body(image=IMAGE, strength=1.01), 400, "strength"),
+    (body(image=IMAGE, strength="0.5"), 400, "strength"),
+    (b'{"prompt": "a", "image": "%s", "strength": NaN}' % IMAGE.encode(), 400, "strength"),
+    (body(image=5), 400, "image"),
+    (body(image=[IMAGE]), 400, "image"),
+    (body(image={"url": "https://example.com/x.png"}), 400, "image"),
+    (body(image=IMAGE, width=100), 400, "width"),
+    (body(image=IMAGE, num_images=MAX_IMAGES + 1), 400, "num_images"),
+    (body(image="A" * (MAX_IMAGE_CHARS + 4)), 400, "image"),                 # within the body limit, over the field's
+] + [(body(image=text), status, "image") for text, status, _ in BAD_IMAGES]
+
+
+@pytest.mark.parametrize("raw, status, field", BAD_IMAGE_REQUESTS, ids=range(len(BAD_IMAGE_REQUESTS)))
+def test_bad_image_request_gets_4xx_naming_the_field(raw, status, field):
+    assert_refused(raw, status, field)
+
+
+def test_body_limits_with_and_without_an_image():
+    big_image = b64(encode(picture(1024, 1024), "PNG", compress_level=0))  # ~3 MiB of base64
+    assert MAX_BODY_BYTES < len(big_image) < MAX_IMAGE_CHARS
+    assert parse_request(body(image=big_image)).init_image.size == (1024, 1024)
+    # The same size without an image (a prompt, or an image key that is not a string) stays 413.
+    for raw in (body(prompt="x" * len(big_image)), body(image=None, padding="x" * len(big_image)),
+                b'{"prompt": "a", "image": ' + b"[" * 40_000 + b"]" * 40_000 + b"}"):
+        with pytest.raises(RequestError) as caught:
+            parse_request(raw)
+        assert caught.value.status == 413 and caught.value.errors[0]["field"] == "body"
+    just_over = body(image="A" * (MAX_IMAGE_BODY_BYTES - len(body(image=""))) + "AAAA")
+    assert len(just_over) == MAX_IMAGE_BODY_BYTES + 4
+    with pytest.raises(RequestError) as caught:
+        parse_request(just_over)
+    assert caught.value.status == 413 and str(MAX_IMAGE_BODY_BYTES) in caught.value.message
+
+
+def test_image_and_text_requests_never_share_a_key():
+    text = parse_request(body(width=320, height=256, num_inference_steps=2))
+    image = parse_request(body(image=IMAGE, seed=1))
+    other_seed = parse_request(body(image=b64(encode(picture(320, 256).rotate(180))), seed=2, prompt="a dog"))
+    stronger = parse_request(body(image=IMAGE, strength=1.0))
+    assert (text.width, text.height, text.num_inference_steps) == (image.width, image.height, image.num_inference_steps)
+    assert text.shape_key() != image.shape_key() == other_seed.shape_key() != stronger.shape_key()
+
+
+def test_requests_of_one_shape_share_a_key():
+    a = parse_request(body(seed=1, num_images=2))
+    b = parse_request(body(prompt="a dog", output_format="jpeg"))
+    c = parse_request(body(width=256))
+    assert a.shape_key() == b.shape_key() != c.shape_key()
+
+
+# ------------------------------------------------------------------ property-based fuzzing of the parser
+
+_json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text()
+_json = st.recursive(_json_leaf, lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(), c, max_size=5),
+                     max_leaves=20)
+_fields = st.fixed_dictionaries({}, optional={name: _json for name in GenerationRequest.model_fields})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=2000), _fields.map(lambda d: json.dumps(d).encode()),
+                 _json.map(lambda v: json.dumps(v).encode())))
+def test_any_body_parses_or_gets_a_4xx(raw):
+    try:
+        request = parse_request(raw, "application/json")
+    except RequestError as error:
+        assert 400 <= error.status < 500
+        json.dumps(error.to_body())
+        assert len(error.message) < 5000  # bounded, whatever the input
+    else:
+        assert isinstance(request, GenerationRequest) and request.prompt.strip()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(
+    dict,
+    prompt=st.text(min_size=1, max_size=MAX_PROMPT_CHARS).filter(str.strip),
+    seed=st.integers(0, MAX_SEED),
+    width=st.integers(MIN_SIDE // 8, MAX_SIDE // 8).map(lambda n: n * 8),
+    num_images=st.integers(1, MAX_IMAGES),
+))
+def test_every_valid_request_is_accepted_unchanged(fields):
+    request = parse_request(json.dumps(fields).encode(), "application/json")
+    assert request.model_dump(include=set(fields)) == fields
+
+
+def test_every_field_says_why_its_bounds_are_what_they_are():
+    from handler.schema import request_json_schema
+
+    properties = request_json_schema()["properties"]
+    assert set(properties) == set(GenerationRequest.model_fields)
+    assert all(len(spec.get("description", "")) > 20 for spec in properties.values()), properties
+
+
+def test_readme_request_table_is_the_schemas():
+    from handler.schema import request_table
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("<!-- BEGIN REQUEST TABLE -->\n", 1)[1].split("<!-- END REQUEST TABLE -->", 1)[0]
+    assert table == request_table(), "README's request table is stale: regenerate it from handler/schema.py"

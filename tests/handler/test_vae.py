@@ -1,0 +1,87 @@
+"""The engine's VAE work (handler/vae.py): the copies of diffusers' pre- and post-processing, pinned to the
+pipelines' own output, and the slices it runs in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handler.pipeline import ModelLoadError
+from handler.settings import EngineSettings
+from handler.vae import Vae
+from tests.support.helpers import decode_image
+from tests.handler.test_engine import image_req, make_engine
+from tests.handler.test_image_input import b64, encode, picture
+
+
+@pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
+def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
+    """Vae.decode_images re-implements diffusers' latent un-scaling and [-1, 1] -> uint8 on the device: it must
+    give exactly what the pipeline's ``output_type="np"`` path gives, rounded as diffusers rounds."""
+    engine = make_engine(request.getfixturevalue(fixture))
+    common = {"prompt": ["a red cube", "a blue ball"], "num_inference_steps": 1, "guidance_scale": 0.0,
+              "height": 256, "width": 256}
+    reference = engine.pipe(**common, generator=[torch.Generator().manual_seed(s) for s in (1, 2)],
+                            output_type="np").images
+    latents = engine.pipe(**common, generator=[torch.Generator().manual_seed(s) for s in (1, 2)],
+                          output_type="latent").images
+    ours = np.stack(list(engine.vae.decode_images(latents)))
+    expected = (reference * 255).round().astype(np.uint8)
+    assert ours.dtype == np.uint8 and ours.shape == expected.shape == (2, 256, 256, 3)
+    assert np.array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
+def test_encode_images_matches_the_pipelines_own_image_path(fixture, request):
+    """Vae.encode_images re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
+    run batched through a CUDA graph: from the same pixels and seeds, the pipeline must end at exactly
+    the latents its own PIL-image path gives."""
+    engine = make_engine(request.getfixturevalue(fixture))
+    job_request = image_req(num_images=2)
+    common = {"prompt": ["a cat"] * 2, "num_inference_steps": 2, "strength": 0.5, "guidance_scale": 0.0,
+              "output_type": "latent"}
+    pil = decode_image(b64(encode(picture(320, 256))))
+    reference = engine.img2img_pipe(**common, image=[pil, pil], generator=[torch.Generator().manual_seed(s)
+                                                                           for s in (3, 4)]).images
+    generators = [torch.Generator().manual_seed(s) for s in (3, 4)]
+    latents = engine.vae.encode_images([job_request.init_image.pixels], [job_request.num_images], generators)
+    ours = engine.img2img_pipe(**common, image=latents, generator=generators).images
+    assert ours.shape == reference.shape == (2, 4, 32, 40)
+    assert torch.equal(ours, reference)
+
+
+
+@pytest.mark.parametrize("vae_decode_batch, side, images", [(4, 512, 4), (4, 1024, 1), (4, 256, 16), (1, 2048, 1),
+                                                             (8, 768, 3)])
+def test_slices_are_counted_in_512x512_images(vae_decode_batch, side, images):
+    vae = Vae(FakeVae(), FakeVae(), torch.device("cpu"), torch.float32, EngineSettings(vae_decode_batch=vae_decode_batch))
+    assert vae.slice_size((side // 8) ** 2) == images
+
+
+def test_decoding_runs_in_slices_and_keeps_the_order(tiny_sd_dir):
+    engine = make_engine(tiny_sd_dir, vae_decode_batch=2)
+    seen, real = [], engine.vae.decode_chunk
+    engine.vae.decode_chunk = lambda inputs: seen.append(inputs["latents"].shape[0]) or real(inputs)
+    latents = torch.randn(5, 4, 64, 64, generator=torch.Generator().manual_seed(0))  # 512x512 images
+    sliced = list(engine.vae.decode_images(latents))
+    assert seen == [2, 2, 1]
+    alone = [next(engine.vae.decode_images(latent[None])) for latent in latents]
+    assert [image.shape for image in sliced] == [(512, 512, 3)] * 5
+    for one, other in zip(sliced, alone, strict=True):
+        assert np.abs(one.astype(int) - other.astype(int)).max() <= 1  # batch size may change rounding
+
+
+class FakeVae:
+    """A VAE stand-in with only a config."""
+
+    def __init__(self, **config):
+        self.config = type("Config", (), {"scaling_factor": 0.18215, **config})()
+
+
+def test_a_vae_with_latent_statistics_is_refused_at_load():
+    """The copied scaling has no latents_mean/latents_std (neither served VAE has them): such a VAE must fail
+    the load rather than give wrong images."""
+    with pytest.raises(ModelLoadError, match="latents_mean"):
+        Vae(FakeVae(latents_mean=[0.0] * 4, latents_std=[1.0] * 4), FakeVae(), torch.device("cpu"), torch.float32,
+            EngineSettings())

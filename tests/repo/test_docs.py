@@ -1,0 +1,111 @@
+"""What the README and docs/ say about the scripts and the service, held to what they do."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from handler.schema import RequestError, parse_request
+from tests.support.helpers import REPO, script_help, subcommands
+
+SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py"))
+SHELL_SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.sh"))
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# Where scripts are run with flags: the docs, and what the README promises they are the same commands as.
+RUNNERS = [*DOCS, REPO / "Makefile", *sorted((REPO / ".github" / "workflows").glob("*.yml")),
+           *sorted((REPO / "scripts").glob("*.sh"))]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_and_subcommand_answers_help(script):
+    for subcommand in [None, *subcommands(script)]:
+        result = script_help(script, subcommand)
+        assert result.returncode == 0 and "usage" in result.stdout.lower(), (script, subcommand, result.stderr)
+        assert "exit codes" in script_help(script).stdout.lower() or subcommand, f"{script}: document exit codes"
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS)
+def test_shell_scripts_answer_help_without_doing_anything(tmp_path, script):
+    for flag in ("--help", "-h"):
+        result = subprocess.run(["bash", str(REPO / "scripts" / script), flag], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=30)
+        assert result.returncode == 0 and "usage" in result.stdout.lower(), result.stderr
+    assert not list(tmp_path.iterdir()), "--help must not start any work"
+
+
+def command_lines(path):
+    """(line, in a code block) for each command a file shows: markdown code blocks and inline code, or
+    every line of a Makefile or workflow."""
+    text = path.read_text()
+    if path.suffix != ".md":
+        yield from ((line, True) for line in text.replace("\\\n", " ").splitlines())
+        return
+    for block, span in re.findall(r"```[a-z]*\n(.*?)```|`([^`\n]+)`", text, re.DOTALL):
+        yield from ((line, True) for line in block.splitlines()) if block else [(span, False)]
+
+
+def script_commands(path):
+    """(script, subcommand, flags) wherever ``path`` runs a script, and for flags named on their own
+    (`--deadline`), the script the text ran last (None after a code block ran some other program)."""
+    subject = (None, None)
+    for line, in_block in command_lines(path):
+        # words, not shell parsing: a script run inside "$(...)" or a quoted trap is still a script run
+        words = re.findall(r"""[^\s"'()$]+""", re.split(r"(?:^|\s)#", line, maxsplit=1)[0])
+        if words and all(word.startswith("--") for word in words):
+            if subject[0] in SCRIPTS:
+                yield (*subject, words)
+            continue
+        for index, word in enumerate(words):
+            named = re.fullmatch(r"(?:\S*/)?(\w+\.py)", word)
+            if named and named.group(1) in SCRIPTS:
+                script, rest = named.group(1), words[index + 1:]
+                stop = next((i for i, w in enumerate(rest) if w in ("|", "&&", ";", ">", "||")), len(rest))
+                rest = rest[:stop]
+                sub = rest[0] if rest and rest[0] in subcommands(script) else None
+                subject = (script, sub)
+                yield script, sub, [w.split("=", 1)[0] for w in rest if w.startswith("--")]
+                break
+        else:
+            if in_block and words:
+                subject = (words[0], None)  # a block that runs another program: its flags are its own
+
+
+def documented_flags():
+    for path in RUNNERS:
+        for script, sub, flags in script_commands(path):
+            for flag in flags:
+                yield pytest.param(path, script, sub, flag, id=f"{path.name}:{script}:{sub}:{flag}")
+
+
+@pytest.mark.parametrize("path, script, sub, flag", list(documented_flags()))
+def test_every_script_flag_the_docs_mention_exists(path, script, sub, flag):
+    """A flag in the docs is a flag of the script (and subcommand) they are talking about: the one on the
+    same command line, or, for a flag named on its own, the one they ran last."""
+    text = script_help(script, sub).stdout
+    assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), \
+        f"{path.name} gives {flag} to {script} {sub or ''}, whose --help does not list it"
+
+
+def accepted(media_type: str) -> bool:
+    try:
+        parse_request(b'{"prompt": "a cat"}', media_type)
+    except RequestError as exc:
+        assert exc.status == 415
+        return False
+    return True
+
+
+def test_the_readme_names_the_content_types_that_get_415():
+    """The handler takes JSON under any type that can carry it (SageMaker forwards the caller's type as is);
+    the README's sentence about 415 names exactly those, so a reader can tell which requests get it."""
+    readme = (REPO / "README.md").read_text()
+    sentence = re.search(r"415 for [^.]*\.", readme.replace("\n", " ")).group(0)
+    named = set(re.findall(r"`([\w.+*/-]+)`", sentence))
+    candidates = {"application/json", "text/json", "text/plain", "application/octet-stream", "image/png",
+                  "application/x-www-form-urlencoded", "multipart/form-data", "application/xml", "text/html",
+                  "application/vnd.sdturbo+json"}
+    for media_type in candidates:
+        listed = media_type in named or ("*+json" in named and media_type.endswith("+json"))
+        assert listed == accepted(media_type), f"{media_type}: the README's 415 sentence says otherwise"

@@ -1,0 +1,177 @@
+"""The GitHub Actions workflows: they parse, zizmor and checkov find nothing, and the safety rules hold."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.helpers import REPO
+
+pytestmark = pytest.mark.infra
+WORKFLOWS = REPO / ".github" / "workflows"
+CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
+OIDC_ACTION = "aws-actions/configure-aws-credentials"
+
+
+def load(name: str) -> dict:
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as True
+    return workflow
+
+
+def steps(job: dict) -> list[dict]:
+    return job.get("steps", [])
+
+
+def uses(job: dict) -> list[str]:
+    return [step["uses"] for step in steps(job) if "uses" in step]
+
+
+ALL = sorted(p.name for p in WORKFLOWS.glob("*.yml"))
+
+
+def test_the_three_workflows_exist():
+    assert ALL == ["build-and-push.yml", "ci.yml", "deploy-infrastructure.yml"]
+
+
+def test_zizmor_finds_nothing():
+    zizmor = Path(sys.executable).parent / "zizmor"
+    result = subprocess.run([str(zizmor), "--offline", "--config", str(REPO / ".github" / "zizmor.yml"),
+                             "--format", "json", str(WORKFLOWS)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert json.loads(result.stdout) == []
+
+
+def test_checkov_github_actions_checks_pass():
+    assert CHECKOV.exists(), "run `make tools`"
+    result = subprocess.run([str(CHECKOV), "-d", str(REPO / ".github"), "--framework", "github_actions",
+                             "--skip-download", "--quiet", "--compact", "-o", "json"],
+                            capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout)
+    assert not report["results"]["failed_checks"], [c["check_id"] for c in report["results"]["failed_checks"]]
+    assert report["summary"]["passed"] > 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_permissions_are_empty_or_read_only_at_the_top(name):
+    permissions = load(name)["permissions"]
+    assert permissions in ({}, {"contents": "read"}), permissions
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_oidc_token_only_where_aws_is_assumed(name):
+    for job_name, job in load(name)["jobs"].items():
+        assumes_role = any(u.startswith(OIDC_ACTION) for u in uses(job))
+        wants_token = job.get("permissions", {}).get("id-token") == "write"
+        assert assumes_role == wants_token, f"{name}:{job_name}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_actions_are_pinned_to_released_versions(name):
+    for job in load(name)["jobs"].values():
+        for ref in uses(job):
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})", ref), ref
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_checkout_does_not_persist_credentials(name):
+    for job in load(name)["jobs"].values():
+        for step in steps(job):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False
+
+
+def test_ci_runs_the_readme_test_command_with_java_17():
+    job = load("ci.yml")["jobs"]["test"]
+    assert any("make test" in step.get("run", "") for step in steps(job))
+    java = next(s for s in steps(job) if s.get("uses", "").startswith("actions/setup-java@"))
+    assert java["with"]["java-version"] == "17"
+    assert any(s.get("with", {}).get("cache") == "pip" for s in steps(job))
+    assert {"pull_request", "push"} <= set(load("ci.yml")["on"])
+
+
+def test_image_is_tagged_with_the_commit_sha_only():
+    job = load("build-and-push.yml")["jobs"]["image"]
+    build = next(s for s in steps(job) if s.get("uses", "").startswith("docker/build-push-action@"))
+    tags = build["with"]["tags"].split(",")
+    assert len(tags) == 1 and tags[0].endswith(":${{ github.sha }}")
+    assert ":latest" not in (WORKFLOWS / "build-and-push.yml").read_text()
+    assert "GITHUB_STEP_SUMMARY" in json.dumps(job)
+
+
+def test_push_makes_a_single_platform_image_manifest_sagemaker_accepts():
+    job = load("build-and-push.yml")["jobs"]["image"]
+    build = next(s for s in steps(job) if s.get("uses", "").startswith("docker/build-push-action@"))
+    # attestations turn the push into an OCI image index, which CreateModel refuses
+    assert build["with"]["provenance"] is False and build["with"]["sbom"] is False
+    assert build["with"]["platforms"] == "linux/amd64"
+    assert "outputs" not in build["with"] and "attests" not in build["with"]
+
+
+def test_apply_runs_only_the_reviewed_plan_behind_a_protected_environment():
+    workflow = load("deploy-infrastructure.yml")
+    jobs = workflow["jobs"]
+    apply = jobs["apply"]
+    assert apply["environment"] == "production"
+    assert apply["needs"] == "plan" and "pull_request" in apply["if"]
+    runs = " ".join(step.get("run", "") for step in steps(apply))
+    assert re.search(r"terraform -chdir=infra apply \S*\s*tfplan", runs) and "-auto-approve" not in runs
+    assert any(u.startswith("actions/download-artifact@") for u in uses(apply))
+    plan_runs = " ".join(step.get("run", "") for step in steps(jobs["plan"]))
+    assert "-out=tfplan" in plan_runs and "GITHUB_STEP_SUMMARY" in plan_runs
+    assert any(u.startswith("actions/upload-artifact@") for u in uses(jobs["plan"]))
+    check_runs = " ".join(step.get("run", "") for step in steps(jobs["check"]))
+    assert "fmt -check" in check_runs and "validate" in check_runs
+    # pull requests never reach a job that holds AWS credentials
+    for name, job in jobs.items():
+        if any(u.startswith(OIDC_ACTION) for u in uses(job)):
+            assert "github.event_name != 'pull_request'" in job.get("if", ""), name
+
+
+def test_no_secrets_or_account_ids_in_workflows():
+    for path in WORKFLOWS.glob("*.yml"):
+        text = path.read_text()
+        assert "secrets." not in text, path.name  # everything account-specific is a repository variable
+        assert not re.search(r"\b\d{12}\b", text), path.name
+
+
+ROLE_OF_JOB = {  # (workflow, job) -> the repository variable naming the role it may assume
+    ("deploy-infrastructure.yml", "plan"): "AWS_PLAN_ROLE_ARN",
+    ("deploy-infrastructure.yml", "apply"): "AWS_APPLY_ROLE_ARN",
+    ("build-and-push.yml", "image"): "AWS_IMAGE_PUSH_ROLE_ARN",
+}
+
+
+def assumed_roles(job: dict) -> list[str]:
+    return [step["with"]["role-to-assume"] for step in steps(job) if step.get("uses", "").startswith(OIDC_ACTION)]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_job_assumes_only_the_role_meant_for_it(name):
+    for job_name, job in load(name)["jobs"].items():
+        roles = assumed_roles(job)
+        expected = ROLE_OF_JOB.get((name, job_name))
+        assert roles == ([f"${{{{ vars.{expected} }}}}"] if expected else []), f"{name}:{job_name}: {roles}"
+
+
+def test_apply_role_is_used_only_behind_the_protected_environment():
+    for path in WORKFLOWS.glob("*.yml"):
+        for job_name, job in load(path.name)["jobs"].items():
+            if "AWS_APPLY_ROLE_ARN" in json.dumps(job):
+                assert job.get("environment") == "production", f"{path.name}:{job_name}"
+                assert not any("terraform" in step.get("run", "") and " plan" in step.get("run", "")
+                               for step in steps(job)), "the apply job applies the reviewed plan, it does not plan"
+
+
+def test_plan_keeps_the_instance_count_autoscaling_chose():
+    plan = load("deploy-infrastructure.yml")["jobs"]["plan"]
+    count = next(step for step in steps(plan) if step.get("id") == "count")
+    assert "scripts/deploy_instance_count.py" in count["run"] and "GITHUB_OUTPUT" in count["run"]
+    planning = next(step for step in steps(plan) if "-out=tfplan" in step.get("run", ""))
+    assert planning["env"]["TF_VAR_deploy_instance_count"] == "${{ steps.count.outputs.count }}"

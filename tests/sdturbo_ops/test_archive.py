@@ -1,0 +1,52 @@
+"""The archive builder (sdturbo_ops/archive.py, scripts/build_archive.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.helpers import REPO, run_script
+
+
+@pytest.mark.parametrize("fmt, expected", [("no-archive", "sdturbo"), ("zip-store", "sdturbo.mar")])
+def test_archive_holds_handler_config_and_weights(tmp_path, tiny_sd_dir, fmt, expected):
+    import zipfile
+
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / expected
+    if fmt == "no-archive":
+        names = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
+    else:
+        names = set(zipfile.ZipFile(target).namelist())
+    for required in ("MAR-INF/MANIFEST.json", "torchserve_handler.py", "model-config.yaml",
+                     "handler/engine.py", "model/model_index.json"):
+        assert required in names, (required, sorted(names)[:20])
+    assert any(n.startswith("model/unet/") and n.endswith(".safetensors") for n in names)
+
+
+def test_archive_of_a_missing_model_exits_3(tmp_path):
+    assert run_script("build_archive.py", "--model-dir", str(tmp_path), "--store", str(tmp_path)).returncode == 3
+
+
+def test_archive_workers_override(tmp_path, tiny_sd_dir):
+    import yaml
+
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "sdturbo" / "model-config.yaml").read_text())
+    assert config["minWorkers"] == config["maxWorkers"] == 2
+    shipped = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    rest = lambda values: {k: v for k, v in values.items() if k not in ("minWorkers", "maxWorkers")}  # noqa: E731
+    assert rest(config) == rest(shipped)  # the rest of the shipped config is kept
+
+
+@pytest.mark.parametrize("fmt, expected", [("no-archive", "sdturbo"), ("zip-store", "sdturbo.mar")])
+def test_archive_is_readable_by_every_user(tmp_path, tiny_sd_dir, fmt, expected):
+    # The model builder leaves 0600 weights; the container's uid 1000 must still read what it is given.
+    assert any(not p.stat().st_mode & 0o004 for p in tiny_sd_dir.rglob("*.safetensors")), "nothing to prove"
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path), "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / expected
+    for path in [target, *target.rglob("*")]:
+        wanted = 0o005 if path.is_dir() else 0o004
+        assert path.stat().st_mode & wanted == wanted, f"{path}: {path.stat().st_mode:o}"

@@ -1,0 +1,55 @@
+"""The benchmark runs end to end on CPU with the tiny model (a smoke test: no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from PIL import Image
+
+from tests.support.helpers import PYTHON, REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_writes_every_section(tmp_path, tiny_sd_dir):
+    result = subprocess.run(
+        [PYTHON, str(REPO / "scripts" / "bench.py"), "--model-dir", str(tiny_sd_dir), "--out", str(tmp_path),
+         "--concurrency", "1,2", "--requests", "4", "--engine-batches", "1,2", "--engine-iterations", "1",
+         "--handler-setting", "device=cpu"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [row["batch"] for row in report["engine"]] == [1, 2]
+    assert [row["batch"] for row in report["engine_img2img"]] == [1, 2]
+    assert all(row["images_per_s"] > 0 for row in report["engine_img2img"])
+    (img2img,) = report["served_img2img"]  # one row, at the highest concurrency
+    assert (img2img["system"], img2img["concurrency"], img2img["errors"]) == ("torchserve-img2img", 2, 0)
+    assert img2img["images_per_s"] > 0
+    assert set(report["startup_s"]) == {"no-archive", "zip-store"}
+    for fmt, phases in report["startup_phases_s"].items():  # from the handler's logged timestamps
+        assert set(phases) == {"frontend_to_worker_process", "python_imports", "model_load", "warm_up",
+                               "ready_report"}, phases
+        assert phases["model_load"] > 0 and phases["warm_up"] > 0
+        assert sum(phases.values()) == pytest.approx(report["startup_s"][fmt], abs=0.1)
+    for system in ("served", "baseline"):
+        rows = report[system]
+        assert [row["concurrency"] for row in rows] == [1, 2]
+        assert all(row["errors"] == 0 and row["images_per_s"] > 0 and row["p50_ms"] for row in rows), rows
+    assert report["command"].startswith("scripts/bench.py")
+    assert Image.open(tmp_path / "bench.png").format == "PNG"
+
+
+def test_the_plot_names_the_model_and_device_and_its_axes_start_at_zero():
+    """A reader of bench.png alone must know what was measured, and read differences as ratios."""
+    from sdturbo_ops.bench import figure
+
+    row = {"system": "torchserve", "concurrency": 8, "images_per_s": 40.0, "p50_ms": 180.0}
+    result = {"served": [row, {**row, "concurrency": 32, "images_per_s": 52.0, "p50_ms": 560.0}],
+              "baseline": [{**row, "system": "fastapi-baseline", "images_per_s": 9.0, "p50_ms": 900.0}],
+              "engine": [{"images_per_s": 60.0}], "device_name": "NVIDIA H200", "model_dir": "/tmp/sd-turbo-full"}
+    fig = figure(result)
+    title = fig._suptitle.get_text()
+    assert "sd-turbo-full" in title and "NVIDIA H200" in title
+    assert [axis.get_ylim()[0] for axis in fig.axes] == [0, 0]

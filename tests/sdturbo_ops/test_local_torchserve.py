@@ -1,0 +1,40 @@
+"""A TorchServe of this checkout (sdturbo_ops/local_torchserve.py): the launcher's command and a server's
+environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdturbo_ops import readiness
+from sdturbo_ops.local_torchserve import torchserve_command, torchserve_env
+
+
+def test_the_command_is_torchserves_launcher_with_this_interpreter():
+    command = torchserve_command(Path("/c/config.properties"), foreground=True, model_store=Path("/store"),
+                                 models="sdturbo=sdturbo", plugins=Path("/plugins"))
+    assert command == [sys.executable, "-m", "ts.model_server", "--start", "--ncs", "--ts-config",
+                       "/c/config.properties", "--foreground", "--model-store", "/store", "--models", "sdturbo=sdturbo",
+                       "--plugins-path", "/plugins"]
+    assert torchserve_command(Path("/c"), foreground=False)[-2:] == ["--ts-config", "/c"]
+
+
+def test_a_servers_environment_names_its_logs_state_and_own_tmpdir(monkeypatch):
+    monkeypatch.setenv("TMPDIR", "/shared-tmp")
+    env = torchserve_env(Path("/logs"), Path("/state"), Path("/own-tmp"), {"SDTURBO_DEVICE": "cpu"})
+    assert (env["LOG_LOCATION"], env["METRICS_LOCATION"], env[readiness.STATE_DIR_ENV]) == ("/logs", "/logs", "/state")
+    assert env["TMPDIR"] == "/own-tmp" and env["SDTURBO_DEVICE"] == "cpu"
+    assert torchserve_env(Path("/logs"), Path("/state"))["TMPDIR"] == "/shared-tmp"
+
+
+def test_a_relative_path_never_reaches_torchserve_or_its_workers():
+    """The workers run in the model's folder: a relative state folder there is another folder than the
+    waiter's. The CLIs resolve their paths as they parse them; anything that slips past is refused here."""
+    with pytest.raises(ValueError, match="state_dir=build/serve-state is relative"):
+        torchserve_env(Path("/repo/logs"), Path("build/serve-state"))
+    with pytest.raises(ValueError, match="model_store=build/demo-store is relative"):
+        torchserve_command(Path("/repo/config.properties"), foreground=False, model_store=Path("build/demo-store"))
+    env = torchserve_env(Path("/repo/logs"), Path("/repo/build/serve-state"), Path("/repo/tmp"))
+    assert all(Path(env[name]).is_absolute() for name in ("SDSERVE_STATE_DIR", "LOG_LOCATION", "TMPDIR"))

@@ -1,0 +1,44 @@
+"""Child processes and ports (sdturbo_ops/processes.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from sdturbo_ops.processes import free_port, pid_alive, stop_process_group
+
+
+def test_a_free_port_can_be_listened_on():
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_a_pid_is_alive_until_its_process_is_gone():
+    assert pid_alive(os.getpid())
+    assert not pid_alive(0) and not pid_alive(-1)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not pid_alive(child.pid)
+
+
+def test_stopping_a_group_stops_its_children_too(tmp_path):
+    marker = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+              f" open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    while not marker.is_file() or not marker.read_text():
+        assert process.poll() is None
+        time.sleep(0.02)
+    grandchild = int(marker.read_text())
+    stop_process_group(process, timeout=10)
+    assert process.returncode is not None
+    for _ in range(200):
+        if not pid_alive(grandchild):
+            break
+        time.sleep(0.05)
+    assert not pid_alive(grandchild)
+    stop_process_group(process)  # an exited process: nothing to do

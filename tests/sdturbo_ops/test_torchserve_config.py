@@ -1,0 +1,54 @@
+"""The one writer of TorchServe configuration (sdturbo_ops/torchserve_config.py): derived properties keep the
+source's lines and comments and change only what a server overrides; a derived model-config.yaml is the
+shipped one with keys overridden."""
+
+from __future__ import annotations
+
+import yaml
+
+from sdturbo_ops.paths import MODEL_CONFIG
+from sdturbo_ops.torchserve_config import (
+    DEFAULT_MANAGEMENT_ADDRESS, derive_properties, management_address, model_config, read_properties,
+    write_model_config,
+)
+
+SOURCE = """# why the address is loopback
+inference_address=http://127.0.0.1:8080
+! another comment
+management_address = http://127.0.0.1:8081
+model_store=model-store
+"""
+
+
+def test_overrides_replace_in_place_drop_with_none_and_append_what_is_new(tmp_path):
+    source = tmp_path / "config.properties"
+    source.write_text(SOURCE)
+    derived = derive_properties({"inference_address": "http://0.0.0.0:9090", "model_store": None,
+                                 "plugins_path": "/plugins"}, source, "a test server")
+    lines = derived.splitlines()
+    assert lines[0].startswith(f"# Derived from {source}: a test server")
+    assert lines[1:] == ["# why the address is loopback", "inference_address=http://0.0.0.0:9090", "! another comment",
+                         "management_address = http://127.0.0.1:8081", "plugins_path=/plugins"]
+
+
+def test_properties_are_read_without_comments_and_spaces(tmp_path):
+    source = tmp_path / "config.properties"
+    source.write_text(SOURCE)
+    assert read_properties(source) == {"inference_address": "http://127.0.0.1:8080",
+                                       "management_address": "http://127.0.0.1:8081", "model_store": "model-store"}
+    assert management_address(source) == "http://127.0.0.1:8081"
+    source.write_text("inference_address=http://127.0.0.1:8080\n")
+    assert management_address(source) == DEFAULT_MANAGEMENT_ADDRESS
+
+
+def test_a_model_config_is_the_shipped_one_with_keys_overridden(tmp_path):
+    shipped = yaml.safe_load(MODEL_CONFIG.read_text())
+    target = write_model_config(MODEL_CONFIG, tmp_path / "model-config.yaml", {"batchSize": 2},
+                                {"device": "cpu"})
+    written = yaml.safe_load(target.read_text())
+    assert written == {**shipped, "batchSize": 2, "handler": {**(shipped["handler"] or {}), "device": "cpu"}}
+
+
+def test_raising_the_minimum_of_workers_raises_the_maximum_with_it():
+    assert model_config(MODEL_CONFIG, {"minWorkers": 3})["maxWorkers"] == 3
+    assert model_config(MODEL_CONFIG, {"minWorkers": 1, "maxWorkers": 4})["maxWorkers"] == 4
