@@ -13,14 +13,13 @@ CHECKOV_VERSION ?= 3.3.30
 MODEL ?= sd-turbo
 MODEL_DIR ?= models/$(MODEL)
 ARCHIVE_FORMAT ?= no-archive
-# TorchServe workers per device: 1 suits a CPU; 2 is faster on a CUDA GPU (docs/PERFORMANCE.md).
-WORKERS ?= 1
-MODEL_STORE ?= model-store
-# Offline random-weight models for the demo and the tests.
-TINY_SD := build/models/sd-turbo-tiny
-TINY_SDXL := build/models/sdxl-turbo-tiny
-DEMO_STORE := build/demo-store
-PLUGIN_JAR := build/plugins/readiness-ping.jar
+# Overrides only: each is unset unless given (`make mar WORKERS=2`), and then the tool's own default holds
+# (workers: handler/model-config.yaml; stores, logs and state: scripts/sdturbo_ops/paths.py).
+# TorchServe workers per device: the shipped 1 suits a CPU; 2 or more are faster on a CUDA GPU.
+WORKERS ?=
+MODEL_STORE ?=
+# The tree's paths (the offline tiny models, the demo store, the /ping plugin), from their one home.
+$(foreach assignment,$(shell $(PYTHON) scripts/sdturbo_ops/paths.py --make),$(eval $(assignment)))
 PLUGIN_SRC := $(shell find plugins/readiness/src -type f 2>/dev/null)
 # `make predict PROMPT="a cat" [OUT=cat.png] [SEED=42]`: the prompt reaches the command through the
 # environment, so quotes and other shell characters in it need no escaping.
@@ -28,10 +27,11 @@ PROMPT ?=
 OUT ?= image.png
 SEED ?=
 export PROMPT
-# Where the server of `make serve`/`serve-tiny` writes its logs, and its workers their state files.
-SERVE_LOGS ?= logs
-SERVE_STATE ?= build/serve-state
-SERVE_ARGS = --log-dir $(SERVE_LOGS) --state-dir $(SERVE_STATE)
+# Where the server of `make serve`/`serve-tiny` writes its logs, and its workers their state files
+# (default: logs/ and build/serve-state/, scripts/local_torchserve.py's).
+SERVE_LOGS ?=
+SERVE_STATE ?=
+SERVE_ARGS = $(if $(SERVE_LOGS),--log-dir $(SERVE_LOGS)) $(if $(SERVE_STATE),--state-dir $(SERVE_STATE))
 
 .PHONY: help
 help: ## list the targets
@@ -104,8 +104,8 @@ $(TINY_SDXL)/model_index.json: scripts/build_offline_model.py scripts/sdturbo_op
 tiny-model: $(TINY_SD)/model_index.json $(TINY_SDXL)/model_index.json ## build the offline tiny SD-turbo and SDXL-turbo models
 
 .PHONY: model
-model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL)
-	$(PY) scripts/download_model.py --model $(MODEL) --out $(MODEL_DIR) --tiny-decoder
+model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL) (FP16_FIX_VAE=1: SDXL's fp16 VAE)
+	$(PY) scripts/download_model.py --model $(MODEL) --out $(MODEL_DIR) --tiny-decoder $(if $(FP16_FIX_VAE),--fp16-fix-vae)
 
 .PHONY: compiled-kernels
 compiled-kernels: install ## on a GPU of the endpoint's type: compile $(MODEL_DIR)'s UNet and decoder into it (before `make mar`)
@@ -113,14 +113,15 @@ compiled-kernels: install ## on a GPU of the endpoint's type: compile $(MODEL_DI
 
 .PHONY: mar
 mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo (ARCHIVE_FORMAT=no-archive|zip-store|default)
-	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) --store $(MODEL_STORE) --format $(ARCHIVE_FORMAT) --workers $(WORKERS)
+	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) $(if $(MODEL_STORE),--store $(MODEL_STORE)) \
+	  --format $(ARCHIVE_FORMAT) $(if $(WORKERS),--workers $(WORKERS))
 
 # ------------------------------------------------------------------ serving
 # TorchServe runs in the background with config.properties (loopback ports 8080-8082), the /ping plugin
 # and its output in logs/; scripts/local_torchserve.py returns once the model is warm, or says why not.
 .PHONY: serve
-serve: check-java install plugin ## serve model-store's archive (make mar) in the background; returns once it is warm
-	$(PY) scripts/local_torchserve.py start --store $(MODEL_STORE) $(SERVE_ARGS) --timeout 900
+serve: check-java install plugin ## serve the archive `make mar` built (MODEL_STORE=... for another store) in the background; returns once it is warm
+	$(PY) scripts/local_torchserve.py start $(if $(MODEL_STORE),--store $(MODEL_STORE)) $(SERVE_ARGS) --timeout 900
 
 .PHONY: serve-tiny
 serve-tiny: check-java install plugin $(TINY_SD)/model_index.json ## serve the offline tiny model in the background (make predict, make stop)
@@ -161,4 +162,4 @@ soak: check-java install tiny-model ## 10-minute soak at concurrency 64 on the t
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv and downloaded models)
-	rm -rf build logs demo.png $(MODEL_STORE)/sdturbo $(MODEL_STORE)/*.mar
+	rm -rf build logs demo.png $(or $(MODEL_STORE),$(DEFAULT_MODEL_STORE))/sdturbo $(or $(MODEL_STORE),$(DEFAULT_MODEL_STORE))/*.mar

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sdturbo_ops import cli
 from sdturbo_ops.archive import FORMATS, build
-from sdturbo_ops.paths import MODEL_CONFIG, MODEL_NAME, ROOT
+from sdturbo_ops.paths import MODEL_CONFIG, MODEL_NAME, MODEL_STORE
 from sdturbo_ops.torchserve_config import write_model_config
 
 EXIT_FAILED, EXIT_BAD_MODEL = 1, 3
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=cli.absolute_path, required=True,
                         help="diffusers folder (has model_index.json)")
-    parser.add_argument("--store", type=cli.absolute_path, default=ROOT / "model-store",
+    parser.add_argument("--store", type=cli.absolute_path, default=MODEL_STORE,
                         help="model store (default: model-store/)")
     parser.add_argument("--name", default=MODEL_NAME, help=f"model name in URLs (default: {MODEL_NAME})")
     parser.add_argument("--format", choices=FORMATS, default="no-archive", help="archive format (default: no-archive)")

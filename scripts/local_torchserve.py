@@ -23,7 +23,9 @@ import argparse
 
 from sdturbo_ops import cli
 from sdturbo_ops.archive import find_archive
-from sdturbo_ops.paths import CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, PLUGIN_JAR, PLUGINS_DIR, SERVE_STATE_DIR
+from sdturbo_ops.paths import (
+    CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, MODEL_STORE, PLUGIN_JAR, PLUGINS_DIR, SERVE_STATE_DIR,
+)
 from sdturbo_ops.local_torchserve import pid_file, running_background_server, start_background, stop_background
 from sdturbo_ops.wait_ready import NotReady, TimedOut, wait_ready
 
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     begin = commands.add_parser("start", help="start TorchServe in the background and wait until it is ready")
-    begin.add_argument("--store", type=cli.absolute_path, required=True, help="model store holding the archive")
+    begin.add_argument("--store", type=cli.absolute_path, default=MODEL_STORE,
+                       help="model store holding the archive (default: model-store, where `make mar` writes)")
     begin.add_argument("--name", default=MODEL_NAME, help="model (archive) name (default: %(default)s)")
     begin.add_argument("--ts-config", type=cli.absolute_path, default=CONFIG_PROPERTIES,
                        help="TorchServe properties (default: the repository's config.properties)")

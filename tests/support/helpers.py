@@ -22,14 +22,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdturbo_ops.paths import PLUGIN_JAR, PLUGINS_DIR, TINY_SD  # noqa: F401  (re-exported for the tests)
+from sdturbo_ops.paths import PLUGIN_JAR, PLUGINS_DIR, TINY_SD, TINY_SDXL  # noqa: F401  (re-exported for the tests)
 from sdturbo_ops.processes import free_port  # noqa: F401  (re-exported for the tests)
 from sdturbo_ops.local_torchserve import LocalTorchServe  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 
 PYTHON = sys.executable
-TINY_SDXL = REPO / "build" / "models" / "sdxl-turbo-tiny"
 DOCKERFILE = REPO / "Dockerfile"
 
 
