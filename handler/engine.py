@@ -44,7 +44,9 @@ from handler.device import cap_device_memory, configure_matmul, select_device, s
 from handler.encode import ImageEncoder
 from handler.jobs import BatchResult, Job, Reply
 from handler.memory import release_free_memory
-from handler.pipeline import apply_speedups, image_to_image_pipeline, load_pipeline, load_tiny_decoder
+from handler.pipeline import (
+    apply_speedups, decodes_sdxl_in_fp16, image_to_image_pipeline, load_pipeline, load_tiny_decoder,
+)
 from handler.schema import MAX_SEED, GenerationRequest
 from handler.settings import EngineSettings
 from handler.stages import attempts, timed
@@ -66,7 +68,8 @@ class Engine:
         self.device = device
         self.dtype = dtype
         self.settings = settings
-        self.vae = Vae(pipe.vae, decoder if decoder is not None else pipe.vae, device, dtype, settings)
+        self.vae = Vae(pipe.vae, decoder if decoder is not None else pipe.vae, device, dtype, settings,
+                       guard_overflow=(decoder is None or decoder is pipe.vae) and decodes_sdxl_in_fp16(pipe))
         self.encoder = ImageEncoder(settings)
         self.graphs: list[GraphedBatchFunction] = []
         if settings.cuda_graphs and (device.type == "cuda" or capture is not None):
@@ -91,7 +94,7 @@ class Engine:
         started = time.perf_counter()
         memory_fraction = cap_device_memory(device, settings.max_gpu_memory_gib)
         configure_matmul(device)
-        pipe = load_pipeline(model_dir, device, dtype)
+        pipe = load_pipeline(model_dir, device, dtype, model_dir / settings.fp16_fix_vae_dir)
         decoder = pipe.vae
         if settings.decoder == "tiny":
             decoder = load_tiny_decoder(model_dir / settings.tiny_decoder_dir, device, dtype)

@@ -14,11 +14,14 @@ class ModelSpec:
     repo_id: str
     # A TAESD-family tiny autoencoder for the optional fast decoder (settings.decoder = "tiny").
     tiny_decoder_repo: str
+    # A VAE of the same architecture finetuned to decode in fp16 without overflowing, where the model's own
+    # VAE cannot (SDXL's: force_upcast); None where it decodes in fp16 as it is (SD-turbo's).
+    fp16_fix_vae_repo: str | None = None
 
 
 MODELS = {
     "sd-turbo": ModelSpec("stabilityai/sd-turbo", "madebyollin/taesd"),
-    "sdxl-turbo": ModelSpec("stabilityai/sdxl-turbo", "madebyollin/taesdxl"),
+    "sdxl-turbo": ModelSpec("stabilityai/sdxl-turbo", "madebyollin/taesdxl", "madebyollin/sdxl-vae-fp16-fix"),
 }
 
 # What a diffusers folder needs: the pipeline index, component configs, tokenizers and the fp16
@@ -31,4 +34,5 @@ DOWNLOAD_PATTERNS = (
     "tokenizer*/merges.txt",
     f"*/*.{WEIGHTS_VARIANT}.safetensors",
 )
-TINY_DECODER_PATTERNS = ("config.json", "diffusion_pytorch_model.safetensors")
+# A single diffusers model (the tiny decoder, the fp16-fix VAE): its config and safetensors weights.
+SINGLE_MODEL_PATTERNS = ("config.json", "diffusion_pytorch_model.safetensors")

@@ -75,9 +75,10 @@ def _weights_variant(model_dir: Path) -> str | None:
     return WEIGHTS_VARIANT if any((model_dir / "unet").glob(f"*.{WEIGHTS_VARIANT}.safetensors")) else None
 
 
-def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype):
+def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype, fp16_fix_vae: Path | None = None):
     """Load the pipeline named by ``model_index.json`` from ``model_dir``, offline, safetensors only, on
-    ``device`` in ``dtype`` (with the VAE in fp32 where the model needs it).
+    ``device`` in ``dtype`` (with the VAE in fp32 where the model needs it). An ``fp16_fix_vae`` folder that
+    exists replaces ``vae/`` and decodes in ``dtype``.
 
     Raises:
         ModelLoadError: the folder is not a usable diffusers model.
@@ -90,6 +91,8 @@ def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype):
     if "safety_checker" in index:
         # SD 2.x-style repos (sd-turbo) ship no safety checker but still set requires_safety_checker.
         extra = {"safety_checker": None, "requires_safety_checker": False}
+    if fp16_fix_vae is not None and fp16_fix_vae.is_dir():
+        extra["vae"] = load_fp16_fix_vae(fp16_fix_vae, dtype)
     try:
         pipe = DiffusionPipeline.from_pretrained(
             str(model_dir),
@@ -117,6 +120,28 @@ def image_to_image_pipeline(pipe):
     img2img = AutoPipelineForImage2Image.from_pipe(pipe)
     img2img.set_progress_bar_config(disable=True)
     return img2img
+
+
+def load_fp16_fix_vae(path: Path, dtype: torch.dtype):
+    """An SDXL-shaped ``AutoencoderKL`` whose weights were finetuned to stay finite in fp16. It is marked
+    ``force_upcast=False`` whatever its config says: decoding in fp16 is why it is there (a decode that
+    overflows anyway is caught and redone in fp32, handler/vae.py)."""
+    from diffusers import AutoencoderKL
+
+    if not any(path.glob("*.safetensors")):
+        raise ModelLoadError(f"{path} holds no .safetensors weights for the fp16-fix VAE")
+    try:
+        vae = AutoencoderKL.from_pretrained(str(path), dtype=dtype, use_safetensors=True, local_files_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load the fp16-fix VAE from {path}: {type(exc).__name__}: {exc}") from exc
+    vae.register_to_config(force_upcast=False)
+    return vae
+
+
+def decodes_sdxl_in_fp16(pipe) -> bool:
+    """Whether an SDXL-style pipeline's full VAE decodes in fp16 (only an fp16-fix VAE does): then its
+    decodes are checked for overflow (handler/vae.py)."""
+    return getattr(pipe, "text_encoder_2", None) is not None and pipe.vae.dtype == torch.float16
 
 
 def load_tiny_decoder(path: Path, device: torch.device, dtype: torch.dtype):

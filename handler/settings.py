@@ -44,6 +44,10 @@ class EngineSettings(BaseModel):
     # "full" is SD's KL autoencoder; "tiny" is a TAESD-shaped decoder (~18x fewer FLOPs, softer detail).
     decoder: Literal["full", "tiny"] = "full"
     tiny_decoder_dir: str = "taesd"
+    # An SDXL VAE finetuned not to overflow in fp16 (madebyollin/sdxl-vae-fp16-fix, the same architecture),
+    # used instead of vae/ when the model folder carries it (`make model MODEL=sdxl-turbo FP16_FIX_VAE=1`):
+    # SDXL then decodes in fp16 instead of fp32, and a slice that overflows anyway is decoded again in fp32.
+    fp16_fix_vae_dir: str = "vae-fp16-fix"
 
     # GPU speed levers; each one is measured by scripts/bench.py (docs/PERFORMANCE.md).
     channels_last: bool = True

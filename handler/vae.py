@@ -7,10 +7,18 @@ a batch's peak device memory. Each direction is one batch function over a dict o
 Decoding converts to uint8 on the device, so only bytes cross to the host, and streams them: every slice
 is queued on the device at once, and on CUDA each slice's pixels are copied into pinned memory on a side
 stream, so the host can encode slice k while the device decodes slice k + 1.
+
+An fp16 decoder that can overflow (SDXL's VAE decoding in fp16, as the fp16-fix VAE lets it) is guarded:
+each decoded image carries one more byte that says whether any of its values was NaN or infinite, read on
+the host when the slice arrives (no extra device synchronisation, and the same inside a CUDA graph). A
+slice with such an image is decoded again in fp32 rather than returned black.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -19,6 +27,8 @@ import torch
 from handler.pipeline import ModelLoadError
 from handler.settings import EngineSettings
 
+log = logging.getLogger(__name__)
+
 # vae_decode_batch counts images of 512x512, whose latents are 64x64.
 _LATENT_PIXELS_512 = 64 * 64
 
@@ -26,7 +36,8 @@ _LATENT_PIXELS_512 = 64 * 64
 class Vae:
     """Runs ``vae``'s encoder and ``decoder`` (the VAE itself, or the tiny decoder) in slices."""
 
-    def __init__(self, vae, decoder, device: torch.device, dtype: torch.dtype, settings: EngineSettings):
+    def __init__(self, vae, decoder, device: torch.device, dtype: torch.dtype, settings: EngineSettings,
+                 guard_overflow: bool = False):
         for model in (vae, decoder):
             # Some VAEs carry per-channel latent statistics (SD's and SDXL's do not); the copied scaling
             # below leaves them out, so such a VAE must not load at all rather than give wrong images.
@@ -38,6 +49,9 @@ class Vae:
         self.device = device
         self.dtype = dtype
         self.settings = settings
+        # Whether decode_chunk's rows end in a non-finite flag byte (see the module docstring).
+        self.guard_overflow = guard_overflow
+        self.fp32_redecodes = 0
         self.encode_chunk: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] = self.encode_to_moments
         self.decode_chunk: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] = self.decode_to_uint8
         # None: each slice is copied to the host with a blocking .cpu() (always so off CUDA).
@@ -96,13 +110,40 @@ class Vae:
         if self.settings.channels_last and self.device.type == "cuda":
             latents = latents.contiguous(memory_format=torch.channels_last)
         slices = latents.split(self.slice_size(latents.shape[-2] * latents.shape[-1]))
-        arrivals = [self.to_host(self.decode_chunk({"latents": chunk})) for chunk in slices]
-        return (image for arrived in arrivals for image in arrived())
+        arrivals = [(chunk, self.to_host(self.decode_chunk({"latents": chunk}))) for chunk in slices]
+        return (image for chunk, arrived in arrivals for image in self.finite_images(chunk, arrived()))
 
     def decode_to_uint8(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         images = self.decoder.decode(inputs["latents"], return_dict=False)[0]
-        images = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-        return images.permute(0, 2, 3, 1).contiguous()
+        pixels = to_uint8_hwc(images)
+        if not self.guard_overflow:
+            return pixels
+        overflowed = ~torch.isfinite(images).flatten(1).all(dim=1)
+        return torch.cat([pixels.flatten(1), overflowed.to(torch.uint8)[:, None]], dim=1)
+
+    def finite_images(self, latents: torch.Tensor, host: np.ndarray) -> np.ndarray:
+        """A decoded slice as uint8 HWC images: as it arrived, or, when the guard flagged an image whose
+        decode overflowed, the whole slice decoded again in fp32."""
+        if not self.guard_overflow:
+            return host
+        flags, flat = host[:, -1], host[:, :-1]
+        scale = math.isqrt(flat.shape[1] // 3 // (latents.shape[-2] * latents.shape[-1]))
+        if not flags.any():
+            return flat.reshape(len(host), latents.shape[-2] * scale, latents.shape[-1] * scale, 3)
+        self.fp32_redecodes += 1
+        log.warning("the fp16 decode of %d of %d images overflowed (NaN/Inf): decoding them again in fp32",
+                    int(flags.sum()), len(host))
+        return self.decode_in_fp32(latents)
+
+    def decode_in_fp32(self, latents: torch.Tensor) -> np.ndarray:
+        """``latents`` decoded by an fp32 copy of the decoder (the decoder itself stays as it is: CUDA graphs
+        hold its weights' addresses)."""
+        decoder = copy.deepcopy(self.decoder).to(torch.float32)
+        try:
+            images = decoder.decode(latents.to(torch.float32), return_dict=False)[0]
+            return to_uint8_hwc(images).cpu().numpy()
+        finally:
+            del decoder
 
     def to_host(self, pixels: torch.Tensor) -> Callable[[], np.ndarray]:
         """Start copying ``pixels`` to the host; the returned call waits for them. On CUDA the copy runs
@@ -124,3 +165,10 @@ class Vae:
             return host.numpy()
 
         return arrived
+
+
+def to_uint8_hwc(images: torch.Tensor) -> torch.Tensor:
+    """The decoder's NCHW output in [-1, 1] as uint8 NHWC pixels, as VaeImageProcessor.postprocess and
+    numpy_to_pil round them."""
+    images = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).contiguous()

@@ -14,7 +14,7 @@ import argparse
 
 from handler.models import MODELS
 from sdturbo_ops import cli
-from sdturbo_ops.download_model import download_model
+from sdturbo_ops.download_model import NoFp16FixVae, download_model
 
 EXIT_FAILED = 1
 
@@ -26,11 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--revision", help="hub revision (commit or tag) to pin; default: main")
     parser.add_argument("--tiny-decoder", action="store_true",
                         help="also fetch the TAESD tiny decoder into OUT/taesd (for decoder: tiny)")
+    parser.add_argument("--fp16-fix-vae", action="store_true",
+                        help="sdxl-turbo: also fetch madebyollin/sdxl-vae-fp16-fix into OUT/vae-fp16-fix, so the "
+                             "VAE decodes in fp16 instead of fp32")
     args = parser.parse_args(argv)
 
     repo_id = MODELS[args.model].repo_id
     try:
-        download_model(args.model, args.out, args.revision, args.tiny_decoder)
+        download_model(args.model, args.out, args.revision, args.tiny_decoder, args.fp16_fix_vae)
+    except NoFp16FixVae as exc:
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from None
     except Exception as exc:  # network, auth, disk: one clear line, not a traceback
         raise cli.CliError(f"download of {repo_id} failed: {type(exc).__name__}: {exc}", EXIT_FAILED) from None
     if not (args.out / "model_index.json").is_file():

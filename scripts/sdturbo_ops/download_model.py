@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handler.models import DOWNLOAD_PATTERNS, MODELS, TINY_DECODER_PATTERNS
+from handler.models import DOWNLOAD_PATTERNS, MODELS, SINGLE_MODEL_PATTERNS
 
 
 def download(repo_id: str, out: Path, patterns: tuple[str, ...], revision: str | None) -> Path:
@@ -15,10 +15,28 @@ def download(repo_id: str, out: Path, patterns: tuple[str, ...], revision: str |
     )
 
 
-def download_model(name: str, out: Path, revision: str | None, tiny_decoder: bool) -> str:
-    """Download model ``name`` (a key of handler.models.MODELS) into ``out``; returns its repository id."""
+class NoFp16FixVae(ValueError):
+    """The model decodes in fp16 as it is: there is no fp16-fix VAE to fetch for it."""
+
+
+def download_model(name: str, out: Path, revision: str | None, tiny_decoder: bool, fp16_fix_vae: bool = False,
+                   fetch=download) -> str:
+    """Download model ``name`` (a key of handler.models.MODELS) into ``out``, with the tiny decoder in
+    ``out/taesd`` and the fp16-fix VAE in ``out/vae-fp16-fix`` (where the engine looks for them by
+    default) when asked; returns its repository id.
+
+    Raises:
+        NoFp16FixVae: ``fp16_fix_vae`` for a model that has none (checked before anything is fetched).
+    """
+    from handler.settings import EngineSettings
+
     spec = MODELS[name]
-    download(spec.repo_id, out, DOWNLOAD_PATTERNS, revision)
+    if fp16_fix_vae and spec.fp16_fix_vae_repo is None:
+        raise NoFp16FixVae(f"{name}'s own VAE decodes in fp16; the fp16-fix VAE is for sdxl-turbo")
+    defaults = EngineSettings()
+    fetch(spec.repo_id, out, DOWNLOAD_PATTERNS, revision)
     if tiny_decoder:
-        download(spec.tiny_decoder_repo, out / "taesd", TINY_DECODER_PATTERNS, None)
+        fetch(spec.tiny_decoder_repo, out / defaults.tiny_decoder_dir, SINGLE_MODEL_PATTERNS, None)
+    if fp16_fix_vae:
+        fetch(spec.fp16_fix_vae_repo, out / defaults.fp16_fix_vae_dir, SINGLE_MODEL_PATTERNS, None)
     return spec.repo_id

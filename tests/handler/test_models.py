@@ -7,7 +7,7 @@ from fnmatch import fnmatch
 
 import pytest
 
-from handler.models import DOWNLOAD_PATTERNS, MODELS, TINY_DECODER_PATTERNS, WEIGHTS_VARIANT
+from handler.models import DOWNLOAD_PATTERNS, MODELS, SINGLE_MODEL_PATTERNS, WEIGHTS_VARIANT
 
 
 def fetched(path: str, patterns=DOWNLOAD_PATTERNS) -> bool:
@@ -30,8 +30,8 @@ def test_single_file_checkpoints_fp32_and_pickles_are_not(path):
 
 
 def test_the_tiny_decoder_is_safetensors_only():
-    assert fetched("diffusion_pytorch_model.safetensors", TINY_DECODER_PATTERNS)
-    assert not fetched("diffusion_pytorch_model.bin", TINY_DECODER_PATTERNS)
+    assert fetched("diffusion_pytorch_model.safetensors", SINGLE_MODEL_PATTERNS)
+    assert not fetched("diffusion_pytorch_model.bin", SINGLE_MODEL_PATTERNS)
 
 
 def test_each_model_has_its_tiny_decoder():

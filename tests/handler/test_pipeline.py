@@ -48,3 +48,27 @@ def test_pickle_weights_are_refused(tmp_path, tiny_sd_dir):
     (copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ModelLoadError, match="pickle"):
         make_engine(copy)
+
+
+def test_an_fp16_fix_vae_in_the_model_folder_replaces_vae_and_decodes_in_fp16(tmp_path, tiny_sdxl_dir):
+    """madebyollin/sdxl-vae-fp16-fix's shape: SDXL's VAE, other weights, meant for fp16. Without it SDXL's
+    VAE is upcast to fp32 (force_upcast)."""
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    from handler.pipeline import load_pipeline, needs_fp32_vae
+
+    model = shutil.copytree(tiny_sdxl_dir, tmp_path / "model")
+    torch.manual_seed(7)
+    fixed = AutoencoderKL.from_config(AutoencoderKL.load_config(str(model / "vae")))
+    fixed.save_pretrained(model / "vae-fp16-fix", safe_serialization=True)
+
+    plain = load_pipeline(model, torch.device("cpu"), torch.float16)
+    assert needs_fp32_vae(plain, torch.float16) and plain.vae.dtype == torch.float32
+    served = load_pipeline(model, torch.device("cpu"), torch.float16, model / "vae-fp16-fix")
+    assert not served.vae.config.force_upcast and served.vae.dtype == torch.float16
+    weight = "decoder.conv_out.weight"
+    assert torch.equal(served.vae.state_dict()[weight], fixed.state_dict()[weight].half())
+    missing = load_pipeline(model, torch.device("cpu"), torch.float16, model / "no-such-folder")
+    assert missing.vae.dtype == torch.float32  # a folder that is not there changes nothing

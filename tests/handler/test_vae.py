@@ -3,6 +3,8 @@ pipelines' own output, and the slices it runs in."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,60 @@ def test_a_vae_with_latent_statistics_is_refused_at_load():
     with pytest.raises(ModelLoadError, match="latents_mean"):
         Vae(FakeVae(latents_mean=[0.0] * 4, latents_std=[1.0] * 4), FakeVae(), torch.device("cpu"), torch.float32,
             EngineSettings())
+
+
+# ------------------------------------------------------------------ fp16 overflow: decoded again in fp32
+class OverflowingDecoder(torch.nn.Module):
+    """A stand-in for SDXL's VAE decoding in fp16: its activations pass 65504 (fp16's largest value), so in
+    fp16 they become inf and then NaN, while in fp32 the same decode is finite (its gain itself fits in fp16). Its images are the latents'
+    first three channels, squashed to [-1, 1] and scaled up 8x, as a VAE's are."""
+
+    def __init__(self, activation: float = 40_000.0):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(activation))
+        self.config = SimpleNamespace(scaling_factor=1.0, latents_mean=None)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.gain.dtype
+
+    def decode(self, latents: torch.Tensor, return_dict: bool = False):
+        big = latents[:, :3] * self.gain  # inf in fp16 where |latent| * gain > 65504
+        images = torch.tanh(latents[:, :3]) + (big - big)  # inf - inf: NaN in fp16; exactly 0 in fp32
+        return (images.repeat_interleave(8, dim=-2).repeat_interleave(8, dim=-1),)
+
+
+def overflow_vae(guard: bool, activation: float = 40_000.0) -> Vae:
+    decoder = OverflowingDecoder(activation).to(torch.float16)
+    return Vae(decoder, decoder, torch.device("cpu"), torch.float16, EngineSettings(vae_decode_batch=2),
+               guard_overflow=guard)
+
+
+def test_an_fp16_decode_that_overflows_is_decoded_again_in_fp32_not_returned_black():
+    latents = torch.linspace(-2, 2, 3 * 4 * 64 * 64).reshape(3, 4, 64, 64).to(torch.float16)
+    expected = np.stack(list(overflow_vae(guard=False, activation=1.0).decode_images(latents)))
+    assert expected.std() > 10  # the stand-in's images are pictures, not a flat colour
+
+    vae = overflow_vae(guard=True)
+    images = np.stack(list(vae.decode_images(latents)))
+    assert images.shape == (3, 512, 512, 3) and vae.fp32_redecodes == 2  # slices of 2 and 1 images
+    assert images.std() > 10 and np.abs(images.astype(int) - expected).max() <= 1  # fp32 vs fp16 rounding
+    assert vae.decoder.dtype == torch.float16  # the fallback used a copy: graphs keep the weights they hold
+
+
+def test_the_guard_changes_nothing_for_a_decode_that_stays_finite():
+    latents = torch.linspace(-2, 2, 3 * 4 * 64 * 64).reshape(3, 4, 64, 64).to(torch.float16)
+    guarded, plain = overflow_vae(guard=True, activation=1.0), overflow_vae(guard=False, activation=1.0)
+    assert np.array_equal(np.stack(list(guarded.decode_images(latents))), np.stack(list(plain.decode_images(latents))))
+    assert guarded.fp32_redecodes == 0
+
+
+def test_only_an_sdxl_vae_decoding_in_fp16_is_guarded(tiny_sd_dir, tiny_sdxl_dir):
+    from handler.pipeline import decodes_sdxl_in_fp16, load_pipeline
+
+    sdxl = load_pipeline(tiny_sdxl_dir, torch.device("cpu"), torch.float16)
+    assert sdxl.vae.dtype == torch.float32 and not decodes_sdxl_in_fp16(sdxl)  # upcast: nothing to guard
+    sdxl.vae.to(torch.float16)
+    assert decodes_sdxl_in_fp16(sdxl)
+    sd = load_pipeline(tiny_sd_dir, torch.device("cpu"), torch.float16)
+    assert sd.vae.dtype == torch.float16 and not decodes_sdxl_in_fp16(sd)  # SD's VAE is fp16-safe

@@ -13,3 +13,19 @@ def test_download_fails_cleanly_without_the_hub(tmp_path):
     assert result.returncode == 1
     assert "error: download of stabilityai/sd-turbo failed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_fp16_fix_vae_lands_where_the_engine_looks_for_it(tmp_path):
+    from handler.settings import EngineSettings
+    from sdturbo_ops.download_model import download_model
+
+    fetched = []
+    download_model("sdxl-turbo", tmp_path, None, tiny_decoder=True, fp16_fix_vae=True,
+                   fetch=lambda repo, out, patterns, revision: fetched.append((repo, out)))
+    assert fetched == [("stabilityai/sdxl-turbo", tmp_path), ("madebyollin/taesdxl", tmp_path / "taesd"),
+                       ("madebyollin/sdxl-vae-fp16-fix", tmp_path / EngineSettings().fp16_fix_vae_dir)]
+
+
+def test_sd_turbo_has_no_fp16_fix_vae_to_fetch(tmp_path):
+    result = run_script("download_model.py", "--model", "sd-turbo", "--fp16-fix-vae", "--out", str(tmp_path / "m"))
+    assert result.returncode == 2 and "decodes in fp16" in result.stderr and "Traceback" not in result.stderr
