@@ -18,10 +18,34 @@ data "aws_iam_policy_document" "workload_boundary" {
     resources = concat(local.stack.bucket_arns, [for arn in local.stack.bucket_arns : "${arn}/*"])
   }
 
+  # The stack key's id is generated: it is named by the stack's Project tag (the state key, which carries
+  # it too, is denied below).
   statement {
     sid       = "UseStackKey"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"]
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
     resources = [local.stack.key_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/Project"
+      values   = [var.name]
+    }
+  }
+
+  # SageMaker encrypts an EBS-backed instance's volume through a grant; a grant to anyone else is not hosting.
+  statement {
+    sid       = "GrantStackKeyToAwsServices"
+    actions   = ["kms:CreateGrant"]
+    resources = [local.stack.key_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/Project"
+      values   = [var.name]
+    }
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
   }
 
   statement {

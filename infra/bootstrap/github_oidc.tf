@@ -85,10 +85,11 @@ resource "aws_iam_role" "github" {
 # The plan role reads; the apply role reads (refresh, destroy), changes, and is held by its guardrails.
 resource "aws_iam_role_policy_attachment" "github" {
   for_each = {
-    plan-read   = { role = "plan", policy = aws_iam_policy.read_stack.arn }
-    apply-read  = { role = "apply", policy = aws_iam_policy.read_stack.arn }
-    apply-write = { role = "apply", policy = aws_iam_policy.change_stack.arn }
-    apply-deny  = { role = "apply", policy = aws_iam_policy.apply_guardrails.arn }
+    plan-read    = { role = "plan", policy = aws_iam_policy.read_stack.arn }
+    apply-read   = { role = "apply", policy = aws_iam_policy.read_stack.arn }
+    apply-write  = { role = "apply", policy = aws_iam_policy.change_stack.arn }
+    apply-tagged = { role = "apply", policy = aws_iam_policy.change_tagged.arn }
+    apply-deny   = { role = "apply", policy = aws_iam_policy.apply_guardrails.arn }
   }
 
   role       = aws_iam_role.github[each.value.role].name

@@ -22,7 +22,8 @@ locals {
       "arn:${local.partition}:s3:::${var.name}-async-${local.account_id}-${var.region}",
     ]
     repository_arn = "arn:${local.partition}:ecr:${var.region}:${local.account_id}:repository/${var.name}"
-    # A key's id is random: no name can be known before CreateKey. The state key is denied explicitly.
+    # A key's id is random: no name can be known before CreateKey, so policies add the stack's Project tag
+    # as a condition. The state key, which carries the tag too, is denied explicitly.
     key_arns      = "${local.arn.kms}:key/*"
     alias_arn     = "${local.arn.kms}:alias/${var.name}"
     model_arns    = "${local.arn.sagemaker}:model/${var.name}-*"

@@ -74,7 +74,7 @@ run "plan_role_reads_and_apply_role_also_changes" {
   command = plan
 
   assert {
-    condition     = { for key, a in aws_iam_role_policy_attachment.github : key => a.role } == { plan-read = "sdturbo-github-plan", apply-read = "sdturbo-github-apply", apply-write = "sdturbo-github-apply", apply-deny = "sdturbo-github-apply" }
+    condition     = { for key, a in aws_iam_role_policy_attachment.github : key => a.role } == { plan-read = "sdturbo-github-plan", apply-read = "sdturbo-github-apply", apply-write = "sdturbo-github-apply", apply-tagged = "sdturbo-github-apply", apply-deny = "sdturbo-github-apply" }
     error_message = "The plan role only reads; only the apply role may change the stack."
   }
 }
@@ -84,7 +84,7 @@ run "ci_policies_allow_no_wildcard_action" {
 
   assert {
     condition = alltrue(flatten([
-      for doc in [data.aws_iam_policy_document.read_stack, data.aws_iam_policy_document.change_stack, data.aws_iam_policy_document.apply_guardrails, data.aws_iam_policy_document.workload_boundary, data.aws_iam_policy_document.image_push] : [
+      for doc in [data.aws_iam_policy_document.read_stack, data.aws_iam_policy_document.change_stack, data.aws_iam_policy_document.change_tagged, data.aws_iam_policy_document.apply_guardrails, data.aws_iam_policy_document.workload_boundary, data.aws_iam_policy_document.image_push] : [
         for s in doc.statement : [for a in coalesce(s.actions, []) : !strcontains(a, "*")] if s.effect != "Deny"
       ]
     ]))
