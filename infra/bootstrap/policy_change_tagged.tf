@@ -35,6 +35,8 @@ locals {
 data "aws_iam_policy_document" "change_tagged" {
   # checkov:skip=CKV_AWS_356: "*" only for kms:CreateKey, which has no resource before the key exists; it requires the stack's tag
   # checkov:skip=CKV_AWS_111: every write is held to the stack's Project tag, on the request or on the resource
+  # ECR's grant for the repository, SageMaker's for an EBS-backed volume (boundary.tf).
+  source_policy_documents = [data.aws_iam_policy_document.grant_stack_key_to_aws_services.json]
   dynamic "statement" {
     for_each = local.network_creates
     content {
@@ -115,24 +117,5 @@ data "aws_iam_policy_document" "change_tagged" {
     sid       = "NameTheStackKey"
     actions   = ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"]
     resources = [local.stack.alias_arn]
-  }
-
-  # Grants only for AWS services acting for the caller: ECR encrypts the repository with the key, and
-  # SageMaker the ML storage volume of EBS-backed instance types (infra/data.tf). A grant to any other
-  # principal (GrantIsForAWSResource false) would hand the key out.
-  statement {
-    sid       = "GrantTheStackKeyToAwsServices"
-    actions   = ["kms:CreateGrant"]
-    resources = [local.stack.key_arns]
-    condition {
-      test     = "StringEquals"
-      variable = "aws:ResourceTag/Project"
-      values   = [var.name]
-    }
-    condition {
-      test     = "Bool"
-      variable = "kms:GrantIsForAWSResource"
-      values   = ["true"]
-    }
   }
 }
