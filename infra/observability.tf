@@ -47,7 +47,7 @@ resource "aws_cloudwatch_metric_alarm" "oldest_request_age" {
 # backlog metric; if the endpoint's agent stops publishing it, that alarm sits in INSUFFICIENT_DATA and the
 # instance keeps billing (~$0.94/h on ml.g4dn.2xlarge). This alarm does not rely on the backlog metric being
 # there: a missing backlog counts as empty (FILL), and an instance counts as in service while SageMaker
-# reports its CPU (one CPUUtilization sample per instance and minute, in /aws/sagemaker/Endpoints). Its
+# reports its CPU (CPUUtilization samples in /aws/sagemaker/Endpoints; unverified on a real endpoint). Its
 # window is much longer than target tracking's 15 quiet minutes, so a normal scale-in never fires it.
 resource "aws_cloudwatch_metric_alarm" "idle_instances" {
   alarm_name          = "${var.name}-idle-instances"
