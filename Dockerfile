@@ -2,7 +2,7 @@
 #   docker build -t sdturbo-serve .
 #   docker run --gpus all -p 8080:8080 -v "$PWD/model-store/sdturbo:/opt/ml/model:ro" sdturbo-serve serve
 # No `# syntax=` line: BuildKit's built-in Dockerfile frontend is enough, and the build then needs no
-# registry besides the base image's (tests/test_container_image.py builds this file as it is).
+# registry besides the base image's (tests/e2e/test_container_image.py builds this file as it is).
 # The model is not in the image: SageMaker copies it from S3 (uncompressed S3Prefix) into /opt/ml/model.
 # The handler code travels with the model (the archive folder holds handler/), so the image is only the
 # runtime: Python deps, Java, the entrypoint and the /ping plugin.

@@ -2,7 +2,7 @@
 # (created by Application Auto Scaling: backlog below target for 15 consecutive minutes) fires, down to
 # min_instances; scale_in_cooldown_s only spaces one scale-in from the next. At zero instances the metric
 # has no denominator, so target tracking cannot scale out from 0: the step policy, fired by
-# HasBacklogWithoutCapacity, adds the first instance when a request arrives. An instance started from zero
+# HasBacklogWithoutCapacity, starts the first instance when a request arrives. An instance started from zero
 # (by a burst or a deploy) therefore runs for at least ~15 minutes.
 
 # SageMaker refuses to change a variant's instance type while it is registered with Application Auto
@@ -64,8 +64,12 @@ resource "aws_appautoscaling_policy" "from_zero" {
   resource_id        = aws_appautoscaling_target.endpoint.resource_id
   scalable_dimension = aws_appautoscaling_target.endpoint.scalable_dimension
 
+  # ExactCapacity 1, not ChangeInCapacity +1: CloudWatch invokes an Auto Scaling action again every minute
+  # its alarm stays in ALARM, and the alarm stays there while the first GPU instance starts (minutes, more
+  # than the cooldown). "+1" would then add a second instance, and more up to max_instances; "set to 1"
+  # asks for the same instance each time. Scaling beyond one is target tracking's (backlog above).
   step_scaling_policy_configuration {
-    adjustment_type         = "ChangeInCapacity"
+    adjustment_type         = "ExactCapacity"
     cooldown                = var.scale_out_cooldown_s
     metric_aggregation_type = "Average"
 

@@ -1,7 +1,7 @@
 # What an application's role needs to call the endpoint asynchronously, and nothing more: attach the
 # caller_policy_json output to it (the stack creates no caller role; who calls is the application's
 # choice). One statement per step of an async call as scripts/invoke.py makes it; the emulator test
-# (tests/test_infra_emulator.py) holds the requests that client sends against this policy, and fails if
+# (tests/e2e/test_infra_emulator.py) holds the requests that client sends against this policy, and fails if
 # any statement is missing.
 
 data "aws_iam_policy_document" "caller" {

@@ -10,7 +10,8 @@ resource "aws_sns_topic" "error" {
   kms_master_key_id = aws_kms_key.this.arn
 }
 
-# Operators' alarms (endpoint errors, stuck queue).
+# Operators' alarms (endpoint errors, stuck queue, instances that do not scale in). Apart from the error topic,
+# which carries callers' failed requests: clients subscribe it and read each message as a request's outcome.
 resource "aws_sns_topic" "alarms" {
   name              = "${var.name}-alarms"
   kms_master_key_id = aws_kms_key.this.arn

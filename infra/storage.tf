@@ -67,12 +67,19 @@ resource "aws_s3_bucket_versioning" "artifacts" {
 resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
   bucket = aws_s3_bucket.artifacts.id
 
+  # Model data is never expired by age: the live prefix may be old, and an instance that starts copies it.
+  # What no model references any more (a prefix older than the rollback's) is deleted by the runbook
+  # (step 10); versioning keeps it recoverable for retired_model_data_days, then S3 removes the versions
+  # and the delete markers left behind.
   rule {
-    id     = "tidy-old-versions"
+    id     = "remove-deleted-model-data"
     status = "Enabled"
     filter {}
     noncurrent_version_expiration {
-      noncurrent_days = 90
+      noncurrent_days = var.retired_model_data_days
+    }
+    expiration {
+      expired_object_delete_marker = true
     }
     abort_incomplete_multipart_upload {
       days_after_initiation = 7

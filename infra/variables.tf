@@ -90,6 +90,17 @@ variable "model_data_prefix" {
   }
 }
 
+variable "retired_model_data_days" {
+  description = "Days a deleted model-data prefix (infra/README.md step 10 deletes the one no rollback needs) stays recoverable as noncurrent versions in the versioned artifacts bucket before S3 removes it for good."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.retired_model_data_days >= 1 && var.retired_model_data_days <= 365
+    error_message = "retired_model_data_days must be between 1 and 365."
+  }
+}
+
 variable "force_destroy_buckets" {
   description = "Let `terraform destroy` delete non-empty buckets. Keep false outside experiments."
   type        = bool
@@ -109,13 +120,13 @@ variable "image_tag" {
 }
 
 variable "ecr_keep_images" {
-  description = "How many tagged images the ECR lifecycle policy keeps."
+  description = "How many images the ECR lifecycle policy keeps, newest first. A rollback needs the live image and the one deployed before it; build-and-push also pushes images that are never deployed (every push to main that changes the image), so the default leaves room for eight of those between deploys. Each image can be ~4.5 GB of its own layers when the build cache misses (infra/README.md, Cost)."
   type        = number
-  default     = 30
+  default     = 10
 
   validation {
-    condition     = var.ecr_keep_images >= 1
-    error_message = "ecr_keep_images must be at least 1."
+    condition     = var.ecr_keep_images >= 3
+    error_message = "ecr_keep_images must be at least 3: the live image, the one before it (rollback) and one pushed but not yet deployed."
   }
 }
 
@@ -300,6 +311,17 @@ variable "log_retention_days" {
   validation {
     condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
     error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+variable "idle_instance_alarm_minutes" {
+  description = "Minutes instances may stay in service with an empty (or unreported) backlog before the idle-instances alarm tells the alarms topic that scale-in is not happening. Well above target tracking's 15 quiet minutes."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.idle_instance_alarm_minutes >= 30 && var.idle_instance_alarm_minutes <= 1440 && var.idle_instance_alarm_minutes % 5 == 0
+    error_message = "idle_instance_alarm_minutes must be a multiple of 5 between 30 (twice target tracking's 15-minute scale-in) and 1440 (CloudWatch evaluates at most a day)."
   }
 }
 

@@ -12,17 +12,27 @@ resource "aws_iam_policy" "workload_boundary" {
 
 data "aws_iam_policy_document" "workload_boundary" {
   # checkov:skip=CKV_AWS_111,CKV_AWS_356: "*" only for ECR login, PutMetricData and EC2 Describe, which have no resource-level permissions
+  # SageMaker encrypts an EBS-backed instance's volume through a grant; a grant to anyone else is not hosting.
+  source_policy_documents = [data.aws_iam_policy_document.grant_stack_key_to_aws_services.json]
   statement {
     sid       = "ModelDataAndAsyncPayloads"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"]
     resources = concat(local.stack.bucket_arns, [for arn in local.stack.bucket_arns : "${arn}/*"])
   }
 
+  # The stack key's id is generated: it is named by the stack's Project tag (the state key, which carries
+  # it too, is denied below).
   statement {
     sid       = "UseStackKey"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"]
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
     resources = [local.stack.key_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/Project"
+      values   = [var.name]
+    }
   }
+
 
   statement {
     sid       = "PullImage"
@@ -76,5 +86,26 @@ data "aws_iam_policy_document" "workload_boundary" {
     effect    = "Deny"
     actions   = ["kms:*"]
     resources = [local.state.key_arn]
+  }
+}
+
+# Grants on the stack's key only for AWS services acting for the caller (ECR for the repository, SageMaker
+# for an EBS-backed instance's volume, infra/data.tf): a grant to any other principal (GrantIsForAWSResource
+# false) would hand the key out. Shared by the boundary and the apply role (policy_change_tagged.tf).
+data "aws_iam_policy_document" "grant_stack_key_to_aws_services" {
+  statement {
+    sid       = "GrantTheStackKeyToAwsServices"
+    actions   = ["kms:CreateGrant"]
+    resources = [local.stack.key_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/Project"
+      values   = [var.name]
+    }
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
   }
 }

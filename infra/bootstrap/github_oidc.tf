@@ -7,27 +7,38 @@
 #                                                 carry the workload permissions boundary (boundary.tf)
 #
 # Each role's trust pins the token's audience and its subject (repository + branch or environment).
+#
+# GitHub's default subject of a job in an environment is repo:OWNER/REPO:environment:NAME: it names no
+# branch, so any branch's workflow that says `environment: production` would get the apply role once the
+# environment lets it deploy. AWS can only test the token's `sub` (and `aud`) here, not GitHub's `ref`
+# claim, so the repository's subject template is customized to end with the ref (claim keys repo, context,
+# ref: infra/README.md step 2 sets it) and the apply role trusts only the environment on github_branch.
+# The branch roles accept the customized subject and, until step 2 sets the template, the default one:
+# both name the repository and the branch.
 
 locals {
   github_oidc_host = "token.actions.githubusercontent.com"
   github_oidc_arn = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : (
     "arn:${local.partition}:iam::${local.account_id}:oidc-provider/${local.github_oidc_host}"
   )
-  branch_subject      = "repo:${var.github_repository}:ref:refs/heads/${var.github_branch}"
-  environment_subject = "repo:${var.github_repository}:environment:${var.github_environment}"
+  branch_ref = "ref:refs/heads/${var.github_branch}"
+  # The customized template: repo:<repo>:<context>:ref:<ref>, where the context is what the default subject
+  # has after the repository (environment:NAME for a job in an environment, else ref:<ref>).
+  branch_subjects     = ["repo:${var.github_repository}:${local.branch_ref}", "repo:${var.github_repository}:${local.branch_ref}:${local.branch_ref}"]
+  environment_subject = "repo:${var.github_repository}:environment:${var.github_environment}:${local.branch_ref}"
 
   github_roles = {
     image-push = {
-      subject     = local.branch_subject
+      subjects    = local.branch_subjects
       description = "GitHub Actions, pushes to ${var.github_branch}: push images to the ${var.name} ECR repository"
     }
     plan = {
-      subject     = local.branch_subject
+      subjects    = local.branch_subjects
       description = "GitHub Actions, pushes to ${var.github_branch}: read-only terraform plan of the ${var.name} stack"
     }
     apply = {
-      subject     = local.environment_subject
-      description = "GitHub Actions, environment ${var.github_environment}: terraform apply of the reviewed ${var.name} plan"
+      subjects    = [local.environment_subject]
+      description = "GitHub Actions, environment ${var.github_environment} on ${var.github_branch}: terraform apply of the reviewed ${var.name} plan"
     }
   }
 }
@@ -57,7 +68,7 @@ data "aws_iam_policy_document" "github_trust" {
     condition {
       test     = "StringEquals"
       variable = "${local.github_oidc_host}:sub"
-      values   = [each.value.subject]
+      values   = each.value.subjects
     }
   }
 }
@@ -74,10 +85,11 @@ resource "aws_iam_role" "github" {
 # The plan role reads; the apply role reads (refresh, destroy), changes, and is held by its guardrails.
 resource "aws_iam_role_policy_attachment" "github" {
   for_each = {
-    plan-read   = { role = "plan", policy = aws_iam_policy.read_stack.arn }
-    apply-read  = { role = "apply", policy = aws_iam_policy.read_stack.arn }
-    apply-write = { role = "apply", policy = aws_iam_policy.change_stack.arn }
-    apply-deny  = { role = "apply", policy = aws_iam_policy.apply_guardrails.arn }
+    plan-read    = { role = "plan", policy = aws_iam_policy.read_stack.arn }
+    apply-read   = { role = "apply", policy = aws_iam_policy.read_stack.arn }
+    apply-write  = { role = "apply", policy = aws_iam_policy.change_stack.arn }
+    apply-tagged = { role = "apply", policy = aws_iam_policy.change_tagged.arn }
+    apply-deny   = { role = "apply", policy = aws_iam_policy.apply_guardrails.arn }
   }
 
   role       = aws_iam_role.github[each.value.role].name

@@ -1,7 +1,8 @@
 # What `terraform apply` of the main stack changes, for the apply role only (trusted in the protected
 # environment). Each action was seen in the provider's request trace of an apply, update or destroy
 # against the emulator, or is one AWS checks on the caller's behalf (commented). What the apply role may
-# never do is in policy_guardrails.tf (one managed policy may hold 6,144 characters).
+# never do is in policy_guardrails.tf; the network and the key, whose ids are generated, are changed by tag
+# (policy_change_tagged.tf). One managed policy may hold 6,144 characters.
 
 resource "aws_iam_policy" "change_stack" {
   name        = "${var.name}-change-stack"
@@ -10,8 +11,7 @@ resource "aws_iam_policy" "change_stack" {
 }
 
 data "aws_iam_policy_document" "change_stack" {
-  # checkov:skip=CKV_AWS_356: "*" only where AWS requires it (CreateKey, Application Auto Scaling), each commented and region-bound
-  # checkov:skip=CKV_AWS_111: the writes are scoped to the stack's ARNs; EC2 ids are generated, so EC2 writes name this account and region
+  # checkov:skip=CKV_AWS_356: "*" only where AWS requires it (Application Auto Scaling), commented and region-bound
   statement {
     sid       = "WriteState"
     actions   = ["s3:PutObject"]
@@ -37,42 +37,6 @@ data "aws_iam_policy_document" "change_stack" {
       "s3:PutBucketOwnershipControls", "s3:PutBucketPublicAccessBlock",
     ]
     resources = local.stack.bucket_arns
-  }
-
-  # VPC resources get generated ids that cannot be named before they exist: the writes name this
-  # account and region, not a resource.
-  statement {
-    sid = "ManageNetwork"
-    actions = [
-      "ec2:CreateVpc", "ec2:DeleteVpc", "ec2:ModifyVpcAttribute", "ec2:CreateSubnet", "ec2:DeleteSubnet",
-      "ec2:ModifySubnetAttribute", "ec2:CreateRouteTable", "ec2:DeleteRouteTable", "ec2:AssociateRouteTable",
-      "ec2:DisassociateRouteTable", "ec2:CreateVpcEndpoint", "ec2:DeleteVpcEndpoints", "ec2:ModifyVpcEndpoint",
-      "ec2:CreateSecurityGroup", "ec2:DeleteSecurityGroup", "ec2:AuthorizeSecurityGroupIngress",
-      "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress",
-      "ec2:ModifySecurityGroupRules", "ec2:CreateTags", "ec2:DeleteTags",
-    ]
-    resources = ["${local.arn.ec2}:*"]
-  }
-
-  statement {
-    sid = "ManageStackKey"
-    actions = [
-      "kms:EnableKeyRotation", "kms:PutKeyPolicy", "kms:TagResource", "kms:UntagResource",
-      "kms:ScheduleKeyDeletion", "kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias",
-    ]
-    resources = [local.stack.key_arns, local.stack.alias_arn]
-  }
-
-  # ECR encrypts the repository with the stack key through a grant it creates as the caller.
-  statement {
-    sid       = "GrantKeyToEcr"
-    actions   = ["kms:CreateGrant", "kms:RetireGrant"]
-    resources = [local.stack.key_arns]
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["ecr.${var.region}.amazonaws.com"]
-    }
   }
 
   statement {
@@ -175,12 +139,11 @@ data "aws_iam_policy_document" "change_stack" {
     resources = [local.stack.log_group_arn]
   }
 
-  # AWS requires "*" for these: CreateKey has no resource (the key does not exist yet), and Application
-  # Auto Scaling has no resource-level permissions for them.
+  # AWS requires "*" for these: Application Auto Scaling has no resource-level permissions for them.
   statement {
     sid = "AccountWideChanges"
     actions = [
-      "kms:CreateKey", "application-autoscaling:RegisterScalableTarget",
+      "application-autoscaling:RegisterScalableTarget",
       "application-autoscaling:DeregisterScalableTarget", "application-autoscaling:PutScalingPolicy",
       "application-autoscaling:DeleteScalingPolicy", "application-autoscaling:TagResource",
       "application-autoscaling:UntagResource",

@@ -8,7 +8,7 @@ resource "aws_iam_policy" "apply_guardrails" {
 
 locals {
   # The CI roles and every policy they or the workload roles depend on.
-  ci_policy_arns = [for policy in ["read-stack", "change-stack", "apply-guardrails", "workload-boundary"] : "${local.arn.iam}:policy/${var.name}-${policy}"]
+  ci_policy_arns = [for policy in ["read-stack", "change-stack", "change-tagged", "apply-guardrails", "workload-boundary"] : "${local.arn.iam}:policy/${var.name}-${policy}"]
 }
 
 data "aws_iam_policy_document" "apply_guardrails" {

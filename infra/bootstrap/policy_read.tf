@@ -1,6 +1,6 @@
 # What `terraform plan` of the main stack reads: its state and every resource it refreshes. The plan role
 # has only this; the apply role has it too (refresh before destroy, reads after each create). Each action
-# was seen in the provider's request trace of a plan against the emulator (tests/test_infra_emulator.py
+# was seen in the provider's request trace of a plan against the emulator (tests/e2e/test_infra_emulator.py
 # fails naming any that is missing). Nothing here changes the stack.
 
 resource "aws_iam_policy" "read_stack" {

@@ -1,6 +1,6 @@
 # What the main stack (infra/) creates, named the way infra/data.tf names it, so the CI policies can name
 # each resource instead of a wildcard. Both roots take the same `name` and `region`; the emulator test
-# (tests/test_infra_emulator.py) applies both and fails if these names drift from the stack's.
+# (tests/e2e/test_infra_emulator.py) applies both and fails if these names drift from the stack's.
 
 locals {
   account_id = data.aws_caller_identity.current.account_id
@@ -22,7 +22,8 @@ locals {
       "arn:${local.partition}:s3:::${var.name}-async-${local.account_id}-${var.region}",
     ]
     repository_arn = "arn:${local.partition}:ecr:${var.region}:${local.account_id}:repository/${var.name}"
-    # A key's id is random: no name can be known before CreateKey. The state key is denied explicitly.
+    # A key's id is random: no name can be known before CreateKey, so policies add the stack's Project tag
+    # as a condition. The state key, which carries the tag too, is denied explicitly.
     key_arns      = "${local.arn.kms}:key/*"
     alias_arn     = "${local.arn.kms}:alias/${var.name}"
     model_arns    = "${local.arn.sagemaker}:model/${var.name}-*"

@@ -38,13 +38,13 @@ variable "github_repository" {
 }
 
 variable "github_branch" {
-  description = "Branch whose pushes may push images and run the read-only plan."
+  description = "Branch whose pushes may push images and run the read-only plan, and the only branch whose jobs in github_environment may apply."
   type        = string
   default     = "main"
 }
 
 variable "github_environment" {
-  description = "Protected GitHub environment (required reviewers) whose jobs may run terraform apply."
+  description = "Protected GitHub environment (required reviewers, deployments from github_branch only) whose jobs on github_branch may run terraform apply."
   type        = string
   default     = "production"
 }

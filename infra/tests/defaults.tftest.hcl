@@ -110,7 +110,7 @@ run "scales_to_zero_and_back" {
   }
   assert {
     condition     = aws_appautoscaling_policy.from_zero.policy_type == "StepScaling" && one(aws_appautoscaling_policy.from_zero.step_scaling_policy_configuration[0].step_adjustment).scaling_adjustment == 1
-    error_message = "A step policy must add one instance."
+    error_message = "A step policy must start one instance."
   }
   assert {
     condition     = aws_cloudwatch_metric_alarm.backlog_without_capacity.metric_name == "HasBacklogWithoutCapacity" && length(aws_cloudwatch_metric_alarm.backlog_without_capacity.alarm_actions) == 1
@@ -118,10 +118,77 @@ run "scales_to_zero_and_back" {
   }
 }
 
+# CloudWatch invokes an Auto Scaling action again every minute its alarm stays in ALARM, and the alarm stays
+# there while the first instance starts: the 0 -> 1 step must ask for one instance, not add one each time.
+run "cold_start_asks_for_exactly_one_instance" {
+  command = plan
+
+  override_resource {
+    override_during = plan
+    target          = aws_appautoscaling_policy.from_zero
+    values          = { arn = "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:mock:resource/sagemaker/endpoint/sdturbo/variant/AllTraffic:policyName/sdturbo-scale-from-zero" }
+  }
+
+  assert {
+    condition     = aws_appautoscaling_policy.from_zero.step_scaling_policy_configuration[0].adjustment_type == "ExactCapacity"
+    error_message = "The scale-from-zero step must set the capacity to 1 (ExactCapacity), so that a re-invoked alarm cannot add a second instance while the first starts."
+  }
+  assert {
+    condition     = [for s in aws_appautoscaling_policy.from_zero.step_scaling_policy_configuration[0].step_adjustment : [tostring(s.metric_interval_lower_bound), s.scaling_adjustment]] == [["0", 1]]
+    error_message = "One step, from the threshold up, to exactly one instance."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.backlog_without_capacity.alarm_actions == toset([aws_appautoscaling_policy.from_zero.arn]) && aws_appautoscaling_policy.backlog.policy_type == "TargetTrackingScaling"
+    error_message = "HasBacklogWithoutCapacity drives only the 0 -> 1 step; target tracking keeps 1 -> N."
+  }
+}
+
+# If the backlog metric stops, target tracking's scale-in alarm has no data and an instance keeps billing.
+run "idle_instances_alarm_the_operators" {
+  command = plan
+
+  override_resource {
+    override_during = plan
+    target          = aws_sns_topic.alarms
+    values          = { arn = "arn:aws:sns:eu-west-1:123456789012:sdturbo-alarms" }
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.idle_instances.alarm_actions == toset(["arn:aws:sns:eu-west-1:123456789012:sdturbo-alarms"])
+    error_message = "The idle-instances alarm must go to the operators' alarms topic."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.idle_instances.evaluation_periods * one([for q in aws_cloudwatch_metric_alarm.idle_instances.metric_query : q.metric[0].period if q.id == "instances"]) == 3600
+    error_message = "By default the alarm fires after 60 minutes in service with an empty backlog."
+  }
+  assert {
+    condition     = strcontains(one([for q in aws_cloudwatch_metric_alarm.idle_instances.metric_query : q.expression if q.id == "idle"]), "FILL(backlog, 0)") && aws_cloudwatch_metric_alarm.idle_instances.treat_missing_data == "notBreaching"
+    error_message = "A backlog that is not reported at all must count as empty; no data at all (no instance) must not alarm."
+  }
+}
+
+# Images are multi-GB; model-data prefixes nothing references must not stay forever.
+run "storage_keeps_what_a_rollback_needs_and_expires_the_rest" {
+  command = plan
+
+  assert {
+    condition     = jsondecode(aws_ecr_lifecycle_policy.this.policy).rules[1].selection.countNumber == 10
+    error_message = "ECR keeps 10 images by default: the live one, its rollback and room for pushes that were not deployed."
+  }
+  assert {
+    condition     = one(aws_s3_bucket_lifecycle_configuration.artifacts.rule).noncurrent_version_expiration[0].noncurrent_days == 30 && one(aws_s3_bucket_lifecycle_configuration.artifacts.rule).expiration[0].expired_object_delete_marker
+    error_message = "Deleted model data must go for good after 30 days, delete markers included."
+  }
+  assert {
+    condition     = length(aws_s3_bucket_lifecycle_configuration.artifacts.rule) == 1
+    error_message = "One rule for model data, which expires only what was deleted: live model data never expires by age (an instance that starts copies it)."
+  }
+}
+
 run "network_has_no_internet_path" {
   command = plan
 
-  # (tests/test_infra.py also checks that no internet/NAT gateway or route resource is declared at all)
+  # (tests/infra/test_infra.py also checks that no internet/NAT gateway or route resource is declared at all)
   assert {
     condition     = alltrue([for s in aws_subnet.private : s.map_public_ip_on_launch == false])
     error_message = "Subnets must not assign public IPs."
@@ -320,7 +387,7 @@ run "instance_type_change_replaces_the_scaling_registration" {
 }
 
 # The caller policy (caller_policy_json): each step of an async call, on this stack's resources only.
-# tests/test_infra_emulator.py evaluates the applied policy against the requests scripts/invoke.py sends.
+# tests/e2e/test_infra_emulator.py evaluates the applied policy against the requests scripts/invoke.py sends.
 run "caller_policy_grants_each_step_of_an_async_call_on_this_stack_only" {
   command = plan
 

@@ -118,3 +118,19 @@ run "handler_settings_names_are_settings_fields" {
   }
   expect_failures = [var.handler_settings]
 }
+
+run "idle_alarm_window_is_longer_than_a_normal_scale_in" {
+  command = plan
+  variables {
+    idle_instance_alarm_minutes = 15
+  }
+  expect_failures = [var.idle_instance_alarm_minutes]
+}
+
+run "ecr_keeps_at_least_the_live_image_and_its_rollback" {
+  command = plan
+  variables {
+    ecr_keep_images = 2
+  }
+  expect_failures = [var.ecr_keep_images]
+}

@@ -199,6 +199,22 @@ def await_notification(sqs, queue_url: str, inference_id: str, deadline_s: float
                    f"elapsed (deadline {deadline_s:.0f}s)")
 
 
+def no_notification(missing: Timeout, s3, output_uri: str | None, failure_uri: str | None) -> str:
+    """What to tell when no notification came: whether the endpoint answered anyway (in S3), and where to look.
+    Where SageMaker's async agent sends notifications from is not documented (infra/README.md, step 8)."""
+    try:
+        answered = result_of(s3, output_uri, None) is not None or (failure_uri and object_or_none(s3, failure_uri))
+    except Exception:  # noqa: BLE001 - only a hint; the missing notification is the error
+        answered = False
+    if answered:
+        return (f"{missing}. The endpoint did answer (the result is in S3), so the notification was lost between "
+                "SageMaker and the queue: if the endpoint's VPC has no route to SNS, set enable_sns_endpoint = true "
+                "(infra/variables.tf) and apply; otherwise check the queue's policy lets the stack's topics send")
+    return (f"{missing}, and no result in S3 yet either: the request may still be queued or running (a cold start "
+            "takes minutes); if the result appears without a notification, set enable_sns_endpoint = true "
+            "(infra/variables.tf)")
+
+
 def result_from_notification(s3, event: dict, output_uri: str | None, failure_uri: str | None) -> dict:
     """The reply a notification announces, read from S3 (the notification names the locations).
 
@@ -224,7 +240,10 @@ def wait_for_result(aws, target: Target, inference_id: str | None, output_uri: s
     s3 = aws.client("s3")
     waiting_for = target.endpoint or inference_id or output_uri
     if sqs_queue and inference_id:
-        event = await_notification(aws.client("sqs"), sqs_queue, inference_id, deadline_s, waiting_for, report)
+        try:
+            event = await_notification(aws.client("sqs"), sqs_queue, inference_id, deadline_s, waiting_for, report)
+        except Timeout as missing:
+            raise Timeout(no_notification(missing, s3, output_uri, failure_uri)) from None
         return result_from_notification(s3, event, output_uri, failure_uri)
 
     def locate() -> tuple[str | None, str | None]:

@@ -49,6 +49,9 @@ VARIANT = "AllTraffic"
 WORK = REPO / "build" / "infra-emulator"  # scratch roots, Terraform's logs and outputs, timings.json
 # What an administrator's teardown does that the apply role must not: delete the data in the buckets.
 DATA_DELETION = {("S3", "ListObjectVersions"), ("S3", "ListObjectsV2"), ("S3", "DeleteObjects"), ("S3", "DeleteObject")}
+# What only the administrator's first apply does (infra/README.md step 3): take over the VPC's default
+# security group, which AWS creates untagged, and tag it; the apply role may change only tagged network.
+FIRST_APPLY_ONLY = {"aws_default_security_group"}
 
 
 class NotReached(Exception):
@@ -236,11 +239,24 @@ class Cycle:
         fetch = [c for c in commands if "result" in c.argv]
         assert len(waited) == len(queued) == len(fetch) == 1, [c.argv for c in commands]
         log = self.work / "caller-calls.jsonl"
+        outputs = {k: v["value"] for k, v in json.loads(self.main.run("outputs", "admin", "output", "-json").output).items()}
+        variables = self.smoke_queue(outputs)
+        failure = {"is_failure": True, "data": json.dumps(
+            {"code": 400, "type": "InvalidRequest", "message": "invalid request: prompt: too long"})}
         self.queue_async_result({"data": json.dumps(png_reply(seed=42))})
-        self.invoke("smoke-call", waited[0], log)
-        self.queue_async_result({"is_failure": True, "data": json.dumps(
-            {"code": 400, "type": "InvalidRequest", "message": "invalid request: prompt: too long"})})
-        self.invoke("smoke-call-failure", waited[0], log, expect=1)
+        self.invoke("smoke-call", waited[0], log, variables=variables)
+        self.queue_async_result(failure)
+        self.invoke("smoke-call-failure", waited[0], log, expect=1, variables=variables)
+        # The same call by a client that polls S3 instead (step 9: an application without a queue).
+        polling = runbook.Command(tuple(w for i, w in enumerate(waited[0].argv) if "--sqs-queue" not in
+                                        waited[0].argv[max(i - 1, 0):i + 1]), waited[0].step)
+        self.queue_async_result(failure)
+        self.invoke("smoke-call-polling", polling, log, expect=1)
+        # A queue nothing publishes to: the call must say the notification is missing and name the setting.
+        silent = self.client("sqs").create_queue(QueueName="silent")["QueueUrl"]
+        self.queue_async_result({"data": json.dumps(png_reply(seed=42))})
+        self.invoke("smoke-call-no-notification", runbook.Command(waited[0].argv + ("--timeout", "3"), waited[0].step),
+                    log, expect=3, variables={**variables, "$SMOKE_QUEUE_URL": silent})
         self.queue_async_result({"data": json.dumps(png_reply(seed=7))})
         queued_output = self.invoke("queued-call", queued[0], log).output
         inference_id = json.loads(queued_output.split("\n", 1)[1].splitlines()[0])["inference_id"]
@@ -249,7 +265,6 @@ class Cycle:
             [sys.executable, str(script), "result", "--help"], capture_output=True).returncode == 0
         if self.facts["result_subcommand"]:  # issue 14's client work; strict once both branches are merged
             self.invoke("fetched-result", fetch[0], log, positional=inference_id)
-        outputs = {k: v["value"] for k, v in json.loads(self.main.run("outputs", "admin", "output", "-json").output).items()}
         subscriptions = []
         for command in [c for c in runbook.step("9.").commands if c.argv[:3] == ("aws", "sns", "subscribe")]:
             subscriptions.append(Operation("SNS", "Subscribe", "POST", "", json.dumps({
@@ -257,6 +272,29 @@ class Cycle:
                 "Endpoint": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:app-results"}), "", "infra/README.md step 9"))
         self.facts["caller"] = {"calls": aws_calls.calls(log), "subscriptions": subscriptions, "outputs": outputs,
                                 "policy": json.loads(outputs["caller_policy_json"])}
+
+    def smoke_queue(self, outputs: dict) -> dict[str, str]:
+        """Step 8's queue, as written: created, its policy (the runbook's heredoc) set, subscribed to the
+        topics the step names. Returns the shell variables the smoke call reads."""
+        commands = runbook.step("8.").commands
+        variables = {f"${name}": outputs[runbook.raw_output(value)] for c in commands for name, value in c.assignments
+                     if value.startswith("$(terraform")}
+        sqs = self.client("sqs")
+        (create,) = [c for c in commands if c.argv[:3] == ("aws", "sqs", "create-queue")]
+        variables["$SMOKE_QUEUE_URL"] = sqs.create_queue(QueueName=create.flag("--queue-name"))["QueueUrl"]
+        variables["$SMOKE_QUEUE_ARN"] = sqs.get_queue_attributes(
+            QueueUrl=variables["$SMOKE_QUEUE_URL"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        (policy,) = [c for c in commands if c.writes and c.writes[0].endswith(".json") and c.stdin]
+        text = policy.stdin
+        for name, value in sorted(variables.items(), reverse=True):
+            text = text.replace(name, value)
+        sqs.set_queue_attributes(QueueUrl=variables["$SMOKE_QUEUE_URL"], Attributes=json.loads(text))
+        for command in [c for c in commands if c.argv[:3] == ("aws", "sns", "subscribe")]:
+            self.client("sns").subscribe(TopicArn=variables[command.flag("--topic-arn")],
+                                         Protocol=command.flag("--protocol"),
+                                         Endpoint=variables[command.flag("--notification-endpoint")])
+        self.facts["smoke_queue"] = json.loads(json.loads(text)["Policy"])
+        return variables
 
     def teardown(self, bootstrap: Root) -> None:
         """The runbook's teardown of the stack (step 3) and the bootstrap (step 4), as written."""
@@ -286,8 +324,10 @@ class Cycle:
         return {**env, "AWS_ENDPOINT_URL": self.emulator.url, "AWS_ACCESS_KEY_ID": "emulator",
                 "AWS_SECRET_ACCESS_KEY": "emulator", "AWS_EC2_METADATA_DISABLED": "true"}
 
-    def substitute(self, args: list[str], paths: dict[str, str], positional: str | None = None) -> list[str]:
-        """The runbook's arguments with its folders replaced: infra -> the scratch root, --out -> WORK."""
+    def substitute(self, args: list[str], paths: dict[str, str], positional: str | None = None,
+                   variables: dict[str, str] | None = None) -> list[str]:
+        """The runbook's arguments with its folders replaced: infra -> the scratch root, --out -> WORK; and
+        its shell variables ($NAME) with their values."""
         out = []
         for index, arg in enumerate(args):
             previous = args[index - 1] if index else ""
@@ -297,6 +337,7 @@ class Cycle:
                 arg = str(self.work / arg)
             elif arg.startswith("$(") and positional is not None:
                 arg = positional
+            arg = (variables or {}).get(arg, arg)
             out.append(paths.get(arg, arg))
         return out
 
@@ -309,9 +350,10 @@ class Cycle:
                              time.monotonic() - started))
 
     def invoke(self, name: str, command: runbook.Command, log: Path, expect: int = 0,
-               positional: str | None = None) -> Run:
+               positional: str | None = None, variables: dict[str, str] | None = None) -> Run:
         script, args = runbook.script_call(command)
-        argv = [str(REPO / "tests" / "support" / "aws_calls.py"), str(log), str(script), *self.substitute(args, {}, positional)]
+        argv = [str(REPO / "tests" / "support" / "aws_calls.py"), str(log), str(script),
+                *self.substitute(args, {}, positional, variables)]
         return self.script(name, "caller", argv, expect)
 
     def queue_async_result(self, result: dict) -> None:
@@ -344,6 +386,14 @@ class Cycle:
             assert run.ok, run.tail()
             runs.append(run)
         return runs
+
+    def by_administrator(self, operation: Operation) -> bool:
+        """Requests of an apply-role run that the runbook has an administrator send instead."""
+        return operation.resource_type in FIRST_APPLY_ONLY and operation in self.first_apply_operations
+
+    @property
+    def first_apply_operations(self) -> list[Operation]:
+        return self.runs["first-apply"].operations if "first-apply" in self.runs else []
 
     def operations(self, role: str) -> list[Operation]:
         found = [op for run in self.runs.values() if run.role == role for op in run.operations]
@@ -457,7 +507,8 @@ def test_apply_role_could_destroy_the_stack_but_not_its_data(cycle):
     (destroy,) = cycle.require("main-destroy")
     # In order after the apply role's own runs: what they created (a role's boundary) decides the destroy's context.
     applied = [op for run in cycle.runs.values() if run.role == "apply" for op in run.operations]
-    refused = iam_policy.refusals(cycle.facts["policies"]["apply"], applied + destroy.operations, account(cycle))
+    refused = iam_policy.refusals(cycle.facts["policies"]["apply"], applied + destroy.operations, account(cycle),
+                                  by_others=cycle.by_administrator)
     assert refused, "the destroy deleted no data: the teardown's bucket emptying was not exercised"
     assert {r.operation for r in refused} <= {f"{service} {name}" for service, name in DATA_DELETION}, \
         [r.describe() for r in refused]
@@ -519,23 +570,26 @@ def caller_permissions(cycle: Cycle) -> list[Permission]:
     outputs = caller["outputs"]
     account = iam_policy.Account(region=REGION, account_id=ACCOUNT_ID,
                                  sse_kms_keys={outputs["async_bucket"]: outputs["kms_key_arn"]})
-    requests = aws_calls.operations(caller["calls"], "scripts/invoke.py") + caller["subscriptions"]
+    # The queue a caller waits on is the application's own (step 8's, step 9's): its use is the
+    # application's to allow, not the stack's caller policy.
+    stack_calls = [c for c in caller["calls"] if c["service"] != "SQS"]
+    requests = aws_calls.operations(stack_calls, "scripts/invoke.py") + caller["subscriptions"]
     needed = [permission for permission, _ in iam_policy.checked(requests, account)]
-    for bucket in sorted(set(aws_calls.missing_objects(caller["calls"]))):
+    for bucket in sorted(set(aws_calls.missing_objects(stack_calls))):
         needed.append(Permission("s3:ListBucket", f"arn:aws:s3:::{bucket}", (("aws:RequestedRegion", REGION),),
                                  because="S3 GetObject of a result not written yet (404 only with ListBucket)"))
     return needed
 
 
 def test_smoke_calls_send_each_kind_of_request(cycle):
-    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    cycle.require("smoke-call", "smoke-call-failure", "smoke-call-polling", "queued-call")
     sent = {(c["service"], c["operation"], c["error"]) for c in cycle.facts["caller"]["calls"]}
     assert {("S3", "PutObject", None), ("SageMaker Runtime", "InvokeEndpointAsync", None), ("S3", "GetObject", None),
             ("S3", "GetObject", "NoSuchKey")} <= sent, sent
 
 
 def test_caller_policy_allows_every_request_of_an_async_call(cycle):
-    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    cycle.require("smoke-call", "smoke-call-failure", "smoke-call-polling", "queued-call")
     policy = cycle.facts["caller"]["policy"]
     refused = [p for p in caller_permissions(cycle) if not iam_policy.allowed([policy], p)]
     assert not refused, "the caller policy refuses:\n  " + "\n  ".join(
@@ -543,7 +597,7 @@ def test_caller_policy_allows_every_request_of_an_async_call(cycle):
 
 
 def test_removing_any_caller_statement_is_caught(cycle):
-    cycle.require("smoke-call", "smoke-call-failure", "queued-call")
+    cycle.require("smoke-call", "smoke-call-failure", "smoke-call-polling", "queued-call")
     policy, needed = cycle.facts["caller"]["policy"], caller_permissions(cycle)
     statements = iam_policy.statements([policy])
     assert len(statements) == 6
@@ -581,14 +635,28 @@ def test_caller_policy_allows_nothing_beyond_an_async_call(cycle):
 @pytest.mark.parametrize("role", ["plan", "apply"])
 def test_ci_role_allows_every_request_it_sends(cycle, role):
     cycle.require("bootstrap-apply", "main-destroy")
-    refused = iam_policy.refusals(cycle.facts["policies"][role], cycle.operations(role), account(cycle))
+    refused = iam_policy.refusals(cycle.facts["policies"][role], cycle.operations(role), account(cycle),
+                                  by_others=cycle.by_administrator)
     assert not refused, f"the {role} role's policies refuse:\n  " + "\n  ".join(r.describe() for r in refused)
+
+
+def test_first_apply_takes_over_the_default_security_group_as_administrator(cycle):
+    """The VPC's default security group comes untagged: the apply role, which changes only tagged network,
+    could not tag it or remove its rules. The runbook's first apply (an administrator) does, and nothing
+    else of the stack is left to the administrator."""
+    cycle.require("first-apply", "main-destroy")
+    policies = cycle.facts["policies"]["apply"]
+    every = [op for run in cycle.runs.values() if run.role == "apply" for op in run.operations]
+    refused = iam_policy.refusals(policies, every, account(cycle))
+    assert refused and {r.resource_type for r in refused} == FIRST_APPLY_ONLY, [r.describe() for r in refused]
+    assert all(op in cycle.first_apply_operations for op in every if op.resource_type in FIRST_APPLY_ONLY
+               and not op.name.startswith(("Describe", "Get", "List")))
 
 
 @pytest.mark.parametrize("role", ["plan", "apply"])
 def test_removing_any_needed_action_is_caught(cycle, role):
     cycle.require("bootstrap-apply", "main-destroy")
-    needed = iam_policy.checked(cycle.operations(role), account(cycle))
+    needed = iam_policy.checked(cycle.operations(role), account(cycle), by_others=cycle.by_administrator)
     actions = sorted({permission.action for permission, _ in needed})
     assert len(actions) > 20
     unnoticed = [action for action in actions if all(
@@ -656,13 +724,31 @@ def test_plan_role_only_reads(cycle):
 
 def test_each_ci_role_trusts_only_its_own_subject(cycle):
     cycle.require("bootstrap-apply")
-    expected = {"plan": f"repo:{REPOSITORY}:ref:refs/heads/main", "image-push": f"repo:{REPOSITORY}:ref:refs/heads/main",
-                "apply": f"repo:{REPOSITORY}:environment:production"}
-    for role, subject in expected.items():
+    main = "ref:refs/heads/main"
+    branch = {f"repo:{REPOSITORY}:{main}", f"repo:{REPOSITORY}:{main}:{main}"}  # default and customized subject
+    expected = {"plan": branch, "image-push": branch, "apply": {f"repo:{REPOSITORY}:environment:production:{main}"}}
+    for role, subjects in expected.items():
         (statement,) = iam_policy.statements([cycle.facts["trust"][role]])
         conditions = statement["Condition"]["StringEquals"]
-        assert conditions["token.actions.githubusercontent.com:sub"] in (subject, [subject]), role
+        assert set(iam_policy._listify(conditions["token.actions.githubusercontent.com:sub"])) == subjects, role
         assert conditions["token.actions.githubusercontent.com:aud"] in ("sts.amazonaws.com", ["sts.amazonaws.com"])
+
+
+@pytest.mark.parametrize("subject, allowed", [
+    ("repo:{repo}:environment:production:ref:refs/heads/main", True),
+    ("repo:{repo}:environment:production", False),  # GitHub's default: no branch in it
+    ("repo:{repo}:environment:production:ref:refs/heads/feature", False),  # another branch naming the environment
+    ("repo:{repo}:environment:production:ref:refs/pull/7/merge", False),
+    ("repo:{repo}:ref:refs/heads/main:ref:refs/heads/main", False),  # main, outside the environment
+])
+def test_apply_role_is_assumed_only_from_the_environment_on_the_deploy_branch(cycle, subject, allowed):
+    cycle.require("bootstrap-apply")
+    claims = (("token.actions.githubusercontent.com:aud", "sts.amazonaws.com"),
+              ("token.actions.githubusercontent.com:sub", subject.format(repo=REPOSITORY)))
+    provider = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.githubusercontent.com"
+    decision = iam_policy.decide([cycle.facts["trust"]["apply"]],
+                                 Permission("sts:AssumeRoleWithWebIdentity", provider, claims))
+    assert (decision == "allow") == allowed, (subject, decision)
 
 
 def test_apply_role_changes_roles_only_under_the_boundary(cycle):
@@ -687,8 +773,8 @@ def test_apply_role_cannot_touch_itself_the_other_ci_roles_or_the_boundary(cycle
     cycle.require("bootstrap-apply")
     apply = cycle.facts["policies"]["apply"]
     boundary = cycle.facts["bootstrap"]["workload_boundary_arn"]
-    targets = [iam_arn(f"role/{role}") for role in FOREIGN_ROLES] + [
-        boundary, *(iam_arn(f"policy/{NAME}-{p}") for p in ("read-stack", "change-stack", "apply-guardrails")), "*"]
+    targets = [iam_arn(f"role/{role}") for role in FOREIGN_ROLES] + [boundary, *(
+        iam_arn(f"policy/{NAME}-{p}") for p in ("read-stack", "change-stack", "change-tagged", "apply-guardrails")), "*"]
     for target in targets:
         for action in CHANGING:
             for context in [(), (("iam:PermissionsBoundary", boundary),)]:
@@ -713,8 +799,9 @@ def test_workload_role_policy_fits_inside_the_boundary(cycle):
     boundary = cycle.facts["boundary"]
     outside = []
     for statement in iam_policy.statements(cycle.facts["workload_policy"]):
+        # The key the role uses is the stack's, which carries the stack's Project tag.
         context = tuple((key, iam_policy._listify(values)[0]) for keys in statement.get("Condition", {}).values()
-                        for key, values in keys.items())
+                        for key, values in keys.items()) + (("aws:ResourceTag/Project", NAME),)
         for action in iam_policy._listify(statement["Action"]):
             for resource in iam_policy._listify(statement["Resource"]):
                 if iam_policy.decide([boundary], Permission(action, resource, context)) != "allow":
@@ -722,3 +809,50 @@ def test_workload_role_policy_fits_inside_the_boundary(cycle):
     assert not outside, f"the boundary cuts the execution role's {outside}"
     for action in GRANTING:
         assert iam_policy.decide([boundary], Permission(action, "*")) != "allow", action
+
+
+# ------------------------------------------------------------------ IAM: nothing beyond the stack
+
+@pytest.mark.parametrize("policies", ["apply", "boundary"])
+def test_ci_writes_reach_no_resource_of_another_team(cycle, policies):
+    """Another team's VPC, security group or key in the same account and region, untagged: the apply role
+    may not change it or claim it by tagging it, and no workload role may use the key."""
+    cycle.require("bootstrap-apply")
+    documents = cycle.facts["policies"]["apply"] if policies == "apply" else [cycle.facts["boundary"]]
+    reached = [f"{p.action} on {p.resource}" for p in iam_policy.beyond_the_stack(account(cycle), NAME)
+               if iam_policy.decide(documents, p) == "allow"]
+    assert not reached, f"the {policies} policies reach beyond the stack: {reached}"
+
+
+@pytest.mark.parametrize("policies", ["apply", "boundary"])
+def test_stack_key_grants_only_to_aws_services(cycle, policies):
+    """A grant that no AWS service asked for hands the key to any principal the grant names."""
+    cycle.require("bootstrap-apply", "create-apply")
+    documents = cycle.facts["policies"]["apply"] if policies == "apply" else [cycle.facts["boundary"]]
+    key = cycle.facts["caller"]["outputs"]["kms_key_arn"]
+    anyone = iam_policy.stack_key_grant_to_anyone(account(cycle), NAME, key)
+    assert iam_policy.decide(documents, anyone) != "allow"
+    for_a_service = Permission(anyone.action, key, anyone.context + (("kms:GrantIsForAWSResource", "true"),))
+    assert iam_policy.decide(documents, for_a_service) == "allow", "SageMaker's volume grant (infra/data.tf)"
+
+
+# ------------------------------------------------------------------ notifications (runbook step 8)
+
+def test_smoke_call_waits_for_the_notification_on_the_runbook_s_queue(cycle):
+    success, failure = cycle.require("smoke-call", "smoke-call-failure")
+    calls = cycle.facts["caller"]["calls"]
+    received = [c for c in calls if (c["service"], c["operation"]) == ("SQS", "ReceiveMessage")]
+    assert received and all(c["params"]["QueueUrl"].endswith("/sdturbo-smoke") for c in received[:2]), received[:2]
+    assert "prompt: too long" in failure.output
+    # The queue's policy lets exactly the stack's two topics send to it.
+    (statement,) = cycle.facts["smoke_queue"]["Statement"]
+    outputs = cycle.facts["caller"]["outputs"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert set(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == {outputs["success_topic_arn"],
+                                                                           outputs["error_topic_arn"]}
+
+
+def test_missing_notification_names_the_sns_endpoint_setting(cycle):
+    (run,) = cycle.require("smoke-call-no-notification")
+    assert "no notification" in run.output and "enable_sns_endpoint" in run.output, run.output[-1500:]
+    assert "Traceback" not in run.output

@@ -33,7 +33,7 @@ PROGRAMS = {"terraform", "aws", "gh", "docker", "make", "git", "jq", "cat", "ech
 AWS_CLI_OPTIONS = {"--query", "--output", "--region", "--profile", "--max-items", "--page-size", "--no-cli-pager",
                    "--starting-token", "--no-paginate", "--debug", "--endpoint-url"}
 # AWS CLI commands that are the CLI's own, not API operations (the CLI's "customizations").
-AWS_CLI_COMMANDS = {("ecr", "get-login-password"), ("logs", "tail")}
+AWS_CLI_COMMANDS = {("ecr", "get-login-password"), ("logs", "tail"), ("s3", "rm")}
 AWS_CLI_SERVICES = {"s3api": "s3"}  # CLI name -> botocore's, where they differ
 # Options the CLI renames from the API's member names (awscli/customizations/argrename.py).
 AWS_CLI_RENAMES = {("sns", "subscribe", "notification-endpoint"): "endpoint"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.support import iam_policy
@@ -115,3 +117,84 @@ def test_a_boundary_caps_what_the_policies_allow():
     assert iam_policy.allowed([POLICY], Permission("s3:GetObject", "arn:aws:s3:::b/k"))
     ceiling = {"Statement": [{"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]}
     assert not iam_policy.allowed([POLICY], Permission("s3:GetObject", "arn:aws:s3:::b/k"), boundary=ceiling)
+
+
+# ------------------------------------------------------------------ tags, and what lies beyond the stack
+
+def test_trace_gives_each_request_its_response_though_resources_interleave():
+    log = "\n".join([
+        '2026-11-28T09:05:26.700Z [DEBUG] provider: HTTP Request Sent: rpc.method=CreateVpc rpc.service=EC2 tf_req_id=a '
+        'http.request.body="Action=CreateVpc"',
+        '2026-11-28T09:05:26.701Z [DEBUG] provider: HTTP Request Sent: rpc.method=CreateVpc rpc.service=EC2 tf_req_id=b '
+        'http.request.body="Action=CreateVpc"',
+        '2026-11-28T09:05:26.702Z [DEBUG] provider: HTTP Response Received: rpc.method=CreateVpc tf_req_id=b '
+        'http.response.body="<vpcId>vpc-0b</vpcId>"',
+        '2026-11-28T09:05:26.703Z [DEBUG] provider: HTTP Response Received: rpc.method=CreateVpc tf_req_id=a '
+        'http.response.body="<vpcId>vpc-0a</vpcId>"', ""])
+    assert [op.response for op in operations(log)] == ["<vpcId>vpc-0a</vpcId>", "<vpcId>vpc-0b</vpcId>"]
+
+
+def test_a_resource_carries_the_tags_it_was_created_with():
+    account = Account(account_id="123456789012", region="eu-west-1")
+    create = op("EC2", "CreateVpc", "Action=CreateVpc&TagSpecification.1.ResourceType=vpc"
+                "&TagSpecification.1.Tag.1.Key=Project&TagSpecification.1.Tag.1.Value=sdturbo")
+    create = dataclasses.replace(create, response="<vpc><vpcId>vpc-0a1</vpcId></vpc>")
+    change = op("EC2", "ModifyVpcAttribute", "Action=ModifyVpcAttribute&VpcId=vpc-0a1")
+    checked = iam_policy.checked([create, change], account)
+    by_action = {p.action: p for p, _ in checked}
+    assert by_action["ec2:CreateVpc"].resource == "arn:aws:ec2:eu-west-1:123456789012:vpc/*"
+    assert by_action["ec2:CreateVpc"].context_dict()["aws:RequestTag/Project"] == "sdturbo"
+    assert by_action["ec2:CreateTags"].context_dict()["ec2:CreateAction"] == "CreateVpc"
+    assert by_action["ec2:ModifyVpcAttribute"].context_dict()["aws:ResourceTag/Project"] == "sdturbo"
+
+
+STACK = "sdturbo"
+EC2_ANY = "arn:aws:ec2:eu-west-1:123456789012:*"
+TAG_SCOPED = {"Statement": [
+    {"Effect": "Allow", "Action": "ec2:CreateSubnet", "Resource": "arn:aws:ec2:eu-west-1:123456789012:subnet/*",
+     "Condition": {"StringEquals": {"aws:RequestTag/Project": STACK}}},
+    {"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": EC2_ANY,
+     "Condition": {"StringEquals": {"ec2:CreateAction": ["CreateSubnet"]}}},
+    {"Effect": "Allow", "Action": ["ec2:CreateSubnet", "ec2:DeleteVpc", "ec2:AuthorizeSecurityGroupIngress",
+                                   "ec2:CreateTags"], "Resource": EC2_ANY,
+     "Condition": {"StringEquals": {"aws:ResourceTag/Project": STACK}}},
+    {"Effect": "Allow", "Action": ["kms:PutKeyPolicy", "kms:CreateGrant"], "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*",
+     "Condition": {"StringEquals": {"aws:ResourceTag/Project": STACK}, "Bool": {"kms:GrantIsForAWSResource": "true"}}},
+]}
+
+
+def reached(policy: dict) -> list[str]:
+    account = Account(account_id="123456789012", region="eu-west-1")
+    return [f"{p.action} {p.resource}" for p in iam_policy.beyond_the_stack(account, STACK) if decide([policy], p) == "allow"]
+
+
+@pytest.mark.parametrize("statement", [
+    # EC2 writes named by account and region: any security group or VPC of the region
+    {"Effect": "Allow", "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteVpc"], "Resource": EC2_ANY},
+    # tagging allowed whenever the request asks for the stack's tag: another team's group can be claimed
+    {"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": EC2_ANY,
+     "Condition": {"StringEquals": {"aws:RequestTag/Project": STACK}}},
+    # one statement for several creates: CreateSubnet also acts on any VPC whose request carries the tag
+    {"Effect": "Allow", "Action": ["ec2:CreateVpc", "ec2:CreateSubnet"], "Resource": EC2_ANY,
+     "Condition": {"StringEquals": {"aws:RequestTag/Project": STACK}}},
+    # key administration on every key but one
+    {"Effect": "Allow", "Action": ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion"],
+     "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*"},
+    # a workload role's key use without the stack's tag
+    {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:CreateGrant"], "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*"},
+], ids=["ec2-region-wide", "claim-by-tag", "creates-share-a-statement", "kms-admin-any-key", "kms-use-any-key"])
+def test_a_statement_that_reaches_another_team_s_untagged_resource_is_caught(statement):
+    assert reached({"Statement": [statement]})
+
+
+def test_statements_held_to_the_stack_s_tag_reach_nothing_else():
+    assert reached(TAG_SCOPED) == []
+
+
+def test_a_grant_on_the_stack_key_must_be_for_an_aws_service():
+    account = Account(account_id="123456789012", region="eu-west-1")
+    key = "arn:aws:kms:eu-west-1:123456789012:key/stack"
+    anyone = iam_policy.stack_key_grant_to_anyone(account, STACK, key)
+    assert decide([TAG_SCOPED], anyone) == "implicit deny"
+    without_condition = {"Statement": [{"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": key}]}
+    assert decide([without_condition], anyone) == "allow"

@@ -237,11 +237,18 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
     ``<inference id>-error.out``), the locations it answers. Clients read their results there and a caller's
     IAM policy grants exactly those prefixes: moto's bucket would hide a client or a policy that reads
     elsewhere. The result itself is still the one queued through moto's API (or moto's default); it is
-    moved, so no bucket is left behind that the stack did not make."""
+    moved, so no bucket is left behind that the stack did not make.
+
+    moto publishes no notification either; AWS publishes one to the configuration's SuccessTopic or
+    ErrorTopic, in the format the SageMaker Developer Guide shows ("Check prediction results": inferenceId,
+    invocationStatus, responseParameters with the output location, failureReason). This one publishes it as
+    SageMaker's service would, from outside the stack's VPC: whether the agent of a real endpoint in private
+    subnets reaches SNS is what only a real account shows (infra/README.md, "What the emulator test proves")."""
     from moto.s3.models import s3_backends
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import sagemaker_backends
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+    from moto.sns.models import sns_backends
 
     def split(uri: str) -> tuple[str, str]:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -263,7 +270,8 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
                      "failure": f"{paths.get('S3FailurePath', paths['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"}
         moto_locations = runtime.invoke_endpoint_async(endpoint_name, self.headers.get("X-Amzn-SageMaker-InputLocation"))
         s3 = s3_backends[self.current_account][runtime.partition]
-        for moto_uri, uri in zip(moto_locations, locations.values(), strict=True):
+        outcome = None
+        for (kind, uri), moto_uri in zip(locations.items(), moto_locations, strict=True):
             bucket, key = split(moto_uri)
             if bucket not in s3.buckets:  # moto repeats its answer for an input it has seen: moved already
                 continue
@@ -271,8 +279,25 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
             if written is not None:
                 s3.put_object(*split(uri), value=written.value)
                 s3.delete_object(bucket, key)
+                outcome = kind
             if not s3.buckets[bucket].keys:
                 s3.delete_bucket(bucket)
+        topics = paths.get("NotificationConfig", {})
+        topic = topics.get("SuccessTopic" if outcome == "output" else "ErrorTopic") if outcome else None
+        if topic:
+            succeeded = outcome == "output"
+            event = {"awsRegion": self.region, "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                     "receivedTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                     "invocationStatus": "Completed" if succeeded else "Failed",
+                     "requestParameters": {"accept": "application/json", "endpointName": endpoint_name,
+                                           "inputLocation": self.headers.get("X-Amzn-SageMaker-InputLocation")},
+                     "responseParameters": {"contentType": "application/json",
+                                            ("outputLocation" if succeeded else "failureLocation"): locations[outcome]},
+                     "inferenceId": inference_id, "eventVersion": "1.0", "eventSource": "aws:sagemaker",
+                     "eventName": "InferenceResult"}
+            if not succeeded:
+                event["failureReason"] = "ClientError: Received client error (400) from primary and could not retry."
+            sns_backends[self.current_account][self.region].publish(json.dumps(event), arn=topic)
         headers = {"X-Amzn-SageMaker-OutputLocation": locations["output"],
                    "X-Amzn-SageMaker-FailureLocation": locations["failure"]}
         return 202, headers, json.dumps({"InferenceId": inference_id})

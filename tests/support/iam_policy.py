@@ -5,7 +5,10 @@ resource with a request context, including conditions. `required` turns one AWS 
 provider's trace into the permissions IAM checks for it: the action, the resource ARN where the action
 supports resource-level permissions ("*" where it does not), the condition keys the request carries, and
 the extra actions AWS checks on the caller's behalf that never appear in the trace (iam:PassRole,
-KMS for SSE-KMS objects, Application Auto Scaling's calls to SageMaker and CloudWatch).
+KMS for SSE-KMS objects, Application Auto Scaling's calls to SageMaker and CloudWatch, EC2's tagging on
+create). Tags are followed through the trace: a resource's ``aws:ResourceTag/*`` are the tags it was created
+with (its id read from the response) or given later, and a request's ``aws:RequestTag/*`` the tags it sends.
+`beyond_the_stack` asks policies what they would let a role do to another team's untagged resources.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.support.terraform_trace import Operation
@@ -64,6 +68,14 @@ ACCOUNT_WIDE = re.compile(
 UUID = "00000000-0000-0000-0000-000000000000"  # stands for the id AWS appends to a generated name
 EC2_TYPES = {"vpc": "vpc", "subnet": "subnet", "sg": "security-group", "rtb": "route-table",
              "vpce": "vpc-endpoint", "sgr": "security-group-rule", "pl": "prefix-list", "rtbassoc": "route-table"}
+EC2_ID = re.compile(r"^(vpc|subnet|sg|rtb|vpce|sgr|pl|rtbassoc)-[0-9a-f]+$")
+# EC2 requests that create a resource: the type IAM checks it as (``<type>/*``, it has no id yet) and the
+# response element that holds its id.
+EC2_CREATES = {"CreateVpc": ("vpc", "vpcId"), "CreateSubnet": ("subnet", "subnetId"),
+               "CreateRouteTable": ("route-table", "routeTableId"), "CreateSecurityGroup": ("security-group", "groupId"),
+               "CreateVpcEndpoint": ("vpc-endpoint", "vpcEndpointId"),
+               "AuthorizeSecurityGroupIngress": ("security-group-rule", "securityGroupRuleId"),
+               "AuthorizeSecurityGroupEgress": ("security-group-rule", "securityGroupRuleId")}
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,8 @@ class Account:
     role_boundaries: dict[str, str] = field(default_factory=dict)  # role name -> boundary policy ARN
     sse_kms_keys: dict[str, str] = field(default_factory=dict)  # bucket -> ARN of its SSE-KMS key
     endpoint_configs: dict[str, str] = field(default_factory=dict)  # endpoint -> its configuration
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)  # resource ARN -> its tags
+    associations: dict[str, str] = field(default_factory=dict)  # rtbassoc-… -> ARN of its route table
 
     def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
         return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
@@ -178,7 +192,7 @@ def allowed(policies: list[dict | str], permission: Permission, boundary: dict |
 # ------------------------------------------------------------------ operations -> permissions
 
 def _params(operation: Operation) -> dict:
-    body = operation.body.strip()
+    body = operation.body.strip().removesuffix("[truncated...]").strip()  # the provider cuts long bodies
     if body.startswith("{"):
         try:
             return json.loads(body)
@@ -264,12 +278,31 @@ def _resources(operation: Operation, action: str, params: dict, account: Account
         name = params.get("logGroupName") or params.get("logGroupNamePrefix")
         return [account.arn("logs", f"log-group:{name}:*")] if name else ["*"]
     if service == "EC2":
-        for value in params.values():
-            match = re.match(r"^(vpc|subnet|sg|rtb|vpce|sgr|pl|rtbassoc)-[0-9a-f]+$", str(value))
-            if match:
-                return [account.arn("ec2", f"{EC2_TYPES[match.group(1)]}/{value}")]
-        return [account.arn("ec2", "*")]
+        # Every resource the request names (a rule's references to other groups and prefix lists are
+        # part of the rule, not resources it changes), and the one it creates.
+        named = [ec2_arn(account, str(value)) for key, value in params.items()
+                 if EC2_ID.match(str(value)) and not key.startswith("IpPermissions.")]
+        created = [account.arn("ec2", f"{EC2_CREATES[operation.name][0]}/*")] if operation.name in EC2_CREATES else []
+        return list(dict.fromkeys(named + created)) or [account.arn("ec2", "*")]
     return ["*"]
+
+
+def ec2_arn(account: Account, resource_id: str) -> str:
+    if resource_id in account.associations:
+        return account.associations[resource_id]
+    return account.arn("ec2", f"{EC2_TYPES[resource_id.split('-', 1)[0]]}/{resource_id}")
+
+
+def request_tags(operation: Operation, params: dict) -> dict[str, str]:
+    """The tags a request puts on what it creates or names: EC2's TagSpecification/Tag, KMS's Tags."""
+    if operation.service == "EC2":
+        keys = {k.rsplit(".Key", 1)[0]: v for k, v in params.items() if re.match(r"^(TagSpecification\.\d+\.)?Tag\.\d+\.Key$", k)}
+        return {key: params.get(f"{prefix}.Value", "") for prefix, key in keys.items()}
+    if operation.service == "KMS":  # from the raw body too: a long key policy may cut the JSON short
+        tags = params.get("Tags") or [json.loads(f"{{{tag}}}") for tag in re.findall(
+            r'\{("TagKey":\s*"[^"]*",\s*"TagValue":\s*"[^"]*")\}', operation.body)]
+        return {tag["TagKey"]: tag.get("TagValue", "") for tag in tags}
+    return {}
 
 
 def _context(operation: Operation, action: str, params: dict, account: Account) -> tuple[tuple[str, str], ...]:
@@ -281,7 +314,14 @@ def _context(operation: Operation, action: str, params: dict, account: Account) 
         context["iam:PermissionsBoundary"] = account.role_boundaries[params["RoleName"]]
     if action == "iam:PutRolePermissionsBoundary":
         context["iam:PermissionsBoundary"] = params.get("PermissionsBoundary", "")
+    context.update({f"aws:RequestTag/{key}": value for key, value in request_tags(operation, params).items()})
     return tuple(sorted(context.items()))
+
+
+def _with_resource_tags(context: tuple, resource: str, account: Account) -> tuple:
+    """The request's context for one resource: its tags as aws:ResourceTag/* (each resource has its own)."""
+    tags = {f"aws:ResourceTag/{key}": value for key, value in account.tags.get(resource, {}).items()}
+    return tuple(sorted({**dict(context), **tags}.items())) if tags else context
 
 
 def _implied(operation: Operation, params: dict, account: Account, base: tuple) -> list[Permission]:
@@ -299,9 +339,13 @@ def _implied(operation: Operation, params: dict, account: Account, base: tuple) 
                 "kms:EncryptionContext:aws:s3:arn": f"arn:{account.partition}:s3:::{bucket}"}))
     if operation.service == "ECR" and operation.name == "CreateRepository":
         key = (params.get("encryptionConfiguration") or {}).get("kmsKey")
-        if key:  # ECR creates a grant on the key as the caller
-            via_ecr = {"kms:ViaService": f"ecr.{account.region}.amazonaws.com"}
+        if key:  # ECR creates a grant on the key as the caller, for itself (an AWS resource)
+            via_ecr = {"kms:ViaService": f"ecr.{account.region}.amazonaws.com", "kms:GrantIsForAWSResource": "true"}
             implied += [("kms:CreateGrant", key, via_ecr), ("kms:DescribeKey", key, {})]
+    if operation.service == "EC2" and operation.name in EC2_CREATES and request_tags(operation, params):
+        # Tags given on create need ec2:CreateTags on the new resource, with the create action as context.
+        new = account.arn("ec2", f"{EC2_CREATES[operation.name][0]}/*")
+        implied.append(("ec2:CreateTags", new, {"ec2:CreateAction": operation.name}))
     if operation.service == "Application Auto Scaling" and params.get("ServiceNamespace") == "sagemaker":
         resource_id = params.get("ResourceId", "")
         endpoint = resource_id.split("/")[1] if resource_id.count("/") >= 1 else ""
@@ -324,7 +368,8 @@ def _implied(operation: Operation, params: dict, account: Account, base: tuple) 
         if operation.name in ("DeleteScalingPolicy", "DeregisterScalableTarget"):
             implied += [(action, alarm, {}) for alarm in alarms
                         for action in ("cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms")]
-    return [Permission(action, resource, tuple(sorted({**dict(base), **extra}.items())), because=why)
+    return [Permission(action, resource, _with_resource_tags(tuple(sorted({**dict(base), **extra}.items())), resource,
+                                                             account), because=why)
             for action, resource, extra in implied]
 
 
@@ -339,6 +384,32 @@ def learn(account: Account, operation: Operation) -> None:
         account.role_boundaries.pop(params.get("RoleName", ""), None)
     if operation.service == "SageMaker" and operation.name in ("CreateEndpoint", "UpdateEndpoint"):
         account.endpoint_configs[params["EndpointName"]] = params["EndpointConfigName"]
+    tags = request_tags(operation, params)
+    if operation.service == "EC2" and operation.name in EC2_CREATES:
+        kind, element = EC2_CREATES[operation.name]
+        for created in re.findall(rf"<{element}>([^<]+)</{element}>", operation.response)[:None if kind == "security-group-rule" else 1]:
+            account.tags[account.arn("ec2", f"{kind}/{created}")] = dict(tags)
+    if operation.service == "EC2" and operation.name == "AssociateRouteTable":
+        for association in re.findall(r"<associationId>([^<]+)</associationId>", operation.response):
+            account.associations[association] = ec2_arn(account, params["RouteTableId"])
+    if operation.service == "EC2" and operation.name in ("CreateTags", "DeleteTags"):
+        for resource in [ec2_arn(account, v) for k, v in params.items() if k.startswith("ResourceId.")]:
+            current = account.tags.setdefault(resource, {})
+            if operation.name == "CreateTags":
+                current.update(tags)
+            else:
+                for key in tags:
+                    current.pop(key, None)
+    if operation.service == "KMS" and operation.name == "CreateKey":
+        created = re.search(r'"Arn":\s*"([^"]+)"', operation.response)
+        if created:
+            account.tags[created.group(1)] = dict(tags)
+    if operation.service == "KMS" and operation.name in ("TagResource", "UntagResource") and params.get("KeyId"):
+        key = params["KeyId"] if params["KeyId"].startswith("arn:") else account.arn("kms", f"key/{params['KeyId']}")
+        current = account.tags.setdefault(key, {})
+        current.update(tags)
+        for name in params.get("TagKeys") or []:
+            current.pop(name, None)
 
 
 def required(operation: Operation, account: Account) -> list[Permission]:
@@ -348,7 +419,8 @@ def required(operation: Operation, account: Account) -> list[Permission]:
     params = _params(operation)
     action = action_of(operation)
     base = _context(operation, action, params, account)
-    direct = [Permission(action, resource, base) for resource in _resources(operation, action, params, account)]
+    direct = [Permission(action, resource, _with_resource_tags(base, resource, account))
+              for resource in _resources(operation, action, params, account)]
     return direct + _implied(operation, params, account, base)
 
 
@@ -363,14 +435,16 @@ class Refusal:
         return f"{self.permission.action} on {self.permission.resource} ({origin}, for {self.resource_type or 'provider set-up'})"
 
 
-def checked(operations: list[Operation], account: Account) -> list[tuple[Permission, Operation]]:
+def checked(operations: list[Operation], account: Account,
+            by_others: Callable[[Operation], bool] = lambda operation: False) -> list[tuple[Permission, Operation]]:
     """Each distinct permission IAM checks for the operations in order, with the operation that needs it;
-    operations the provider expects to be refused (MAY_BE_DENIED) are left out."""
+    operations the provider expects to be refused (MAY_BE_DENIED) are left out, and so are those
+    ``by_others`` says someone else (an administrator) sends, though what they create or tag is learnt."""
     seen, found = set(), []
     for operation in operations:
         for permission in required(operation, account):
             key = (permission.action, permission.resource, permission.context)
-            if key not in seen and (operation.service, operation.name) not in MAY_BE_DENIED:
+            if key not in seen and (operation.service, operation.name) not in MAY_BE_DENIED and not by_others(operation):
                 seen.add(key)
                 found.append((permission, operation))
         learn(account, operation)
@@ -378,8 +452,52 @@ def checked(operations: list[Operation], account: Account) -> list[tuple[Permiss
 
 
 def refusals(policies: list[dict | str], operations: list[Operation], account: Account,
-             boundary: dict | str | None = None) -> list[Refusal]:
+             boundary: dict | str | None = None,
+             by_others: Callable[[Operation], bool] = lambda operation: False) -> list[Refusal]:
     """Each distinct permission the policies do not grant, for the operations in order."""
     return [Refusal(permission, f"{operation.service} {operation.name}", operation.resource_type)
-            for permission, operation in checked(operations, account)
+            for permission, operation in checked(operations, account, by_others)
             if not allowed(policies, permission, boundary)]
+
+
+# ------------------------------------------------------------------ reach beyond the stack
+
+def beyond_the_stack(account: Account, project: str) -> list[Permission]:
+    """Requests against another team's resources in the same account and region, none of them tagged
+    with the project (or carrying the project's tag only because the request asks to add it). A role of
+    the project's CI may send none of them."""
+    region = (("aws:RequestedRegion", account.region),)
+    claim = (("aws:RequestTag/Project", project),)  # the tag a stack resource carries, asked for by the request
+    other = {kind: account.arn("ec2", f"{kind}/{prefix}-0123456789abcdef0")
+             for kind, prefix in (("vpc", "vpc"), ("subnet", "subnet"), ("security-group", "sg"),
+                                  ("route-table", "rtb"), ("vpc-endpoint", "vpce"))}
+    key = account.arn("kms", "key/11111111-2222-3333-4444-555555555555")
+    return [Permission(action, resource, region + extra) for action, resource, extra in [
+        ("ec2:AuthorizeSecurityGroupIngress", other["security-group"], ()),  # open another team's SG
+        ("ec2:RevokeSecurityGroupEgress", other["security-group"], ()),
+        ("ec2:DeleteSecurityGroup", other["security-group"], ()),
+        ("ec2:CreateTags", other["security-group"], claim),  # claim it by tagging it as the project's
+        ("ec2:CreateTags", other["vpc"], claim),
+        ("ec2:ModifyVpcAttribute", other["vpc"], ()),
+        ("ec2:DeleteVpc", other["vpc"], ()),
+        ("ec2:CreateSubnet", other["vpc"], claim),  # a subnet of ours in their VPC
+        ("ec2:CreateRouteTable", other["vpc"], claim),
+        ("ec2:CreateSecurityGroup", other["vpc"], claim),
+        ("ec2:CreateVpcEndpoint", other["vpc"], claim),
+        ("ec2:DeleteSubnet", other["subnet"], ()),
+        ("ec2:AssociateRouteTable", other["route-table"], ()),
+        ("ec2:DeleteRouteTable", other["route-table"], ()),
+        ("ec2:DeleteVpcEndpoints", other["vpc-endpoint"], ()),
+        ("kms:PutKeyPolicy", key, ()),  # take over another team's key
+        ("kms:ScheduleKeyDeletion", key, ()),
+        ("kms:TagResource", key, claim),
+        ("kms:CreateGrant", key, (("kms:GrantIsForAWSResource", "true"),)),
+        ("kms:Decrypt", key, ()),
+        ("kms:CreateAlias", key, ()),
+    ]]
+
+
+def stack_key_grant_to_anyone(account: Account, project: str, key: str) -> Permission:
+    """A grant on the project's own key that no AWS service asked for: a grant to any principal."""
+    return Permission("kms:CreateGrant", key, (("aws:RequestedRegion", account.region),
+                                                 ("aws:ResourceTag/Project", project)))

@@ -26,6 +26,7 @@ class Operation:
     body: str
     rpc: str  # the Terraform RPC it served: ReadResource, ApplyResourceChange, ReadDataSource, ...
     resource_type: str  # tf_resource_type or tf_data_source_type; "" for provider set-up calls
+    response: str = ""  # the body AWS answered with (the ids of what a request created)
 
 
 def _read_quoted(text: str, start: int) -> tuple[str, int]:
@@ -108,13 +109,21 @@ def entries(log: str) -> list[tuple[str, str]]:
 
 
 def operations(log: str) -> list[Operation]:
-    """Every AWS request the provider sent, in order."""
-    sent = []
+    """Every AWS request the provider sent, in order, each with the body of its response. Requests of
+    different resources interleave; one resource's requests (one ``tf_req_id``) are sent one at a time, so
+    a response belongs to the last request of its ``tf_req_id`` and operation."""
+    sent, pending = [], {}
     for message, text in entries(log):
-        if message != "HTTP Request Sent":
+        if message not in ("HTTP Request Sent", "HTTP Response Received"):
             continue
         attributes = parse_attributes(text)
-        sent.append(Operation(
+        key = (attributes.get("tf_req_id") or attributes.get("tf_backend.req_id", ""), attributes.get("rpc.method", ""))
+        if message == "HTTP Response Received":
+            if key in pending:
+                sent[pending.pop(key)]["response"] = attributes.get("http.response.body", "")
+            continue
+        pending[key] = len(sent)
+        sent.append(dict(
             service=attributes.get("rpc.service", ""),
             name=attributes.get("rpc.method", ""),
             http_method=attributes.get("http.method", ""),
@@ -123,7 +132,7 @@ def operations(log: str) -> list[Operation]:
             rpc=attributes.get("tf_rpc", ""),
             resource_type=attributes.get("tf_resource_type", attributes.get("tf_data_source_type", "")),
         ))
-    return sent
+    return [Operation(**fields) for fields in sent]
 
 
 def read_operations(path: Path) -> list[Operation]:

@@ -52,15 +52,15 @@ run "each_ci_role_trusts_only_its_subject_and_audience" {
 
   assert {
     condition = alltrue([
-      for role, subject in {
-        image-push = "repo:example-org/sdturbo-serve:ref:refs/heads/main"
-        plan       = "repo:example-org/sdturbo-serve:ref:refs/heads/main"
-        apply      = "repo:example-org/sdturbo-serve:environment:production"
+      for role, subjects in {
+        image-push = "repo:example-org/sdturbo-serve:ref:refs/heads/main,repo:example-org/sdturbo-serve:ref:refs/heads/main:ref:refs/heads/main"
+        plan       = "repo:example-org/sdturbo-serve:ref:refs/heads/main,repo:example-org/sdturbo-serve:ref:refs/heads/main:ref:refs/heads/main"
+        apply      = "repo:example-org/sdturbo-serve:environment:production:ref:refs/heads/main"
         } : [
         for c in data.aws_iam_policy_document.github_trust[role].statement[0].condition : join(",", c.values) if c.variable == "token.actions.githubusercontent.com:sub"
-      ] == [subject]
+      ] == [subjects]
     ])
-    error_message = "Pushes to main may push images and plan; only the protected environment may apply."
+    error_message = "Pushes to main may push images and plan; only the protected environment, on main, may apply."
   }
   assert {
     condition = alltrue([for role in ["image-push", "plan", "apply"] : anytrue([
@@ -74,7 +74,7 @@ run "plan_role_reads_and_apply_role_also_changes" {
   command = plan
 
   assert {
-    condition     = { for key, a in aws_iam_role_policy_attachment.github : key => a.role } == { plan-read = "sdturbo-github-plan", apply-read = "sdturbo-github-apply", apply-write = "sdturbo-github-apply", apply-deny = "sdturbo-github-apply" }
+    condition     = { for key, a in aws_iam_role_policy_attachment.github : key => a.role } == { plan-read = "sdturbo-github-plan", apply-read = "sdturbo-github-apply", apply-write = "sdturbo-github-apply", apply-tagged = "sdturbo-github-apply", apply-deny = "sdturbo-github-apply" }
     error_message = "The plan role only reads; only the apply role may change the stack."
   }
 }
@@ -84,7 +84,7 @@ run "ci_policies_allow_no_wildcard_action" {
 
   assert {
     condition = alltrue(flatten([
-      for doc in [data.aws_iam_policy_document.read_stack, data.aws_iam_policy_document.change_stack, data.aws_iam_policy_document.apply_guardrails, data.aws_iam_policy_document.workload_boundary, data.aws_iam_policy_document.image_push] : [
+      for doc in [data.aws_iam_policy_document.read_stack, data.aws_iam_policy_document.change_stack, data.aws_iam_policy_document.change_tagged, data.aws_iam_policy_document.apply_guardrails, data.aws_iam_policy_document.workload_boundary, data.aws_iam_policy_document.image_push] : [
         for s in doc.statement : [for a in coalesce(s.actions, []) : !strcontains(a, "*")] if s.effect != "Deny"
       ]
     ]))
@@ -101,5 +101,30 @@ run "workload_roles_change_only_with_the_boundary" {
       if length(setintersection(coalesce(s.actions, []), ["iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary"])) > 0 && s.effect != "Deny"
     ])
     error_message = "Creating a role or writing its policy must require the workload boundary."
+  }
+}
+
+# An environment's default subject names no branch: a job of any branch that names the environment would
+# match it. The apply role's only subject must carry the environment and the deploy branch's ref, and no
+# subject may use a wildcard (StringLike) that could stand for another branch.
+run "apply_role_is_pinned_to_the_deploy_branch" {
+  command = plan
+  variables {
+    github_branch = "release"
+  }
+
+  assert {
+    condition = jsonencode([
+      for c in data.aws_iam_policy_document.github_trust["apply"].statement[0].condition : sort(c.values) if c.variable == "token.actions.githubusercontent.com:sub"
+    ]) == jsonencode([["repo:example-org/sdturbo-serve:environment:production:ref:refs/heads/release"]])
+    error_message = "The apply role must trust the production environment only on the deploy branch (github_branch)."
+  }
+  assert {
+    condition = alltrue(flatten([
+      for role in ["image-push", "plan", "apply"] : [
+        for c in data.aws_iam_policy_document.github_trust[role].statement[0].condition : c.test == "StringEquals" && alltrue([for v in c.values : !strcontains(v, "*")])
+      ]
+    ]))
+    error_message = "Trust conditions must be exact (StringEquals, no wildcard)."
   }
 }

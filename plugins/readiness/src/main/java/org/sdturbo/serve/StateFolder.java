@@ -11,7 +11,7 @@ import java.util.regex.Pattern;
 
 /**
  * The readiness rule over the workers' state folder, the same rule as scripts/sdturbo_ops/readiness.py
- * (tests/test_readiness.py holds the two together through {@link #main}).
+ * (tests/sdturbo_ops/test_readiness.py holds the two together through {@link #main}).
  *
  * <p>Each worker of our handler writes {@code <pid>.json} with {@code "state": "ready"} after load and
  * warm-up, or {@code "failed"}; the serve entrypoint writes {@code draining} on SIGTERM. Not ready while
