@@ -109,3 +109,13 @@ def test_the_readme_names_the_content_types_that_get_415():
     for media_type in candidates:
         listed = media_type in named or ("*+json" in named and media_type.endswith("+json"))
         assert listed == accepted(media_type), f"{media_type}: the README's 415 sentence says otherwise"
+
+
+def test_every_test_the_reliability_guarantees_name_exists():
+    """docs/RELIABILITY.md proves each guarantee by naming a test: a renamed or moved test must not leave
+    the guarantee pointing at nothing."""
+    named = set(re.findall(r"\b(test_\w+)\b", (REPO / "docs" / "RELIABILITY.md").read_text()))
+    defined = {path.stem for path in (REPO / "tests").rglob("test_*.py")}
+    for path in (REPO / "tests").rglob("*.py"):
+        defined |= set(re.findall(r"^\s*def (test_\w+)", path.read_text(), re.MULTILINE))
+    assert named and not named - defined, f"docs/RELIABILITY.md names tests that do not exist: {named - defined}"
