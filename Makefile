@@ -112,9 +112,9 @@ compiled-kernels: install ## on a GPU of the endpoint's type: compile $(MODEL_DI
 	$(PY) scripts/build_compiled_kernels.py --model-dir $(MODEL_DIR)
 
 .PHONY: mar
-mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo (ARCHIVE_FORMAT=no-archive|zip-store|default)
+mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo with $(MODEL)'s profile (handler/profiles.yaml; ARCHIVE_FORMAT=no-archive|zip-store|default)
 	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) $(if $(MODEL_STORE),--store $(MODEL_STORE)) \
-	  --format $(ARCHIVE_FORMAT) $(if $(WORKERS),--workers $(WORKERS))
+	  --format $(ARCHIVE_FORMAT) --profile $(MODEL) $(if $(WORKERS),--workers $(WORKERS))
 
 # ------------------------------------------------------------------ serving
 # TorchServe runs in the background with config.properties (loopback ports 8080-8082), the /ping plugin
