@@ -17,6 +17,8 @@ ARCHIVE_FORMAT ?= no-archive
 # (workers: handler/model-config.yaml; stores, logs and state: scripts/sdturbo_ops/paths.py).
 # TorchServe workers per device: the shipped 1 suits a CPU; 2 or more are faster on a CUDA GPU.
 WORKERS ?=
+# `make model MODEL=sdxl-turbo FP16_FIX_VAE=1` also downloads the VAE that decodes SDXL in fp16 (unset: not).
+FP16_FIX_VAE ?=
 MODEL_STORE ?=
 # The tree's paths (the offline tiny models, the demo store, the /ping plugin), from their one home.
 $(foreach assignment,$(shell $(PYTHON) scripts/sdturbo_ops/paths.py --make),$(eval $(assignment)))
