@@ -182,3 +182,12 @@ def test_the_gpu_memory_table_lists_the_families_gpu_stack_names():
         by_gpu.setdefault(gpu, set()).add(memory[family])
     # One GPU, one memory size, except the A100, which AWS offers with 40 GB (p4d) and 80 GB (p4de).
     assert {gpu for gpu, sizes in by_gpu.items() if len(sizes) > 1} <= {"A100"}
+
+
+def test_the_plan_reads_no_ceiling_as_the_engine_does():
+    """infra/profiles.tf treats a profile without max_gpu_memory_gib as a worker without a ceiling, which is
+    what handler/settings.py's default (0) means; a default ceiling there would make the plan's check wrong."""
+    from handler.settings import EngineSettings
+
+    assert EngineSettings().max_gpu_memory_gib == 0
+    assert 'lookup(local.handler_settings, "max_gpu_memory_gib", "0")' in (INFRA / "profiles.tf").read_text()
