@@ -11,10 +11,12 @@ locals {
   workers = coalesce(var.torchserve_workers, try(local.profile.endpoint.workers, null), local.profile_config.minWorkers)
   # The archive's batch size unless overridden: SageMaker hands the container workers x batch at once.
   batch_size = coalesce(var.torchserve_batch_size, local.profile_config.batchSize)
-  handler_settings = var.handler_settings != null ? var.handler_settings : {
-    for name, value in merge(try(local.profile.model_config.handler, {}), try(local.profile.endpoint.handler, {})) :
-    name => tostring(value)
-  }
+  # The archive's settings (model_config) are in its model-config.yaml whatever the environment says, so
+  # handler_settings overrides them one by one and replaces only what the endpoint alone sets.
+  handler_settings = merge(
+    { for name, value in try(local.profile.model_config.handler, {}) : name => tostring(value) },
+    var.handler_settings != null ? var.handler_settings : { for name, value in try(local.profile.endpoint.handler, {}) : name => tostring(value) },
+  )
 
   # GPU memory per GPU of each SageMaker GPU family, in GiB as AWS lists it ("GPU memory" on the EC2
   # accelerated-computing instance pages, https://aws.amazon.com/ec2/instance-types/ (g4dn, g5, g6, g6e,

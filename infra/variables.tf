@@ -181,7 +181,7 @@ variable "torchserve_workers" {
 }
 
 variable "handler_settings" {
-  description = "Engine settings of the container, each passed to it as SDTURBO_ and the name in upper case (handler/settings.py; a name that is no setting fails the model load with the reason). null: the model's profile (handler/profiles.yaml: for sd-turbo on ml.g4dn, a 6.5 GiB ceiling per worker and no CUDA graphs). A map replaces the profile's settings whole; on GPUs with 40 GB or more, {} runs CUDA graphs with no ceiling."
+  description = "Engine settings of the container, each passed to it as SDTURBO_ and the name in upper case (handler/settings.py; a name that is no setting fails the model load with the reason). null: the model's profile (handler/profiles.yaml). A map replaces what the profile sets for the endpoint alone, and overrides one by one what its archive carries (model_config: max_gpu_memory_gib = 0 lifts SDXL-turbo's ceiling). For SD-turbo on GPUs with 40 GB or more, {} runs CUDA graphs with no ceiling."
   type        = map(string)
   default     = null
 

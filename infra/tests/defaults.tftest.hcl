@@ -502,3 +502,18 @@ run "sdxl_turbo_takes_two_workers_on_an_l40s" {
     error_message = "Two SDXL-turbo workers at 14 GiB fit a 48 GiB L40S, and concurrency follows them."
   }
 }
+
+# SDXL-turbo's archive carries its settings (model_config): handler_settings overrides them one by one, and
+# the plan checks what the workers will run with, not only what the environment says.
+run "sdxl_turbo_archive_settings_stay_under_handler_settings" {
+  command = plan
+  variables {
+    model            = "sdxl-turbo"
+    handler_settings = { compile = "none" }
+  }
+
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_MAX_GPU_MEMORY_GIB"] == "14" && aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_COMPILE"] == "none"
+    error_message = "handler_settings must not drop the settings SDXL-turbo's archive carries (its 14 GiB ceiling)."
+  }
+}

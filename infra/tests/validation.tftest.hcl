@@ -173,7 +173,7 @@ run "uncapped_sdxl_turbo_workers_need_a_gpu_that_holds_them" {
   variables {
     model              = "sdxl-turbo"
     torchserve_workers = 3
-    handler_settings   = {}
+    handler_settings   = { max_gpu_memory_gib = "0" }
   }
   expect_failures = [aws_sagemaker_endpoint_configuration.this]
 }
