@@ -61,3 +61,14 @@ def test_a_worker_s_ceiling_holds_what_the_model_holds_once_loaded():
         handler = {**(profile["model_config"].get("handler") or {}), **(profile["endpoint"].get("handler") or {})}
         ceiling = load_settings(handler, {}).max_gpu_memory_gib
         assert ceiling == 0 or ceiling > profile["resident_gpu_memory_gib"], name
+
+
+def test_readme_model_table_shows_each_profile_s_sizing():
+    """README's model table quotes each profile's workers and ceiling: it must say what the file says."""
+    (row,) = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| instance (its profile)")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+    for cell, name in zip(cells, ("sd-turbo", "sdxl-turbo"), strict=True):
+        profile = PROFILES[name]
+        handler = {**(profile["model_config"].get("handler") or {}), **(profile["endpoint"].get("handler") or {})}
+        workers = profile["endpoint"].get("workers", profile["model_config"].get("minWorkers", SHIPPED["minWorkers"]))
+        assert f"{workers} worker" in cell and f"{load_settings(handler, {}).max_gpu_memory_gib:g} GiB" in cell, cell
