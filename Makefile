@@ -17,6 +17,8 @@ ARCHIVE_FORMAT ?= no-archive
 # (workers: handler/model-config.yaml; stores, logs and state: scripts/sdturbo_ops/paths.py).
 # TorchServe workers per device: the shipped 1 suits a CPU; 2 or more are faster on a CUDA GPU.
 WORKERS ?=
+# `make model MODEL=sdxl-turbo FP16_FIX_VAE=1` also downloads the VAE that decodes SDXL in fp16 (unset: not).
+FP16_FIX_VAE ?=
 MODEL_STORE ?=
 # The tree's paths (the offline tiny models, the demo store, the /ping plugin), from their one home.
 $(foreach assignment,$(shell $(PYTHON) scripts/sdturbo_ops/paths.py --make),$(eval $(assignment)))
@@ -112,9 +114,9 @@ compiled-kernels: install ## on a GPU of the endpoint's type: compile $(MODEL_DI
 	$(PY) scripts/build_compiled_kernels.py --model-dir $(MODEL_DIR)
 
 .PHONY: mar
-mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo (ARCHIVE_FORMAT=no-archive|zip-store|default)
+mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo with $(MODEL)'s profile (handler/profiles.yaml; ARCHIVE_FORMAT=no-archive|zip-store|default)
 	$(PY) scripts/build_archive.py --model-dir $(MODEL_DIR) $(if $(MODEL_STORE),--store $(MODEL_STORE)) \
-	  --format $(ARCHIVE_FORMAT) $(if $(WORKERS),--workers $(WORKERS))
+	  --format $(ARCHIVE_FORMAT) --profile $(MODEL) $(if $(WORKERS),--workers $(WORKERS))
 
 # ------------------------------------------------------------------ serving
 # TorchServe runs in the background with config.properties (loopback ports 8080-8082), the /ping plugin

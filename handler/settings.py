@@ -68,7 +68,7 @@ class EngineSettings(BaseModel):
     # 0.5 GiB), so several workers share one GPU predictably, e.g. two within a 16 GB T4. 0 = no ceiling.
     # A request that does not fit under it gets 507; the worker keeps serving. Two workers on a 16 GB T4: 6.5
     # each with cuda_graphs off, so 1024x1024 requests fit too (graph pools are private to their graphs;
-    # docs/PERFORMANCE.md run 9); the SageMaker stack's default handler_settings set exactly that.
+    # docs/PERFORMANCE.md run 9): SD-turbo's profile for the SageMaker stack (handler/profiles.yaml) sets exactly that.
     max_gpu_memory_gib: float = Field(0.0, ge=0.0, le=1024.0)
 
     # Image encoding. "fast" is handler/png.py (Up filter + zlib run-length, deflated in parallel bands for

@@ -33,5 +33,5 @@ locals {
   endpoint_volume_kms_key_arn = local.instance_has_local_storage ? null : aws_kms_key.this.arn
 
   # TorchServe serves min(workers) x batch requests at once; SageMaker should not hand it more.
-  max_concurrent_invocations = var.torchserve_workers * var.torchserve_batch_size
+  max_concurrent_invocations = local.workers * local.batch_size
 }

@@ -5,7 +5,7 @@ locals {
   # The engine reads its settings from SDTURBO_<FIELD> variables (handler/settings.py).
   engine_environment = merge(
     { for key, value in { SDTURBO_DEVICE = "cuda" } : key => value if local.gpu_instance },
-    { for name, value in var.handler_settings : "SDTURBO_${upper(name)}" => value },
+    { for name, value in local.handler_settings : "SDTURBO_${upper(name)}" => value },
   )
 }
 
@@ -32,8 +32,8 @@ resource "aws_sagemaker_model" "this" {
     }
 
     environment = merge({
-      SAGEMAKER_MODEL_SERVER_WORKERS = tostring(var.torchserve_workers)
-      SAGEMAKER_TS_BATCH_SIZE        = tostring(var.torchserve_batch_size)
+      SAGEMAKER_MODEL_SERVER_WORKERS = tostring(local.workers)
+      SAGEMAKER_TS_BATCH_SIZE        = tostring(local.batch_size)
       SAGEMAKER_TS_MAX_BATCH_DELAY   = tostring(var.torchserve_max_batch_delay_ms)
       SAGEMAKER_TS_RESPONSE_TIMEOUT  = tostring(var.torchserve_response_timeout_s)
     }, local.engine_environment)
@@ -98,6 +98,13 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
   lifecycle {
     create_before_destroy = true
     ignore_changes        = [production_variants[0].initial_instance_count]
+
+    # Where the model's sizing meets the instance type: a worker that cannot load, or workers whose
+    # ceilings add up past the GPU, would fail on the endpoint after minutes of start-up; refuse them here.
+    precondition {
+      condition     = local.gpu_misfit == null
+      error_message = "${var.model} does not fit ${var.instance_type}: ${coalesce(local.gpu_misfit, "-")}. Choose fewer workers (torchserve_workers), another ceiling (handler_settings' max_gpu_memory_gib) or a larger GPU (instance_type); infra/profiles.tf holds the GPU memory per family."
+    }
   }
 }
 

@@ -158,36 +158,47 @@ variable "enable_network_isolation" {
   default     = true
 }
 
-variable "torchserve_workers" {
-  description = "TorchServe workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS). Two overlap CPU encoding with GPU work and fit a T4."
-  type        = number
-  default     = 2
+variable "model" {
+  description = "The model the archive at model_data_prefix holds: a profile of handler/profiles.yaml (sd-turbo, sdxl-turbo), which sizes the workers for the instance's GPU (workers, memory ceiling, CUDA graphs, VAE slices). The plan refuses a sizing that does not fit instance_type's GPU memory. Build the archive with the same: make mar MODEL=<model>."
+  type        = string
+  default     = "sd-turbo"
 
   validation {
-    condition     = var.torchserve_workers >= 1 && var.torchserve_workers <= 8
-    error_message = "torchserve_workers must be between 1 and 8."
+    condition     = contains(keys(local.profiles), var.model)
+    error_message = "model must name a profile of handler/profiles.yaml: sd-turbo or sdxl-turbo."
+  }
+}
+
+variable "torchserve_workers" {
+  description = "TorchServe workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS). null: the model's profile (handler/profiles.yaml), else the archive's model-config.yaml."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.torchserve_workers == null || try(var.torchserve_workers >= 1 && var.torchserve_workers <= 8, false)
+    error_message = "torchserve_workers must be between 1 and 8 (or null: the model's profile)."
   }
 }
 
 variable "handler_settings" {
-  description = "Engine settings of the container, each passed to it as SDTURBO_ and the name in upper case (handler/settings.py; a name that is no setting fails the model load with the reason). The default sizes two workers for the default ml.g4dn (a 16 GB T4): at most 6.5 GiB of GPU memory each and no CUDA graphs, whose private memory pools left no room for 1024x1024 requests; so sized, the worst request mix the schema allows was served whole in 14.2 GiB (docs/PERFORMANCE.md, round 2 run 9: an H200 held to that ceiling, not a T4). On GPUs with 40 GB or more set {}: CUDA graphs on, no ceiling."
+  description = "Engine settings of the container, each passed to it as SDTURBO_ and the name in upper case (handler/settings.py; a name that is no setting fails the model load with the reason). null: the model's profile (handler/profiles.yaml). A map replaces what the profile sets for the endpoint alone, and overrides one by one what its archive carries (model_config: max_gpu_memory_gib = 0 lifts SDXL-turbo's ceiling). For SD-turbo on GPUs with 40 GB or more, {} runs CUDA graphs with no ceiling."
   type        = map(string)
-  default     = { max_gpu_memory_gib = "6.5", cuda_graphs = "false" }
+  default     = null
 
   validation {
-    condition     = alltrue([for name in keys(var.handler_settings) : can(regex("^[a-z][a-z0-9_]*$", name))])
+    condition     = var.handler_settings == null ? true : alltrue([for name in keys(var.handler_settings) : can(regex("^[a-z][a-z0-9_]*$", name))])
     error_message = "handler_settings takes handler/settings.py field names in lower case, such as max_gpu_memory_gib."
   }
 }
 
 variable "torchserve_batch_size" {
-  description = "Requests per TorchServe batch (SAGEMAKER_TS_BATCH_SIZE). 8 keeps a worker under 10 GiB on a 16 GB T4."
+  description = "Requests per TorchServe batch (SAGEMAKER_TS_BATCH_SIZE). null: the model's profile, else the archive's model-config.yaml (batchSize)."
   type        = number
-  default     = 8
+  default     = null
 
   validation {
-    condition     = var.torchserve_batch_size >= 1 && var.torchserve_batch_size <= 64
-    error_message = "torchserve_batch_size must be between 1 and 64."
+    condition     = var.torchserve_batch_size == null || try(var.torchserve_batch_size >= 1 && var.torchserve_batch_size <= 64, false)
+    error_message = "torchserve_batch_size must be between 1 and 64 (or null: the archive's)."
   }
 }
 

@@ -315,6 +315,15 @@ run "default_engine_settings_fit_two_workers_on_a_t4" {
   command = plan
 
   assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "2"
+    error_message = "The default endpoint (sd-turbo's profile, handler/profiles.yaml) runs two workers on the T4."
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SAGEMAKER_TS_BATCH_SIZE"] == tostring(yamldecode(file("../handler/model-config.yaml")).batchSize)
+    error_message = "With torchserve_batch_size unset, the batch size is the archive's (handler/model-config.yaml)."
+  }
+
+  assert {
     condition     = aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_MAX_GPU_MEMORY_GIB"] == "6.5"
     error_message = "The default endpoint (two workers on a 16 GB T4) caps each worker's GPU memory at 6.5 GiB."
   }
@@ -449,5 +458,62 @@ run "caller_policy_grants_each_step_of_an_async_call_on_this_stack_only" {
   assert {
     condition     = alltrue([for s in data.aws_iam_policy_document.caller.statement : length(s.condition) == 0 if s.sid != "UseTheStackKeyOnlyThroughS3ForTheAsyncBucket"])
     error_message = "Only the key statement is conditional; a condition elsewhere would need a test of its own."
+  }
+}
+
+# SDXL-turbo, the production model, on the default instance type: its profile (handler/profiles.yaml) plans
+# and reaches the container. Its values are reasoned, not measured on a T4 (see the profile).
+run "sdxl_turbo_profile_plans_on_the_default_instance_type" {
+  command = plan
+  variables {
+    model = "sdxl-turbo"
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].instance_type == "ml.g4dn.2xlarge"
+    error_message = "The SDXL-turbo profile must plan on the default instance type."
+  }
+  assert {
+    condition = { for key, value in aws_sagemaker_model.this.primary_container[0].environment : key => value if startswith(key, "SDTURBO_") || key == "SAGEMAKER_MODEL_SERVER_WORKERS" } == {
+      SAGEMAKER_MODEL_SERVER_WORKERS = "1"
+      SDTURBO_DEVICE                 = "cuda"
+      SDTURBO_MAX_GPU_MEMORY_GIB     = "14"
+      SDTURBO_CUDA_GRAPHS            = "false"
+      SDTURBO_VAE_DECODE_BATCH       = "2"
+    }
+    error_message = "SDXL-turbo on a T4: one worker, a 14 GiB ceiling, no CUDA graphs, VAE slices of 2."
+  }
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.async_inference_config[0].client_config[0].max_concurrent_invocations_per_instance == 8
+    error_message = "Concurrency per instance follows the profile: 1 worker x the archive's batch of 8."
+  }
+}
+
+run "sdxl_turbo_takes_two_workers_on_an_l40s" {
+  command = plan
+  variables {
+    model              = "sdxl-turbo"
+    instance_type      = "ml.g6e.2xlarge"
+    torchserve_workers = 2
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.async_inference_config[0].client_config[0].max_concurrent_invocations_per_instance == 16
+    error_message = "Two SDXL-turbo workers at 14 GiB fit a 48 GiB L40S, and concurrency follows them."
+  }
+}
+
+# SDXL-turbo's archive carries its settings (model_config): handler_settings overrides them one by one, and
+# the plan checks what the workers will run with, not only what the environment says.
+run "sdxl_turbo_archive_settings_stay_under_handler_settings" {
+  command = plan
+  variables {
+    model            = "sdxl-turbo"
+    handler_settings = { compile = "none" }
+  }
+
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_MAX_GPU_MEMORY_GIB"] == "14" && aws_sagemaker_model.this.primary_container[0].environment["SDTURBO_COMPILE"] == "none"
+    error_message = "handler_settings must not drop the settings SDXL-turbo's archive carries (its 14 GiB ceiling)."
   }
 }

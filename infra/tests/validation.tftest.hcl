@@ -134,3 +134,62 @@ run "ecr_keeps_at_least_the_live_image_and_its_rollback" {
   }
   expect_failures = [var.ecr_keep_images]
 }
+
+# The model's sizing must fit the instance's GPU (infra/profiles.tf): refused at plan time, with the reason,
+# instead of workers that fail to load minutes into the endpoint's start.
+run "three_sd_turbo_workers_do_not_fit_a_t4" {
+  command = plan
+  variables {
+    torchserve_workers = 3
+  }
+  expect_failures = [aws_sagemaker_endpoint_configuration.this]
+}
+
+run "sdxl_turbo_with_three_workers_does_not_fit_a_t4" {
+  command = plan
+  variables {
+    model              = "sdxl-turbo"
+    torchserve_workers = 3
+  }
+  expect_failures = [aws_sagemaker_endpoint_configuration.this]
+}
+
+# SD-turbo's T4 sizing (two workers at 6.5 GiB) under SDXL-turbo: the 6.7 GiB it holds once loaded does not
+# fit the ceiling, which is how the endpoint failed in issue 23.
+run "sdxl_turbo_under_sd_turbo_s_t4_sizing_cannot_load" {
+  command = plan
+  variables {
+    model              = "sdxl-turbo"
+    torchserve_workers = 2
+    handler_settings   = { max_gpu_memory_gib = "6.5", cuda_graphs = "false" }
+  }
+  expect_failures = [aws_sagemaker_endpoint_configuration.this]
+}
+
+# Without a ceiling, workers are held to what they hold once loaded: three SDXL-turbo workers (3 x 7.4 GiB)
+# are more than a T4 has.
+run "uncapped_sdxl_turbo_workers_need_a_gpu_that_holds_them" {
+  command = plan
+  variables {
+    model              = "sdxl-turbo"
+    torchserve_workers = 3
+    handler_settings   = { max_gpu_memory_gib = "0" }
+  }
+  expect_failures = [aws_sagemaker_endpoint_configuration.this]
+}
+
+run "gpu_family_without_a_memory_figure_is_refused" {
+  command = plan
+  variables {
+    instance_type = "ml.g4ad.xlarge"
+  }
+  expect_failures = [aws_sagemaker_endpoint_configuration.this]
+}
+
+run "model_must_name_a_profile" {
+  command = plan
+  variables {
+    model = "sdxl"
+  }
+  expect_failures = [var.model]
+}

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG_PROPERTIES = ROOT / "config.properties"
 HANDLER_DIR = ROOT / "handler"
 MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
+# Each model's sizing for the production GPU, read by the archive builder and the SageMaker stack alike.
+PROFILES = HANDLER_DIR / "profiles.yaml"
 PLUGINS_DIR = ROOT / "build" / "plugins"
 PLUGIN_JAR = PLUGINS_DIR / "readiness-ping.jar"
 TINY_SD = ROOT / "build" / "models" / "sd-turbo-tiny"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sdturbo_ops.paths import CONFIG_PROPERTIES
+from sdturbo_ops.paths import CONFIG_PROPERTIES, PROFILES
 
 
 # TorchServe's own default, for a properties file that does not set the address.
@@ -90,3 +90,20 @@ def write_model_config(source: Path, target: Path, overrides: Mapping[str, Any] 
 
     target.write_text(yaml.safe_dump(model_config(source, overrides, handler_overrides), sort_keys=False))
     return target
+
+
+def profiles(path: Path = PROFILES) -> dict[str, dict[str, Any]]:
+    """handler/profiles.yaml: each model's sizing for the production GPU, by model name."""
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def profile_overrides(name: str, path: Path = PROFILES) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(TorchServe keys, ``handler:`` keys) that model ``name``'s profile packs into its archive.
+
+    Raises:
+        KeyError: no profile has that name.
+    """
+    packed = dict(profiles(path)[name].get("model_config") or {})
+    return packed, dict(packed.pop("handler", None) or {})

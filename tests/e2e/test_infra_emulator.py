@@ -93,6 +93,9 @@ class Cycle:
         policies = self.client("application-autoscaling").describe_scaling_policies(ServiceNamespace="sagemaker")
         return {
             "model": config["ProductionVariants"][0]["ModelName"],
+            "environment": sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+            ["PrimaryContainer"].get("Environment", {}),
+            "concurrency": config["AsyncInferenceConfig"]["ClientConfig"]["MaxConcurrentInvocationsPerInstance"],
             "instance_type": config["ProductionVariants"][0]["InstanceType"],
             "desired_count": endpoint["ProductionVariants"][0].get("DesiredInstanceCount"),
             "models": sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]),
@@ -175,7 +178,8 @@ class Cycle:
         self.step(self.main.run("replan", "plan", "plan", "-no-color", "-detailed-exitcode", "-lock-timeout=60s",
                                 *self.var_args()))
 
-        self.deploy("torchserve-setting", torchserve_workers="1")
+        # SDXL-turbo, the production model, on the default instance type: its profile replaces the model.
+        self.deploy("sdxl-turbo", model="sdxl-turbo")
         # Autoscaling has taken the endpoint to two instances when the next image is deployed.
         self.client("sagemaker").update_endpoint_weights_and_capacities(
             EndpointName=NAME, DesiredWeightsAndCapacities=[{"VariantName": VARIANT, "DesiredInstanceCount": 2}])
@@ -463,16 +467,23 @@ def test_replan_shows_no_changes(cycle):
     assert "No changes." in run.output
 
 
-def test_torchserve_setting_replaces_the_model_under_a_new_name(cycle):
-    cycle.require("torchserve-setting-plan", "torchserve-setting-apply")
-    before, after = cycle.facts["create"], cycle.facts["torchserve-setting"]
+def test_sdxl_turbo_profile_deploys_on_the_default_instance_type_as_a_new_model(cycle):
+    cycle.require("sdxl-turbo-plan", "sdxl-turbo-apply")
+    before, after = cycle.facts["create"], cycle.facts["sdxl-turbo"]
     assert after["model"] != before["model"]
     assert after["models"] == [after["model"]]  # the old model is gone once the endpoint switched
+    assert after["instance_type"] == before["instance_type"] == "ml.g4dn.2xlarge"
+    sizing = {key: value for key, value in after["environment"].items()
+              if key.startswith("SDTURBO_") or key == "SAGEMAKER_MODEL_SERVER_WORKERS"}
+    assert sizing == {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SDTURBO_DEVICE": "cuda",
+                      "SDTURBO_MAX_GPU_MEMORY_GIB": "14", "SDTURBO_CUDA_GRAPHS": "false",
+                      "SDTURBO_VAE_DECODE_BATCH": "2"}, sizing
+    assert (before["concurrency"], after["concurrency"]) == (16, 8)  # workers x batch, each from its profile
 
 
 def test_image_deploy_keeps_the_instance_count_autoscaling_chose(cycle):
     cycle.require("image-tag-plan", "image-tag-apply")
-    assert cycle.facts["image-tag"]["model"] != cycle.facts["torchserve-setting"]["model"]
+    assert cycle.facts["image-tag"]["model"] != cycle.facts["sdxl-turbo"]["model"]
     assert cycle.facts["image-tag"]["desired_count"] == 2
 
 

@@ -144,7 +144,7 @@ def test_variable_files_set_only_declared_variables(commands):
 
 def test_committed_model_prefix_reaches_ci():
     # A *.auto.tfvars file is read by every plan, CI's included, only if git does not ignore it.
-    assert not git_ignored("infra/model.auto.tfvars")
+    assert not git_ignored("infra/model.auto.tfvars") and not git_ignored("infra/profile.auto.tfvars")
     assert git_ignored("infra/terraform.tfvars") and git_ignored("infra/backend.hcl")
 
 
@@ -222,9 +222,22 @@ def test_make_targets_and_variables_exist(commands):
                 assert word in targets, f"make has no target {word}"
 
 
-def test_archive_workers_match_the_endpoint_s(commands):
-    workers = {c.argv[2] for c in commands if c.argv[:2] == ("make", "mar")}
-    assert workers == {f"WORKERS={variable_default(INFRA, 'torchserve_workers')}"}
+def test_archive_matches_the_endpoint_s_profile(commands):
+    """Each `make mar` of the runbook builds the archive of a model the stack takes (its profile), with the
+    workers that profile gives the endpoint (handler/profiles.yaml), and nothing else set by hand."""
+    import yaml
+
+    profiles = yaml.safe_load((REPO / "handler" / "profiles.yaml").read_text())
+    models = set()
+    for command in (c for c in commands if c.argv[:2] == ("make", "mar")):
+        words = dict(word.split("=", 1) for word in command.argv[2:])
+        model = words.pop("MODEL", variable_default(INFRA, "model").strip('"'))
+        workers = profiles[model]["endpoint"].get("workers")
+        assert words == ({"WORKERS": str(workers)} if workers else {}), (command.argv, model)
+        models.add(model)
+    assert models == set(profiles)
+    profile_file = [c for c in commands if c.writes == ("infra/profile.auto.tfvars",)]
+    assert [c.argv[1] for c in profile_file] == ['model = "sdxl-turbo"']
 
 
 # ------------------------------------------------------------------ files, GitHub
@@ -247,7 +260,7 @@ def test_files_named_exist_or_are_written_or_generated(commands):
 def test_teardown_removes_what_the_deploy_wrote(commands):
     deploy = [c for s in runbook.steps(runbook.FIRST_DEPLOY) for c in s.commands]
     removed = {path for c in commands if c.program == "rm" for path in c.argv[1:] if not path.startswith("-")}
-    kept = {"infra/model.auto.tfvars"}  # committed with the handler change
+    kept = {"infra/model.auto.tfvars", "infra/profile.auto.tfvars"}  # committed with the model they deploy
     local = {p for p in written(deploy) if p.startswith("infra/")} - kept
     assert local <= removed, local - removed
     assert {"infra/bootstrap/terraform.tfstate", "infra/bootstrap/teardown_override.tf"} <= removed

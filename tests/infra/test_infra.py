@@ -150,19 +150,44 @@ def test_docs_say_scale_in_follows_target_tracking_not_the_cooldown():
                    for text in texts)
 
 
-def test_the_stacks_default_engine_settings_are_settings_the_engine_takes():
-    """handler_settings' default reaches the endpoint's container as SDTURBO_* variables, and the engine fails
-    the model load on one that names no setting: a renamed field must fail here, not on the endpoint. Each
-    default must also change something the shipped model-config.yaml sets otherwise."""
+def test_every_profile_s_engine_settings_are_settings_the_engine_takes():
+    """Each profile's handler settings (handler/profiles.yaml) reach the endpoint's container as SDTURBO_*
+    variables, and the engine fails the model load on one that names no setting: a renamed field must fail
+    here, not on the endpoint. Each must also change something the model's archive sets otherwise."""
     import yaml
 
     from handler.settings import load_settings
 
-    text = (INFRA / "variables.tf").read_text()
-    block = re.search(r'variable "handler_settings" \{.*?\n  default\s*=\s*\{(.*?)\}', text, re.DOTALL).group(1)
-    defaults = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', block))
-    assert defaults, "handler_settings has a default"
-    shipped = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())["handler"]
-    settings = load_settings(shipped, {f"SDTURBO_{name.upper()}": value for name, value in defaults.items()})
-    for name in defaults:
-        assert getattr(settings, name) != getattr(load_settings(shipped, {}), name), name
+    profiles = yaml.safe_load((REPO / "handler" / "profiles.yaml").read_text())
+    shipped = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())["handler"] or {}
+    assert profiles["sd-turbo"]["endpoint"]["handler"], "the default model's profile sizes it for the T4"
+    for name, profile in profiles.items():
+        archived = {**shipped, **(profile["model_config"].get("handler") or {})}
+        endpoint = {**(profile["model_config"].get("handler") or {}), **(profile["endpoint"].get("handler") or {})}
+        settings = load_settings(shipped, {f"SDTURBO_{key.upper()}": str(value) for key, value in endpoint.items()})
+        for key in profile["endpoint"].get("handler") or {}:
+            assert getattr(settings, key) != getattr(load_settings(archived, {}), key), (name, key)
+
+
+def test_the_gpu_memory_table_lists_the_families_gpu_stack_names():
+    """infra/profiles.tf's GPU memory per family and gpu_stack.py's GPU per family are two tables of the same
+    instance families (both from AWS's instance type pages): one cannot gain a family the other lacks."""
+    from sdturbo_ops.gpu_stack import INSTANCE_FAMILY_GPUS
+
+    block = re.search(r"gpu_memory_gib = \{(.*?)\n  \}", (INFRA / "profiles.tf").read_text(), re.DOTALL).group(1)
+    memory = dict(re.findall(r"^\s*(\w+)\s*=\s*(\d+)", block, re.MULTILINE))
+    assert set(memory) == set(INSTANCE_FAMILY_GPUS)
+    by_gpu = {}
+    for family, (gpu, _) in INSTANCE_FAMILY_GPUS.items():
+        by_gpu.setdefault(gpu, set()).add(memory[family])
+    # One GPU, one memory size, except the A100, which AWS offers with 40 GB (p4d) and 80 GB (p4de).
+    assert {gpu for gpu, sizes in by_gpu.items() if len(sizes) > 1} <= {"A100"}
+
+
+def test_the_plan_reads_no_ceiling_as_the_engine_does():
+    """infra/profiles.tf treats a profile without max_gpu_memory_gib as a worker without a ceiling, which is
+    what handler/settings.py's default (0) means; a default ceiling there would make the plan's check wrong."""
+    from handler.settings import EngineSettings
+
+    assert EngineSettings().max_gpu_memory_gib == 0
+    assert 'lookup(local.handler_settings, "max_gpu_memory_gib", "0")' in (INFRA / "profiles.tf").read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.support.helpers import REPO, run_script
@@ -50,3 +52,37 @@ def test_archive_is_readable_by_every_user(tmp_path, tiny_sd_dir, fmt, expected)
     for path in [target, *target.rglob("*")]:
         wanted = 0o005 if path.is_dir() else 0o004
         assert path.stat().st_mode & wanted == wanted, f"{path}: {path.stat().st_mode:o}"
+
+
+def test_sdxl_profile_is_packed_into_the_archive_s_model_config(tmp_path, tiny_sdxl_dir):
+    """`make mar MODEL=sdxl-turbo`: the profile's TorchServe and handler keys (handler/profiles.yaml) land in
+    the archive's model-config.yaml over the shipped one, whose other keys stay."""
+    import yaml
+
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sdxl_dir), "--store", str(tmp_path),
+                        "--profile", "sdxl-turbo")
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "sdturbo" / "model-config.yaml").read_text())
+    shipped = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    profile = yaml.safe_load((REPO / "handler" / "profiles.yaml").read_text())["sdxl-turbo"]["model_config"]
+    assert config["handler"] == {**(shipped["handler"] or {}), **profile["handler"]}
+    assert config["handler"]["max_gpu_memory_gib"] == 14 and config["handler"]["cuda_graphs"] is False
+    assert {k: v for k, v in config.items() if k != "handler"} == {
+        **{k: v for k, v in shipped.items() if k != "handler"}, **{k: v for k, v in profile.items() if k != "handler"}}
+
+
+def test_sd_turbo_profile_leaves_the_shipped_model_config_as_it_is(tmp_path, tiny_sd_dir):
+    """`make mar` (MODEL=sd-turbo) packs the shipped model-config.yaml unchanged: SD-turbo's T4 sizing is
+    the endpoint's alone (its archive also serves CPUs and larger GPUs)."""
+    result = run_script("build_archive.py", "--model-dir", str(tiny_sd_dir), "--store", str(tmp_path),
+                        "--profile", "sd-turbo")
+    assert result.returncode == 0, result.stderr
+    packed = (tmp_path / "sdturbo" / "model-config.yaml").read_text()
+    assert packed == (REPO / "handler" / "model-config.yaml").read_text()
+
+
+@pytest.mark.parametrize("model", ["sd-turbo", "sdxl-turbo"])
+def test_make_mar_packs_the_model_s_profile(model):
+    result = subprocess.run(["make", "-n", "mar", f"MODEL={model}"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"--profile {model}" in result.stdout, result.stdout

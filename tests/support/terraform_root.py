@@ -9,6 +9,7 @@ AWS requests it sent are read, so the tests can hold them against the CI roles' 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -30,6 +31,12 @@ def plugin_dir() -> str | None:
         if candidate and (Path(candidate) / "registry.terraform.io").is_dir():
             return candidate
     return None
+
+
+def outside_files(root: Path) -> list[str]:
+    """Paths, relative to the root's parent, of the files the root reads with file("${path.module}/../...")."""
+    pattern = re.compile(r'file\("\$\{path\.module\}/\.\./([^"]+)"\)')
+    return sorted({match for path in root.glob("*.tf") for match in pattern.findall(path.read_text())})
 
 
 def provider_override(url: str) -> str:
@@ -101,6 +108,11 @@ class Root:
         self.logs = logs
         shutil.copytree(source, scratch, ignore=shutil.ignore_patterns(
             ".terraform*", "terraform.tfstate*", "tests", "*.tfvars", "backend.hcl", "tfplan"))
+        # Files the root reads from beside itself (the model profiles the archive builder reads too) go to the
+        # same place beside the copy, so the copy reads them as the checkout does.
+        for path in outside_files(source):
+            (scratch.parent / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source.parent / path, scratch.parent / path)
         (scratch / "zz_emulator_override.tf").write_text(provider_override(emulator_url))
         logs.mkdir(parents=True, exist_ok=True)
         cli_config = logs / "terraformrc"
