@@ -83,7 +83,9 @@ class GenerationRequest(BaseModel):
         description="Images for this prompt, each with its own noise; bounds one caller's share of a batch "
                     "and the reply size.")] = 1
     output_format: Annotated[OutputFormat, Field(
-        description="Encoding of the returned images (base64 in the JSON reply).")] = "png"
+        description="Encoding of the returned images: base64 in the JSON reply, or the reply itself when the "
+                    "request's Accept header asks for an image (then Accept picks the format unless this is "
+                    "given).")] = "png"
     image: Annotated[str | None, Field(
         max_length=MAX_IMAGE_CHARS,
         description="Image-to-image: the starting image, a PNG, JPEG or WebP file as base64 (a "
