@@ -4,8 +4,9 @@ A batch from TorchServe goes: ``preprocess`` parses each body (handler/schema.py
 decoded there too, by handler/image_input.py) and answers the ones that do not parse with their 4xx right
 there, and picks each reply's form from its Accept header (handler/negotiate.py: JSON, or the image itself;
 406 when neither will do); ``inference`` hands the valid requests to the engine (handler/engine.py), which
-answers each of them; ``postprocess`` sets every reply's status, content type and, for an image, its headers. The engine's per-stage timings become
-TorchServe metrics (``GenerateTime``, ``DecodeTime``, ``EncodeTime``) and one log line per batch.
+answers each of them; ``postprocess`` sets every reply's status, content type and, for an image, its
+headers. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
+``EncodeTime``) and one log line per batch.
 
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
 of our own code is absolute (``handler.*``), found in the ``handler/`` package shipped beside it.

@@ -12,8 +12,8 @@
   invoke.py result "$(jq -r .inference_id queued.json)" --from-terraform infra/ --out cat.png
       Queue now, fetch later: by inference id (or the output's s3:// location), waiting while it runs.
   invoke.py local "a cat wearing sunglasses" --accept image --out cat.png
-      Ask for the image itself (Accept: image/png) instead of base64 in JSON: a third fewer bytes; the seed
-      comes in a header. With async, the output object in S3 is then the image file; `result` and
+      Ask for the image itself (Accept: image/png) instead of base64 in JSON: a quarter fewer bytes; the
+      seed comes in a header. With async, the output object in S3 is then the image file; `result` and
       `decode` recognise an image output by its bytes and save it as it is.
   invoke.py decode reply.json --out cat.png
       Turn a saved JSON reply (or a saved image output) into image files.
@@ -59,8 +59,10 @@ def prepared(args: argparse.Namespace) -> tuple[dict, str]:
     return request_body(args.prompt, vars(args), args.image), accept
 
 
-def seed_note(reply: object) -> str:
+def seed_note(reply: object, asked: int | None) -> str:
+    """The seed the reply states, else the one the request sent (an image output in S3 states none)."""
     seed = seed_of(reply)
+    seed = asked if seed is None else seed
     return f"seed {seed}" if seed is not None else "seed not in the output: pass --seed to know it"
 
 
@@ -69,7 +71,7 @@ def cmd_local(args: argparse.Namespace) -> None:
     started = time.monotonic()
     reply = post_local(args.url.rstrip("/") + args.path, body, args.timeout, accept)
     paths, note = write_images(reply, args.out)
-    wrote(paths, note, f" ({seed_note(reply)}, {time.monotonic() - started:.2f}s)")
+    wrote(paths, note, f" ({seed_note(reply, args.seed)}, {time.monotonic() - started:.2f}s)")
 
 
 def cmd_decode(args: argparse.Namespace) -> None:
@@ -93,7 +95,7 @@ def wait_and_write(aws, args: argparse.Namespace, inference_id: str | None, outp
     reply = aws_async.wait_for_result(aws, target, inference_id, output_uri, failure_uri, args.timeout,
                                       args.sqs_queue, report)
     paths, note = write_images(reply, args.out or Path("image.png"), "the output")
-    wrote(paths, note, f" ({seed_note(reply)})")
+    wrote(paths, note, f" ({seed_note(reply, getattr(args, 'seed', None))})")
 
 
 def cmd_async(args: argparse.Namespace) -> None:
