@@ -209,6 +209,7 @@ class Engine:
                 logger.error("encoding an image failed", exc_info=failure)
                 job.fail(500, "InternalServerError", "image encoding failed; see server logs")
                 continue
+            job.encoded = encoded
             job.images = [base64.b64encode(data).decode("ascii") for data in encoded]
 
     @staticmethod
@@ -222,7 +223,7 @@ class Engine:
                     "format": request.output_format}
             if request.num_images > 1:
                 body["images"] = job.images
-            job.reply = Reply(200, body)
+            job.reply = Reply(200, body, tuple(job.encoded))
 
 
 def _image_note(request: GenerationRequest) -> str:

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Reply:
-    """What one caller gets back: an HTTP status and a JSON body."""
+    """What one caller gets back: an HTTP status and a JSON body; a 200 also keeps its encoded images, so
+    the caller can send the image itself instead of the JSON (handler/negotiate.py)."""
 
     status: int
     body: dict[str, Any]
+    encoded: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
     def to_json(self) -> bytes:
         return json.dumps(self.body, separators=(",", ":")).encode()
@@ -43,6 +45,7 @@ class Job:
     latents: torch.Tensor | None = None  # generate: (num_images, C, h, w) on the device
     # decode: each image's pixels, handed to the encoder as soon as they reached the host
     claims: list[Claim] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # encode: each image's file bytes
     images: list[str] = field(default_factory=list)  # encode: base64 of each encoded image
     reply: Reply | None = None
 

@@ -83,7 +83,9 @@ class GenerationRequest(BaseModel):
         description="Images for this prompt, each with its own noise; bounds one caller's share of a batch "
                     "and the reply size.")] = 1
     output_format: Annotated[OutputFormat, Field(
-        description="Encoding of the returned images (base64 in the JSON reply).")] = "png"
+        description="Encoding of the returned images: base64 in the JSON reply, or the reply itself when the "
+                    "request's Accept header asks for an image (then Accept picks the format unless this is "
+                    "given).")] = "png"
     image: Annotated[str | None, Field(
         max_length=MAX_IMAGE_CHARS,
         description="Image-to-image: the starting image, a PNG, JPEG or WebP file as base64 (a "
@@ -225,6 +227,13 @@ class RequestError(Exception):
 # invoke_endpoint_async defaults to application/octet-stream, so raw bytes are accepted as JSON too.
 _JSON_COMPATIBLE_TYPES = {"", "application/json", "application/octet-stream", "text/plain", "text/json"}
 _MAX_REPORTED_ERRORS = 10
+
+
+def is_json_compatible(media_type: str) -> bool:
+    """Whether a body of this media type (lower case, no parameters) may be JSON: the request's Content-Type,
+    and what a reply's Accept may name for the JSON reply (handler/negotiate.py)."""
+    return media_type in _JSON_COMPATIBLE_TYPES or media_type.endswith("+json")
+
 _MAX_FIELD_NAME = 64
 
 
@@ -242,7 +251,7 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
         RequestError: 415 for a non-JSON media type, 413 for an oversize body or image, 400 otherwise.
     """
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type not in _JSON_COMPATIBLE_TYPES and not media_type.endswith("+json"):
+    if not is_json_compatible(media_type):
         raise RequestError(415, f"unsupported content type {media_type[:_MAX_FIELD_NAME]!r}: send a JSON object "
                                 "with Content-Type: application/json",
                            [{"field": "Content-Type", "message": "expected application/json"}])

@@ -2,9 +2,11 @@
 
 A batch from TorchServe goes: ``preprocess`` parses each body (handler/schema.py; an image-to-image image is
 decoded there too, by handler/image_input.py) and answers the ones that do not parse with their 4xx right
-there; ``inference`` hands the valid requests to the engine (handler/engine.py), which answers each of
-them; ``postprocess`` sets every reply's status and content type. The engine's per-stage timings become
-TorchServe metrics (``GenerateTime``, ``DecodeTime``, ``EncodeTime``) and one log line per batch.
+there, and picks each reply's form from its Accept header (handler/negotiate.py: JSON, or the image itself;
+406 when neither will do); ``inference`` hands the valid requests to the engine (handler/engine.py), which
+answers each of them; ``postprocess`` sets every reply's status, content type and, for an image, its
+headers. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
+``EncodeTime``) and one log line per batch.
 
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
 of our own code is absolute (``handler.*``), found in the ``handler/`` package shipped beside it.
@@ -24,6 +26,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handler.engine import Engine
 from handler.jobs import Reply, error_reply
+from handler.negotiate import IMAGE_TYPES, JSON, reply_format
 from handler.schema import GenerationRequest, RequestError, parse_request
 from handler.settings import load_settings
 from handler.warmup import warm_up
@@ -31,17 +34,22 @@ from handler.worker_state import WorkerStateFiles
 
 logger = logging.getLogger(__name__)
 
-JSON = "application/json"
+# An image reply's headers and the JSON reply's fields they carry (the format is the Content-Type).
+IMAGE_HEADERS = {"X-Seed": "seed", "X-Image-Width": "width", "X-Image-Height": "height"}
 
 
 class SDTurboHandler(BaseHandler):
-    """Text-to-image and image-to-image with SD-turbo (or SDXL-turbo): JSON in, base64 images in JSON out."""
+    """Text-to-image and image-to-image with SD-turbo (or SDXL-turbo): JSON in; base64 images in JSON out,
+    or the image itself when the request's Accept header asks for it."""
 
     def __init__(self):
         super().__init__()
         self.engine: Engine | None = None
         self.load_error: str | None = None
         self.state_files = WorkerStateFiles.from_environment()
+        # Per request of the batch in hand: the image format its reply is sent as, or None for JSON. Set by
+        # preprocess, read by postprocess (a worker handles one batch at a time).
+        self.reply_formats: list[str | None] = []
 
     def initialize(self, context):
         """Load the pipeline on CUDA/MPS/CPU and warm it up before TorchServe marks the worker READY.
@@ -83,14 +91,23 @@ class SDTurboHandler(BaseHandler):
         return replies
 
     def preprocess(self, data: list[dict[str, Any]]) -> list[GenerationRequest | Reply]:
-        """Each body parsed into a request, or answered at once with the 4xx that says what is wrong."""
+        """Each body parsed into a request, or answered at once with the 4xx that says what is wrong; the
+        form of each reply goes to ``reply_formats``. An image reply's format is the request's format."""
         items: list[GenerationRequest | Reply] = []
+        self.reply_formats = [None] * len(data)
         for index, row in enumerate(data):
             body, content_type = _body_and_content_type(self.context, index, row)
             try:
-                items.append(parse_request(body, content_type))
+                request = parse_request(body, content_type)
+                accept = _headers(self.context, index).get("accept")
+                fmt = reply_format(accept if isinstance(accept, str) else None, request)
             except RequestError as exc:
                 items.append(Reply(exc.status, exc.to_body()))
+                continue
+            if fmt is not None and fmt != request.output_format:
+                request = request.model_copy(update={"output_format": fmt})
+            self.reply_formats[index] = fmt
+            items.append(request)
         return items
 
     def inference(self, items: list[GenerationRequest | Reply], *args, **kwargs) -> list[Reply]:
@@ -110,10 +127,23 @@ class SDTurboHandler(BaseHandler):
         return replies
 
     def postprocess(self, replies: list[Reply]) -> list[bytes]:
-        for index, reply in enumerate(replies):
+        """Each reply as its caller asked: the image itself for a 200 that asked for one (its seed and
+        size in headers, as the JSON would have said them), JSON otherwise. Errors are always JSON."""
+        sent = []
+        for index, (reply, fmt) in enumerate(zip(replies, self.reply_formats, strict=True)):
             self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, index)
-            self.context.set_response_content_type(index, JSON)
-        return [reply.to_json() for reply in replies]
+            if reply.status == 200 and fmt is not None:
+                sent.append(self._image_reply(index, reply))
+            else:
+                self.context.set_response_content_type(index, JSON)
+                sent.append(reply.to_json())
+        return sent
+
+    def _image_reply(self, index: int, reply: Reply) -> bytes:
+        self.context.set_response_content_type(index, IMAGE_TYPES[reply.body["format"]])
+        for header, field in IMAGE_HEADERS.items():
+            self.context.set_response_header(index, header, str(reply.body[field]))
+        return reply.encoded[0]
 
     def _report_stage_times(self, stage_ms: dict[str, float], requests: int) -> None:
         for stage, milliseconds in stage_ms.items():
@@ -132,13 +162,18 @@ def _process_start_time() -> float | None:
         return None
 
 
+def _headers(context, index: int) -> dict[str, Any]:
+    """A request's headers by lower-case name (HTTP names are case-insensitive; TorchServe keeps the case)."""
+    return {str(k).lower(): v for k, v in (context.get_all_request_header(index) or {}).items()}
+
+
 def _body_and_content_type(context, index: int, row: dict[str, Any]) -> tuple[Any, str | None]:
     """The raw body TorchServe received and its media type.
 
     A raw body arrives as parameter ``body``. Form posts (``curl -d`` without a JSON Content-Type) arrive
     as form fields instead; returning their content type lets the parser answer 415 with the fix.
     """
-    headers = {str(k).lower(): v for k, v in (context.get_all_request_header(index) or {}).items()}
+    headers = _headers(context, index)
     request_type = headers.get("content-type")
     if "body" not in row:
         return b"", request_type if isinstance(request_type, str) else None

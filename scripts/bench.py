@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="override min/maxWorkers")
     parser.add_argument("--handler-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="override a handler: setting for every stage (repeatable)")
+    parser.add_argument("--image-replies", action="store_true",
+                        help="sweep TorchServe again asking for the image itself (Accept: image/png) instead of "
+                             "base64 JSON; rows 'torchserve-image', with bytes per reply in both")
     parser.add_argument("--skip", action="append", default=[], choices=("engine", "torchserve", "baseline"))
     parser.add_argument("--memory-cap-gib", type=float,
                         help="also run the memory-cap stage: 2 workers capped at this many GiB, worst request mix")
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sdturbo-bench-", dir=args.out) as scratch:
         work = Path(scratch)
         sweep = Sweep(args.model_dir, args.out, args.concurrency, args.requests, args.startup_timeout,
-                      args.request_timeout)
+                      args.request_timeout, args.image_replies)
         if "engine" not in args.skip:
             log("engine ceiling (generate + encode, no HTTP)")
             result.update(in_child_process(bench_engine_and_encoder, args.model_dir, args.engine_batches,

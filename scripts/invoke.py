@@ -11,8 +11,12 @@
   invoke.py async "a cat" --from-terraform infra/ --no-wait > queued.json
   invoke.py result "$(jq -r .inference_id queued.json)" --from-terraform infra/ --out cat.png
       Queue now, fetch later: by inference id (or the output's s3:// location), waiting while it runs.
+  invoke.py local "a cat wearing sunglasses" --accept image --out cat.png
+      Ask for the image itself (Accept: image/png) instead of base64 in JSON: a quarter fewer bytes; the
+      seed comes in a header. With async, the output object in S3 is then the image file; `result` and
+      `decode` recognise an image output by its bytes and save it as it is.
   invoke.py decode reply.json --out cat.png
-      Turn a saved JSON reply into image files.
+      Turn a saved JSON reply (or a saved image output) into image files.
 
 With several images (--num-images 3 --out cat.png) the files are cat.png, cat-1.png, cat-2.png. The
 file name's ending and the format agree: --out cat.jpg asks for JPEG; --format jpeg --out cat.png is
@@ -26,15 +30,14 @@ could not be read (or is not a reply of this service).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from sdturbo_ops import aws_async, cli
 from sdturbo_ops.client import (
-    BadReply, BadUsage, ClientError, ServiceError, Timeout, output_and_format, post_local, request_body, validate,
-    write_images,
+    ACCEPT, BadReply, BadUsage, ClientError, ServiceError, Timeout, accept_header, output_and_format, post_local,
+    read_reply, request_body, seed_of, validate, write_images,
 )
 from sdturbo_ops.paths import MODEL_NAME
 
@@ -49,25 +52,34 @@ def wrote(paths: list[Path], note: str, extra: str = "") -> None:
     print(f"wrote {', '.join(map(str, paths))}{extra}" + (f" ({note})" if note else ""))
 
 
-def prepared(args: argparse.Namespace) -> dict:
-    """The request body, with --out and --format made to agree first."""
+def prepared(args: argparse.Namespace) -> tuple[dict, str]:
+    """The request body and its Accept header, with --out and --format made to agree first."""
     args.out, args.output_format = output_and_format(args.out, args.output_format)
-    return request_body(args.prompt, vars(args), args.image)
+    accept = accept_header(args.accept, args.output_format, args.num_images)
+    return request_body(args.prompt, vars(args), args.image), accept
+
+
+def seed_note(reply: object, asked: int | None) -> str:
+    """The seed the reply states, else the one the request sent (an image output in S3 states none)."""
+    seed = seed_of(reply)
+    seed = asked if seed is None else seed
+    return f"seed {seed}" if seed is not None else "seed not in the output: pass --seed to know it"
 
 
 def cmd_local(args: argparse.Namespace) -> None:
-    body = prepared(args)
+    body, accept = prepared(args)
     started = time.monotonic()
-    reply = post_local(args.url.rstrip("/") + args.path, body, args.timeout)
+    reply = post_local(args.url.rstrip("/") + args.path, body, args.timeout, accept)
     paths, note = write_images(reply, args.out)
-    wrote(paths, note, f" (seed {reply.get('seed')}, {time.monotonic() - started:.2f}s)")
+    wrote(paths, note, f" ({seed_note(reply, args.seed)}, {time.monotonic() - started:.2f}s)")
 
 
 def cmd_decode(args: argparse.Namespace) -> None:
     try:
-        reply = json.loads(args.reply.read_text())
-    except (OSError, ValueError) as exc:
+        payload = args.reply.read_bytes()
+    except OSError as exc:
         raise BadReply(f"cannot read {args.reply}: {exc}") from None
+    reply = read_reply(payload, str(args.reply))
     paths, note = write_images(reply, args.out or Path("image.png"), str(args.reply))
     wrote(paths, note)
 
@@ -83,18 +95,19 @@ def wait_and_write(aws, args: argparse.Namespace, inference_id: str | None, outp
     reply = aws_async.wait_for_result(aws, target, inference_id, output_uri, failure_uri, args.timeout,
                                       args.sqs_queue, report)
     paths, note = write_images(reply, args.out or Path("image.png"), "the output")
-    wrote(paths, note, f" (seed {reply.get('seed')})" if isinstance(reply, dict) and "seed" in reply else "")
+    wrote(paths, note, f" ({seed_note(reply, getattr(args, 'seed', None))})")
 
 
 def cmd_async(args: argparse.Namespace) -> None:
     from botocore.exceptions import BotoCoreError, ClientError as AwsError
 
-    body = prepared(args)
+    body, accept = prepared(args)
     validate(body)  # before any AWS call: a refused request must not start an instance
     target = aws_target(args)
     aws = aws_async.session(target.region)
     try:
-        queued = aws_async.submit(aws, target, body, args.inference_id, args.invocation_timeout, args.request_ttl)
+        queued = aws_async.submit(aws, target, body, args.inference_id, args.invocation_timeout, args.request_ttl,
+                                  accept)
         report(f"queued {queued.inference_id}: output {queued.output_uri}, failure {queued.failure_uri}")
         if args.no_wait:
             print(queued.as_json())
@@ -135,6 +148,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=cli.absolute_path, metavar="FILE",
                         help="image-to-image: start from this PNG/JPEG/WebP (size defaults to the image's)")
     parser.add_argument("--strength", type=float, help="with --image: 0 < S <= 1 (server default 0.5, 2 steps)")
+    parser.add_argument("--accept", choices=tuple(ACCEPT), default="json",
+                        help="the reply's form: json (base64 images) or image (the file itself, one image); "
+                             "default: %(default)s")
     add_out_argument(parser)
 
 

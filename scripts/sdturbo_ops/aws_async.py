@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdturbo_ops.client import BadReply, BadUsage, ServiceError, Timeout, describe_error
+from sdturbo_ops.client import ACCEPT, BadReply, BadUsage, ImageReply, ServiceError, Timeout, describe_error, read_reply
 from sdturbo_ops.terraform import OutputsError, split_s3_uri, terraform_outputs
 
 DEFAULT_INPUT_PREFIX = "async-input/"
@@ -75,8 +75,9 @@ def session(region: str | None):
 
 
 def submit(aws, target: Target, body: dict, inference_id: str | None, invocation_timeout: int,
-           request_ttl: int) -> Queued:
-    """Upload the request JSON and queue it with invoke_endpoint_async."""
+           request_ttl: int, accept: str = ACCEPT["json"]) -> Queued:
+    """Upload the request JSON and queue it with invoke_endpoint_async; ``accept`` is the reply's form, which
+    SageMaker passes to the container as the Accept header and whose body becomes the output object."""
     if not target.endpoint or not target.bucket:
         raise BadUsage("give --endpoint and --bucket, or --from-terraform infra/")
     inference_id = inference_id or uuid.uuid4().hex
@@ -85,7 +86,7 @@ def submit(aws, target: Target, body: dict, inference_id: str | None, invocation
                                 ContentType="application/json")
     response = aws.client("sagemaker-runtime").invoke_endpoint_async(
         EndpointName=target.endpoint, InputLocation=f"s3://{target.bucket}/{key}", ContentType="application/json",
-        Accept="application/json", InferenceId=inference_id, InvocationTimeoutSeconds=invocation_timeout,
+        Accept=accept, InferenceId=inference_id, InvocationTimeoutSeconds=invocation_timeout,
         RequestTTLSeconds=request_ttl,
     )
     return Queued(response.get("InferenceId", inference_id), f"s3://{target.bucket}/{key}",
@@ -105,19 +106,17 @@ def object_or_none(s3, uri: str) -> bytes | None:
         raise
 
 
-def result_of(s3, output_uri: str | None, failure_uri: str | None) -> dict | None:
-    """The reply at the output location, or None while neither location holds anything.
+def result_of(s3, output_uri: str | None, failure_uri: str | None) -> dict | ImageReply | None:
+    """The reply at the output location (JSON, or the image itself when it was asked for with Accept), or
+    None while neither location holds anything.
 
     Raises:
         ServiceError: the failure location holds the endpoint's error (its message is kept).
-        BadReply: the output is not JSON.
+        BadReply: the output is neither JSON nor an image.
     """
     output = object_or_none(s3, output_uri) if output_uri else None
     if output is not None:
-        try:
-            return json.loads(output)
-        except ValueError:
-            raise BadReply(f"the output at {output_uri} is not JSON: {output[:200]!r}") from None
+        return read_reply(output, f"the output at {output_uri}")
     failure = object_or_none(s3, failure_uri) if failure_uri else None
     if failure is not None:
         raise ServiceError(f"the endpoint reported a failure ({failure_uri}): {describe_error('error', failure)}")
@@ -139,7 +138,7 @@ def find_by_id(s3, prefix_uri: str | None, inference_id: str) -> str | None:
 
 
 def poll(s3, locate: Callable[[], tuple[str | None, str | None]], deadline_s: float, waiting_for: str,
-         report: Callable[[str], None]) -> dict:
+         report: Callable[[str], None]) -> dict | ImageReply:
     """Look for the result with back-off until it exists or ``deadline_s`` passes.
 
     ``locate`` returns the (output, failure) locations to read, which may be found only later.
@@ -215,7 +214,7 @@ def no_notification(missing: Timeout, s3, output_uri: str | None, failure_uri: s
             "(infra/variables.tf)")
 
 
-def result_from_notification(s3, event: dict, output_uri: str | None, failure_uri: str | None) -> dict:
+def result_from_notification(s3, event: dict, output_uri: str | None, failure_uri: str | None) -> dict | ImageReply:
     """The reply a notification announces, read from S3 (the notification names the locations).
 
     Raises:
@@ -234,7 +233,8 @@ def result_from_notification(s3, event: dict, output_uri: str | None, failure_ur
 
 
 def wait_for_result(aws, target: Target, inference_id: str | None, output_uri: str | None, failure_uri: str | None,
-                    deadline_s: float, sqs_queue: str | None, report: Callable[[str], None]) -> dict:
+                    deadline_s: float, sqs_queue: str | None,
+                    report: Callable[[str], None]) -> dict | ImageReply:
     """The reply of a queued request: from its notification on ``sqs_queue`` when one is named (and the
     inference id is known), else by polling S3; locations not given are found by the inference id."""
     s3 = aws.client("s3")

@@ -40,6 +40,8 @@ class Sweep:
     requests: int
     startup_timeout: float
     request_timeout: float
+    # The sweep again with Accept: image/png (the image itself, no base64), as rows "torchserve-image".
+    image_replies: bool = False
 
 
 def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> dict:
@@ -175,6 +177,9 @@ def bench_torchserve(sweep: Sweep, work: Path, formats: list[str], overrides: di
             if index == 0:
                 url = f"{server.url}/predictions/{MODEL_NAME}"
                 served = load_sweep(url, sweep.concurrency, sweep.requests, sweep.request_timeout, "torchserve")
+                if sweep.image_replies:
+                    served += load_sweep(url, sweep.concurrency, sweep.requests, sweep.request_timeout,
+                                         "torchserve-image", accept="image/png")
                 served_img2img = load_sweep(url, sweep.concurrency[-1:], sweep.requests, sweep.request_timeout,
                                             "torchserve-img2img", {"image": input_image_base64()})
         except (RuntimeError, TimeoutError) as exc:
@@ -279,7 +284,7 @@ def figure(result: dict):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for system in ("torchserve", "fastapi-baseline"):
+    for system in ("torchserve", "torchserve-image", "fastapi-baseline"):
         rows = [r for r in result["served"] + result["baseline"] if r["system"] == system]
         if rows:
             xs = [r["concurrency"] for r in rows]

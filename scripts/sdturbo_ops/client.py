@@ -1,5 +1,9 @@
 """Asking sdturbo-serve for images: the request body, a running server's reply, and the files it becomes.
 
+A reply is the JSON one (base64 images, the default) or, when the request's Accept header asked for it, the
+image itself (:class:`ImageReply`); which one came back is read from the bytes, so a saved or S3 output
+of either kind is handled the same way.
+
 Failures are exceptions a CLI maps to its exit codes: :class:`BadUsage` (the request or the output name
 cannot work, found before anything is sent), :class:`ServiceError` (the service answered with an error),
 :class:`Timeout`, :class:`BadReply` (something came back that is not a reply of this service).
@@ -11,6 +15,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 # The fields a caller may set besides the prompt and the image; None means "the server's default".
@@ -19,6 +24,11 @@ REQUEST_FIELDS = ("seed", "num_inference_steps", "guidance_scale", "width", "hei
 # File name endings per output format; the first is what a corrected name gets.
 SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg"), "webp": (".webp",)}
 FORMAT_OF_SUFFIX = {suffix: fmt for fmt, suffixes in SUFFIXES.items() for suffix in suffixes}
+# The first bytes of each format's files: an image reply carries no other mark once it is a file or an S3
+# object (SageMaker keeps the body, not the headers).
+MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpeg": (b"\xff\xd8\xff",), "webp": (b"RIFF",)}
+# How each reply form is asked for: the Accept header, with the image's format filled in.
+ACCEPT = {"json": "application/json", "image": "image/{fmt}"}
 
 
 class ClientError(Exception):
@@ -39,6 +49,57 @@ class Timeout(ClientError):
 
 class BadReply(ClientError):
     pass
+
+
+@dataclass(frozen=True)
+class ImageReply:
+    """A reply that is the image itself: its bytes, their format, and the seed when a header said it."""
+
+    data: bytes
+    format: str
+    seed: int | None = None
+
+
+def accept_header(reply: str, fmt: str | None, num_images: int | None) -> str:
+    """The Accept header for ``reply`` (``json`` or ``image``) in format ``fmt`` (None: PNG, the server's).
+
+    Raises:
+        BadUsage: the image itself was asked for several images (the server would answer 406).
+    """
+    if reply == "image" and (num_images or 1) > 1:
+        raise BadUsage(f"--accept image returns one image and --num-images is {num_images}: use --accept json "
+                       "(the default) for several")
+    return ACCEPT[reply].format(fmt=fmt or "png")
+
+
+def image_format(data: bytes) -> str | None:
+    """The format of an image file's bytes (png, jpeg, webp), or None when they are no such image."""
+    for fmt, magics in MAGIC.items():
+        if data.startswith(magics) and (fmt != "webp" or data[8:12] == b"WEBP"):
+            return fmt
+    return None
+
+
+def read_reply(payload: bytes, source: str, seed: str | None = None) -> dict | ImageReply:
+    """A reply from its bytes: the image itself, or the parsed JSON (a reply, or an error to report).
+
+    Raises:
+        BadReply: neither an image nor JSON.
+    """
+    fmt = image_format(payload)
+    if fmt is not None:
+        return ImageReply(payload, fmt, int(seed) if seed and seed.isdigit() else None)
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise BadReply(f"{source} is neither an image nor JSON: {payload[:200]!r}") from None
+
+
+def seed_of(reply: object) -> int | None:
+    """The seed a reply states, if any (an image reply from S3 has lost the header that carried it)."""
+    if isinstance(reply, ImageReply):
+        return reply.seed
+    return reply.get("seed") if isinstance(reply, dict) else None
 
 
 def output_and_format(out: Path | None, fmt: str | None) -> tuple[Path, str | None]:
@@ -118,15 +179,32 @@ def images_of(reply: object, source: str) -> list[str]:
                    f"{json.dumps(reply)[:200]}")
 
 
+def files_of(reply: object, source: str) -> tuple[list[bytes], str | None]:
+    """The image files of a reply, and their format: an image reply's bytes as they are, a JSON reply's
+    images decoded from base64.
+
+    Raises:
+        ServiceError, BadReply: as ``images_of``, or an image that is not valid base64.
+    """
+    if isinstance(reply, ImageReply):
+        return [reply.data], reply.format
+    files = []
+    for index, data in enumerate(images_of(reply, source)):
+        try:
+            files.append(base64.b64decode(data, validate=True))
+        except ValueError as exc:
+            raise BadReply(f"image {index} is not valid base64: {exc}") from None
+    return files, reply.get("format")
+
+
 def write_images(reply: object, out: Path, source: str = "the reply") -> tuple[list[Path], str]:
-    """Decode a reply's images into ``out`` and numbered siblings (cat.png, cat-1.png, ...).
+    """Write a reply's images into ``out`` and numbered siblings (cat.png, cat-1.png, ...).
 
     The reply says its format; a name ending in another format's suffix is corrected rather than filled
     with the wrong bytes. Returns the paths and a note saying so ("" when the name was kept).
     """
-    images = images_of(reply, source)
+    files, fmt = files_of(reply, source)
     note = ""
-    fmt = reply.get("format") if isinstance(reply, dict) else None
     named = FORMAT_OF_SUFFIX.get(out.suffix.lower())
     if fmt in SUFFIXES and named is not None and named != fmt:
         corrected = out.with_suffix(SUFFIXES[fmt][0])
@@ -134,30 +212,24 @@ def write_images(reply: object, out: Path, source: str = "the reply") -> tuple[l
         out = corrected
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for index, data in enumerate(images):
+    for index, data in enumerate(files):
         path = out if index == 0 else out.with_name(f"{out.stem}-{index}{out.suffix}")
-        try:
-            path.write_bytes(base64.b64decode(data, validate=True))
-        except ValueError as exc:
-            raise BadReply(f"image {index} is not valid base64: {exc}") from None
+        path.write_bytes(data)
         paths.append(path)
     return paths, note
 
 
-def post_local(url: str, body: dict, timeout: float) -> dict:
-    """POST a request to a running TorchServe; returns its JSON reply."""
+def post_local(url: str, body: dict, timeout: float, accept: str = ACCEPT["json"]) -> dict | ImageReply:
+    """POST a request to a running TorchServe; returns its reply, JSON or (as ``accept`` asked) the image."""
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Accept": accept})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
+            payload, seed = response.read(), response.headers.get("X-Seed")
     except urllib.error.HTTPError as err:
         raise ServiceError(describe_error(err.code, err.read())) from None
     except TimeoutError:
         raise Timeout(f"no reply from {url} within {timeout:.0f}s") from None
     except urllib.error.URLError as err:
         raise ServiceError(f"cannot reach {url}: {err.reason} (is TorchServe running? `make serve`)") from None
-    try:
-        return json.loads(payload)
-    except ValueError:
-        raise BadReply(f"the reply is not JSON: {payload[:200]!r}") from None
+    return read_reply(payload, "the reply", seed)

@@ -16,8 +16,11 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 log = logging.getLogger("sdturbo_ops.load").info
+
+JSON = "application/json"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -66,34 +69,48 @@ def _visible_gpu() -> list[str]:
     return [f"--id={visible}"] if visible.isdigit() else []
 
 
-def post(url: str, payload: dict, timeout: float) -> tuple[int, float, int]:
-    """(status, seconds, images) for one request."""
+class Outcome(NamedTuple):
+    """One request's result: its status, how long it took, the images and bytes that came back."""
+
+    status: int
+    seconds: float
+    images: int
+    reply_bytes: int = 0
+
+
+def post(url: str, payload: dict, timeout: float, accept: str = JSON) -> Outcome:
+    """One request; ``accept`` asks for JSON (base64 images) or an image type (the image itself)."""
     data = json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": JSON, "Accept": accept})
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.loads(response.read())
-            status = response.status
+            reply, status = response.read(), response.status
+            is_json = response.headers.get_content_type() == JSON
     except urllib.error.HTTPError as err:
         err.read()
-        return err.code, time.perf_counter() - started, 0
+        return Outcome(err.code, time.perf_counter() - started, 0)
     except OSError:
-        return 0, time.perf_counter() - started, 0
+        return Outcome(0, time.perf_counter() - started, 0)
+    seconds = time.perf_counter() - started
+    if not is_json:
+        return Outcome(status, seconds, 1 if status == 200 else 0, len(reply))
+    body = json.loads(reply)
     images = len(body.get("images") or [body.get("image")]) if status == 200 else 0
-    return status, time.perf_counter() - started, images
+    return Outcome(status, seconds, images, len(reply))
 
 
 def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float, label: str,
-          extra: dict | None = None) -> list[dict]:
-    """Closed-loop load: ``c`` clients each sending back-to-back requests (prompt, seed and ``extra``)
-    until ``requests`` are done."""
+          extra: dict | None = None, accept: str = JSON) -> list[dict]:
+    """Closed-loop load: ``c`` clients each sending back-to-back requests (prompt, seed and ``extra``,
+    replies in the form ``accept`` asks for) until ``requests`` are done."""
     results = []
     for concurrency in concurrency_levels:
         total = max(requests, concurrency * 2)
         counter = iter(range(total))
         lock = threading.Lock()
-        records: list[tuple[int, float, int]] = []
+        records: list[Outcome] = []
 
         def client(counter=counter, lock=lock, records=records):
             while True:
@@ -102,7 +119,7 @@ def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float
                 if index is None:
                     return
                 records.append(post(url, {"prompt": f"benchmark prompt {index}", "seed": index, **(extra or {})},
-                                    timeout))
+                                    timeout, accept))
 
         with GpuMemorySampler() as memory:
             started = time.perf_counter()
@@ -110,17 +127,20 @@ def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float
                 for _ in range(concurrency):
                     pool.submit(client)
             wall = time.perf_counter() - started
-        latencies = [seconds for status, seconds, _ in records if status == 200]
-        images = sum(count for _, _, count in records)
+        latencies = [record.seconds for record in records if record.status == 200]
+        images = sum(record.images for record in records)
+        replied = [record.reply_bytes for record in records if record.status == 200]
         row = {
             "system": label, "concurrency": concurrency, "requests": len(records),
-            "errors": sum(1 for status, _, _ in records if status != 200),
+            "errors": sum(1 for record in records if record.status != 200),
             "images_per_s": images / wall if wall else 0.0,
             "p50_ms": _ms(percentile(latencies, 50)), "p90_ms": _ms(percentile(latencies, 90)),
             "p99_ms": _ms(percentile(latencies, 99)), "gpu_peak_mib": memory.peak_mib,
+            # the bytes on the wire per reply: base64 in JSON is a third larger than the image itself
+            "reply_bytes": round(sum(replied) / len(replied)) if replied else None,
         }
         log(f"{label} c={concurrency}: {row['images_per_s']:.1f} img/s, p50 {row['p50_ms']} ms, "
-            f"p99 {row['p99_ms']} ms, errors {row['errors']}")
+            f"p99 {row['p99_ms']} ms, errors {row['errors']}, {row['reply_bytes']} bytes per reply")
         results.append(row)
     return results
 

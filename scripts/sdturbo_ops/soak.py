@@ -36,8 +36,7 @@ def one_request(url: str, rng: random.Random) -> tuple[int, int]:
                    "width": rng.choice([256, 384, 512]), "height": rng.choice([256, 512]),
                    "num_images": rng.choice([1, 1, 1, 2])}
         expected = 200
-    status, _, _ = post(url, payload, timeout=300)
-    return status, expected
+    return post(url, payload, timeout=300).status, expected
 
 
 def warm_up(url: str, seconds: float, concurrency: int) -> None:

@@ -10,6 +10,7 @@ SageMaker's contract: ``docker run IMAGE serve`` with no network, the model data
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -157,6 +158,14 @@ def test_invocations_returns_a_png(container):
     assert reply.status == 200, reply.body[:500]
     image = decode_image(reply.json()["image"])
     assert (image.format, image.size) == ("PNG", (256, 512))
+
+
+def test_invocations_with_accept_image_png_returns_the_png_itself(container):
+    payload = json.dumps({"prompt": "a cat", "seed": 3, "width": 256}).encode()
+    reply = container.request("POST", "/invocations", payload, accept="image/png")
+    assert reply.status == 200, reply.body[:500]
+    assert (reply.headers["content-type"], reply.headers["x-seed"]) == ("image/png", "3")
+    assert reply.body == base64.b64decode(container.post(json.loads(payload)).json()["image"])
 
 
 def test_image_to_image_returns_a_png_of_the_images_size(container):

@@ -53,6 +53,19 @@ def test_raw_bytes_from_invoke_endpoint_async(serve):
     assert reply.status == 200
 
 
+def test_invocations_as_invoke_endpoint_async_asks_for_the_image(serve):
+    """invoke_endpoint_async(Accept="image/png") with its octet-stream body: the reply, which SageMaker
+    writes to S3 as the output object, is the PNG itself; an error asked for as an image is still JSON."""
+    reply = http("POST", f"{serve.url}/invocations", b'{"prompt": "a cat", "seed": 8}',
+                 content_type="application/octet-stream", accept="image/png")
+    assert reply.status == 200, reply.body[:300]
+    assert reply.headers["content-type"] == "image/png" and reply.headers["x-seed"] == "8"
+    assert reply.body.startswith(b"\x89PNG\r\n\x1a\n")
+    refused = http("POST", f"{serve.url}/invocations", b'{"prompt": "a cat", "num_images": 2}',
+                   content_type="application/octet-stream", accept="image/png")
+    assert (refused.status, refused.headers["content-type"]) == (406, "application/json")
+
+
 def test_management_api_is_not_on_the_public_port(serve):
     for method, path in (("GET", "/models"), ("POST", "/models?url=x.mar"), ("DELETE", "/models/sdturbo")):
         assert http(method, serve.url + path, b"" if method != "GET" else None).status in (400, 404, 405)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from PIL import Image
 
 from tests.support.helpers import decode_image, http, post_json
 from tests.handler.test_image_input import b64, encode, picture
@@ -52,6 +55,44 @@ def test_image_to_image_same_seed_same_image_same_bytes(torchserve):
     request = {"prompt": "a lighthouse", "seed": 2024, "image": b64(encode(picture(256, 384))), "num_images": 2}
     first, second = post_json(url, request).json(), post_json(url, request).json()
     assert first["images"] == second["images"] and decode_image(first["image"]).size == (256, 384)
+
+
+@pytest.mark.parametrize("path", ["/predictions/sdturbo", "/invocations"])
+def test_accept_image_png_replies_with_the_png_itself(torchserve, path):
+    request = json.dumps({"prompt": "a cat wearing sunglasses", "seed": 42, "width": 384}).encode()
+    reply = http("POST", torchserve.url + path, request, accept="image/png")
+    assert reply.status == 200, reply.body[:300]
+    assert reply.headers["content-type"] == "image/png"
+    assert (reply.headers["x-seed"], reply.headers["x-image-width"], reply.headers["x-image-height"]) == (
+        "42", "384", "512")
+    as_json = http("POST", torchserve.url + path, request).json()
+    assert reply.body == base64.b64decode(as_json["image"])  # the same image, as bytes
+    assert len(reply.body) < 0.8 * len(json.dumps(as_json))  # base64 costs a third more
+
+
+@pytest.mark.parametrize("request_body, accept, status", [
+    ({"prompt": "a cat"}, "image/gif", 406),
+    ({"prompt": "a cat", "num_images": 2}, "image/png", 406),
+    ({"prompt": "a cat", "output_format": "jpeg"}, "image/png", 406),
+    ({"prompt": ""}, "image/png", 400),
+])
+def test_errors_stay_json_when_an_image_was_asked_for(torchserve, request_body, accept, status):
+    reply = http("POST", f"{torchserve.url}/predictions/sdturbo", json.dumps(request_body).encode(), accept=accept)
+    assert reply.status == status and reply.headers["content-type"] == "application/json"
+    assert reply.json()["code"] == status
+
+
+def test_one_batch_answers_each_request_in_the_form_it_asked_for(torchserve):
+    """batchSize 4 with a 400 ms delay: JSON and image replies come out of one handler call."""
+    url = f"{torchserve.url}/predictions/sdturbo"
+    asks = [None, "image/jpeg", "image/webp", "image/gif"]
+    with ThreadPoolExecutor(len(asks)) as pool:
+        replies = list(pool.map(lambda accept: http("POST", url, b'{"prompt": "a cat", "seed": 5}', accept=accept),
+                                asks))
+    assert [r.headers["content-type"] for r in replies] == ["application/json", "image/jpeg", "image/webp",
+                                                            "application/json"]
+    assert [r.status for r in replies] == [200, 200, 200, 406]
+    assert [Image.open(io.BytesIO(r.body)).format for r in replies[1:3]] == ["JPEG", "WEBP"]
 
 
 def test_raw_bytes_as_sagemaker_sends_them(torchserve):

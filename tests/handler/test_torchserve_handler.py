@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import uuid
 
 import pytest
 from ts.context import Context, RequestProcessor
+from PIL import Image
 from ts.metrics.metrics_store import MetricsStore
 
 from handler.torchserve_handler import SDTurboHandler
@@ -21,12 +24,15 @@ def make_context(model_root, handler_settings):
 
 
 def batch(context, *requests):
-    """Rows and per-request headers as ts.service builds them from the wire protocol."""
+    """Rows and per-request headers as ts.service builds them from the wire protocol: each request is
+    (body, content type) or (body, content type, Accept)."""
     rows, processors = [], []
-    for body, content_type in requests:
+    for body, content_type, *accept in requests:
         rows.append({"body": body})
-        processors.append(RequestProcessor({"body": {"content-type": content_type or ""},
-                                            **({"Content-Type": content_type} if content_type else {})}))
+        headers = {"Content-Type": content_type} if content_type else {}
+        if accept:
+            headers["Accept"] = accept[0]
+        processors.append(RequestProcessor({"body": {"content-type": content_type or ""}, **headers}))
     context.request_processor = processors
     return rows
 
@@ -79,3 +85,43 @@ def test_invalid_settings_fail_the_load_with_the_field_named(tmp_path):
     handler = SDTurboHandler()
     handler.initialize(make_context(tmp_path, {"devise": "cpu"}))
     assert "devise" in handler.load_error
+
+
+def test_accept_image_replies_with_the_image_itself_and_its_seed_in_headers(served):
+    handler, context = served
+    rows = batch(context,
+                 (b'{"prompt": "a cat", "seed": 1}', "application/json", "image/png"),
+                 (b'{"prompt": "a cat", "seed": 1}', "application/json"),
+                 (b'{"prompt": "a cat", "seed": 1, "width": 256}', "application/json", "image/webp"))
+    replies = handler.handle(rows, context)
+    assert [context.get_response_status(i)[0] for i in range(3)] == [200, 200, 200]
+    assert [context.get_response_content_type(i) for i in range(3)] == ["image/png", "application/json", "image/webp"]
+    assert replies[0] == base64.b64decode(json.loads(replies[1])["image"])  # the same image, without base64
+    headers = context.get_response_headers(2)
+    assert (headers["X-Seed"], headers["X-Image-Width"], headers["X-Image-Height"]) == ("1", "256", "512")
+    assert Image.open(io.BytesIO(replies[2])).format == "WEBP"  # the Accept header picked the format
+
+
+# Accept -> the status and content type the adapter answers with; every error is JSON.
+ACCEPT_CASES = [
+    ({"prompt": "a cat"}, "image/jpeg", 200, "image/jpeg"),
+    ({"prompt": "a cat"}, "*/*", 200, "application/json"),
+    ({"prompt": "a cat", "output_format": "webp"}, "image/*", 200, "image/webp"),
+    ({"prompt": "a cat"}, "image/gif", 406, "application/json"),
+    ({"prompt": "a cat", "output_format": "jpeg"}, "image/png", 406, "application/json"),
+    ({"prompt": "a cat", "num_images": 2}, "image/png", 406, "application/json"),
+    ({"prompt": "a cat", "num_images": 2}, "image/png, application/json;q=0.5", 200, "application/json"),
+    ({"prompt": ""}, "image/png", 400, "application/json"),
+]
+
+
+@pytest.mark.parametrize(("body", "accept", "status", "content_type"), ACCEPT_CASES)
+def test_accept_picks_the_reply_and_errors_stay_json(served, body, accept, status, content_type):
+    handler, context = served
+    [reply] = handler.handle(batch(context, (json.dumps({"seed": 3, **body}).encode(), "application/json", accept)),
+                             context)
+    assert (context.get_response_status(0)[0], context.get_response_content_type(0)) == (status, content_type)
+    if content_type == "application/json":
+        assert json.loads(reply)["code" if status != 200 else "seed"] == (status if status != 200 else 3)
+    if status == 406:
+        assert json.loads(reply)["errors"][0]["field"] == "Accept"

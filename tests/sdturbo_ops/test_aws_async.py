@@ -76,7 +76,7 @@ class AsyncAgent:
                 if not agent.silent:
                     args = (self.headers["X-Amzn-SageMaker-InputLocation"],
                             self.headers.get("X-Amzn-SageMaker-Content-Type", "application/octet-stream"),
-                            output, failure)
+                            output, failure, self.headers.get("X-Amzn-SageMaker-Accept"))
                     thread = threading.Thread(target=agent.process, args=args)
                     agent.threads.append(thread)
                     thread.start()
@@ -88,12 +88,16 @@ class AsyncAgent:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def process(self, input_uri: str, content_type: str, output_uri: str, failure_uri: str) -> None:
+    def process(self, input_uri: str, content_type: str, output_uri: str, failure_uri: str,
+                accept: str | None) -> None:
+        """One request as SageMaker's agent runs it: the caller's Accept goes to the container, and the
+        reply's body, whatever its type, becomes the output object."""
         time.sleep(self.delay)
         bucket, key = input_uri[5:].split("/", 1)
         payload = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
         request = urllib.request.Request(f"{self.container_url}/invocations", data=payload, method="POST",
-                                         headers={"Content-Type": content_type})
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
                 target, body = output_uri, response.read()
@@ -225,6 +229,27 @@ def test_local_async_round_trip_through_the_real_container_entrypoint(moto, tmp_
 
 
 @pytest.mark.integration
+def test_local_async_round_trip_of_the_image_itself(moto, tmp_path, serve):
+    """--accept image: invoke_endpoint_async carries Accept: image/webp, the container answers the WebP itself,
+    the output object is that file, and the CLI saves it as it is; `result` reads it back the same way."""
+    agent = AsyncAgent(moto["s3"], serve.url)
+    try:
+        env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
+        out = tmp_path / "cat.webp"
+        ok = run_script("invoke.py", "async", "a cat", "--seed", "7", "--width", "256", "--endpoint", "sdturbo",
+                        "--bucket", ASYNC_BUCKET, "--inference-id", "as-image", "--accept", "image",
+                        "--out", str(out), env=env)
+        again = run_script("invoke.py", "result", f"s3://{ASYNC_BUCKET}/async-output/as-image.out",
+                           "--out", str(tmp_path / "again.webp"), env=env)
+    finally:
+        agent.close()
+    assert ok.returncode == 0, ok.stderr
+    stored = moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-output/as-image.out")["Body"].read()
+    assert stored == out.read_bytes() and Image.open(out).format == "WEBP" and Image.open(out).size == (256, 512)
+    assert again.returncode == 0 and (tmp_path / "again.webp").read_bytes() == stored, again.stderr
+
+
+@pytest.mark.integration
 def test_local_async_image_to_image_round_trip(moto, tmp_path, serve):
     """The image goes up inside the request JSON in S3, through the agent to /invocations, and the
     image-to-image result (the image's size) comes back; a damaged image is refused before it is sent."""
@@ -316,6 +341,17 @@ def test_a_no_wait_request_is_fetched_later_by_its_id_or_its_output_location(mot
     assert by_uri.returncode == 0 and (tmp_path / "uri.png").read_bytes() == (tmp_path / "later.png").read_bytes()
     assert failed.returncode == 1 and "width" in failed.stderr, failed.stderr
     assert missing.returncode == 3 and "no result after" in missing.stderr
+
+
+def test_result_saves_an_output_that_is_the_image_itself(moto, tmp_path):
+    """An output asked for with Accept: image/... is the file itself (no JSON, no seed): saved as it is, the
+    name corrected to its format as for a JSON reply."""
+    jpeg = encode(picture(64, 48), "JPEG")
+    moto["s3"].put_object(Bucket=ASYNC_BUCKET, Key="async-output/img.out", Body=jpeg)
+    result = run_script("invoke.py", "result", f"s3://{ASYNC_BUCKET}/async-output/img.out",
+                        "--out", str(tmp_path / "cat.png"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cat.jpg").read_bytes() == jpeg and "pass --seed" in result.stdout
 
 
 def test_result_by_id_needs_to_know_where_outputs_go(moto, tmp_path):

@@ -49,6 +49,35 @@ def test_local_mode_posts_to_torchserve(torchserve, tmp_path):
     assert (tmp_path / "i1.png").read_bytes() == (tmp_path / "i2.png").read_bytes()  # same seed, image, params
 
 
+@pytest.mark.integration
+def test_local_mode_can_ask_for_the_image_itself(torchserve, tmp_path):
+    env = dict(os.environ)
+    as_json = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url,
+                         "--out", str(tmp_path / "json.png"), env=env)
+    as_image = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url, "--accept", "image",
+                          "--out", str(tmp_path / "image.png"), env=env)
+    assert as_json.returncode == 0 and as_image.returncode == 0, as_image.stderr
+    assert (tmp_path / "image.png").read_bytes() == (tmp_path / "json.png").read_bytes()
+    assert "seed 3" in as_image.stdout  # from the reply's X-Seed header
+    webp = run_script("invoke.py", "local", "a cat", "--url", torchserve.url, "--accept", "image",
+                      "--out", str(tmp_path / "cat.webp"), env=env)
+    assert webp.returncode == 0 and Image.open(tmp_path / "cat.webp").format == "WEBP", webp.stderr
+
+
+def test_the_image_itself_for_several_images_is_refused_before_sending(tmp_path):
+    result = run_script("invoke.py", "local", "a cat", "--accept", "image", "--num-images", "2",
+                        "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
+    assert result.returncode == 2 and one_clean_line(result.stderr) and "--accept json" in result.stderr
+
+
+def test_decode_saves_an_image_output_as_it_is(tmp_path):
+    png = encode(picture(64, 48))
+    (tmp_path / "output.out").write_bytes(png)
+    result = run_script("invoke.py", "decode", str(tmp_path / "output.out"), "--out", str(tmp_path / "x.png"),
+                        env=dict(os.environ))
+    assert result.returncode == 0 and (tmp_path / "x.png").read_bytes() == png, result.stderr
+
+
 def test_local_mode_explains_a_missing_server(tmp_path):
     result = run_script("invoke.py", "local", "a cat", "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
     assert result.returncode == 1 and "make serve" in result.stderr

@@ -223,24 +223,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 # ------------------------------------------------------------------ talking to a container
 _CLIENT = """
 import base64, json, sys, urllib.error, urllib.request
-method, url, content_type, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+method, url, content_type, timeout, accept = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
 body = sys.stdin.buffer.read() if method != "GET" else None
-request = urllib.request.Request(url, data=body, method=method,
-                                 headers={"Content-Type": content_type} if content_type else {})
+headers = {name: value for name, value in (("Content-Type", content_type), ("Accept", accept)) if value}
+request = urllib.request.Request(url, data=body, method=method, headers=headers)
 try:
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        status, data = response.status, response.read()
+        status, data, got = response.status, response.read(), response.headers
 except urllib.error.HTTPError as error:
-    status, data = error.code, error.read()
+    status, data, got = error.code, error.read(), error.headers
 except OSError:
-    status, data = 0, b""
-print(json.dumps({"status": status, "body": base64.b64encode(data).decode()}))
+    status, data, got = 0, b"", {}
+print(json.dumps({"status": status, "body": base64.b64encode(data).decode(),
+                  "headers": {name.lower(): value for name, value in got.items()}}))
 """
 
 
 def container_http(pid: int, method: str, path: str, body: bytes | None = None,
                    content_type: str | None = "application/json", port: int = 8080,
-                   timeout: float = 60) -> HttpReply:
+                   timeout: float = 60, accept: str | None = None) -> HttpReply:
     """One HTTP call to ``127.0.0.1:port`` inside the network namespace of the process ``pid``.
 
     Status 0 means nothing answered (not listening yet). Only the network namespace is entered, so this
@@ -248,13 +249,13 @@ def container_http(pid: int, method: str, path: str, body: bytes | None = None,
     """
     result = subprocess.run(
         ["nsenter", f"--target={pid}", "--net", "--", sys.executable, "-c", _CLIENT, method,
-         f"http://127.0.0.1:{port}{path}", content_type or "", str(timeout)],
+         f"http://127.0.0.1:{port}{path}", content_type or "", str(timeout), accept or ""],
         input=body or b"", capture_output=True, timeout=timeout + 30,
     )
     if result.returncode != 0:
         raise RuntimeError(f"nsenter into {pid} failed: {result.stderr.decode(errors='replace')[-2000:]}")
     reply = json.loads(result.stdout)
-    return HttpReply(reply["status"], base64.b64decode(reply["body"]))
+    return HttpReply(reply["status"], base64.b64decode(reply["body"]), reply["headers"])
 
 
 def make_tempdir(prefix: str) -> Path:

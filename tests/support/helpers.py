@@ -43,8 +43,10 @@ class HttpReply:
 
 
 def http(method: str, url: str, body: bytes | None = None, content_type: str | None = "application/json",
-         timeout: float = 60) -> HttpReply:
+         timeout: float = 60, accept: str | None = None) -> HttpReply:
     headers = {"Content-Type": content_type} if content_type else {}
+    if accept is not None:
+        headers["Accept"] = accept
     request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
