@@ -26,7 +26,7 @@ PLUGIN_SRC := $(shell find plugins/readiness/src -type f 2>/dev/null)
 # `make predict PROMPT="a cat" [OUT=cat.png] [SEED=42]`: the prompt reaches the command through the
 # environment, so quotes and other shell characters in it need no escaping.
 PROMPT ?=
-OUT ?= image.png
+OUT ?=
 SEED ?=
 export PROMPT
 # Where the server of `make serve`/`serve-tiny` writes its logs, and its workers their state files
@@ -131,9 +131,9 @@ serve-tiny: check-java install plugin $(TINY_SD)/model_index.json ## serve the o
 	$(PY) scripts/local_torchserve.py start --store $(DEMO_STORE) $(SERVE_ARGS) --timeout 300
 
 .PHONY: predict
-predict: install ## ask the running server for an image: make predict PROMPT="a cat" [OUT=image.png] [SEED=42]
+predict: install ## ask the running server for an image: make predict PROMPT="a cat" [OUT=cat.png; default image.png] [SEED=42]
 	@[ -n "$$PROMPT" ] || { echo 'error: say what to draw: make predict PROMPT="a cat wearing sunglasses"' >&2; exit 2; }
-	$(PY) scripts/invoke.py local "$$PROMPT" --out "$(OUT)" $(if $(SEED),--seed $(SEED))
+	$(PY) scripts/invoke.py local "$$PROMPT" $(if $(OUT),--out "$(OUT)") $(if $(SEED),--seed $(SEED))
 
 .PHONY: stop
 stop: ## stop the TorchServe started by `make serve` or `make serve-tiny`
