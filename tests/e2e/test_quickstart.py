@@ -124,6 +124,7 @@ def test_the_readme_quickstart_as_written_in_a_fresh_checkout(tmp_path):
     env = newcomer_environment(tmp)
     readme = (checkout / "README.md").read_text()
     timings: dict[str, float] = {}
+    checked: set[str] = set()  # what the README's commands were seen to do, so none is skipped unnoticed
 
     with private_network() as inside:
         def shell(command: str, succeeds: bool = True) -> subprocess.CompletedProcess:
@@ -147,20 +148,26 @@ def test_the_readme_quickstart_as_written_in_a_fresh_checkout(tmp_path):
                 done = shell(command)
                 for name in written_files(command):
                     assert png_size(checkout / name) == (512, 512), command
+                    checked.add("an image file")
                 if command.startswith("make demo"):
                     assert png_size(checkout / "demo.png") == (512, 512)
                     assert server_pid(tmp) is None, "make demo left its server running"
+                    checked.add("demo")
                 elif command.startswith("make serve-tiny"):
                     assert "sdturbo is ready" in done.stdout
                     assert get(inside, "http://127.0.0.1:8080/ping")[0] == 200
-                elif command.startswith("curl") and command.split()[-1].endswith("/ping"):
+                    checked.add("serve-tiny")
+                elif command.startswith("curl") and re.search(r"/ping\b", command):
                     assert '"Healthy"' in done.stdout, done.stdout
+                    checked.add("ping")
                 elif command.startswith("make stop"):
                     assert server_pid(tmp) is None
                     assert not (tmp / ".model_server.pid").exists()
+                    checked.add("stop")
                 elif "wait_ready.py" in command:
                     assert "sdturbo is ready" in done.stdout
                     assert get(inside, "http://127.0.0.1:8080/ping")[0] == 200
+                    checked.add("without make")
 
             # Defaults the README leaves implicit, as shipped: OUT (image.png) and MODEL_STORE (model-store/,
             # empty in a fresh checkout: `make serve` names the commands that fill it, within seconds).
@@ -173,6 +180,7 @@ def test_the_readme_quickstart_as_written_in_a_fresh_checkout(tmp_path):
             subprocess.run([*inside, str(checkout / ".venv" / "bin" / "torchserve"), "--stop", "--foreground"],
                            cwd=checkout, env=env, capture_output=True, timeout=120)
     print("\n".join(f"{seconds:6.1f}s  {command}" for command, seconds in timings.items()))
+    assert checked == {"demo", "serve-tiny", "an image file", "ping", "stop", "without make"}, checked
     # the workers wrote their state where the waiter read it: the checkout's build/serve-state, nowhere else
     assert list((checkout / "build" / "serve-state").glob("*.json"))
     assert not list((checkout / "build" / "demo-store").rglob("serve-state")), "a relative state folder"
