@@ -96,10 +96,11 @@ class SDTurboHandler(BaseHandler):
         items: list[GenerationRequest | Reply] = []
         self.reply_formats = [None] * len(data)
         for index, row in enumerate(data):
-            body, content_type = _body_and_content_type(self.context, index, row)
+            headers = _headers(self.context, index)
+            body, content_type = _body_and_content_type(headers, row)
             try:
                 request = parse_request(body, content_type)
-                accept = _headers(self.context, index).get("accept")
+                accept = headers.get("accept")
                 fmt = reply_format(accept if isinstance(accept, str) else None, request)
             except RequestError as exc:
                 items.append(Reply(exc.status, exc.to_body()))
@@ -167,13 +168,12 @@ def _headers(context, index: int) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in (context.get_all_request_header(index) or {}).items()}
 
 
-def _body_and_content_type(context, index: int, row: dict[str, Any]) -> tuple[Any, str | None]:
+def _body_and_content_type(headers: dict[str, Any], row: dict[str, Any]) -> tuple[Any, str | None]:
     """The raw body TorchServe received and its media type.
 
     A raw body arrives as parameter ``body``. Form posts (``curl -d`` without a JSON Content-Type) arrive
     as form fields instead; returning their content type lets the parser answer 415 with the fix.
     """
-    headers = _headers(context, index)
     request_type = headers.get("content-type")
     if "body" not in row:
         return b"", request_type if isinstance(request_type, str) else None

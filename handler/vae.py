@@ -139,11 +139,8 @@ class Vae:
         """``latents`` decoded by an fp32 copy of the decoder (the decoder itself stays as it is: CUDA graphs
         hold its weights' addresses)."""
         decoder = copy.deepcopy(self.decoder).to(torch.float32)
-        try:
-            images = decoder.decode(latents.to(torch.float32), return_dict=False)[0]
-            return to_uint8_hwc(images).cpu().numpy()
-        finally:
-            del decoder
+        images = decoder.decode(latents.to(torch.float32), return_dict=False)[0]
+        return to_uint8_hwc(images).cpu().numpy()
 
     def to_host(self, pixels: torch.Tensor) -> Callable[[], np.ndarray]:
         """Start copying ``pixels`` to the host; the returned call waits for them. On CUDA the copy runs

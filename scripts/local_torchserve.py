@@ -58,8 +58,7 @@ def start(args: argparse.Namespace) -> int:
     except TimedOut as exc:
         raise cli.CliError(f"{exc}; it is still running: `make stop` stops it", EXIT_TIMEOUT) from None
     except NotReady as exc:
-        if running_background_server() is not None:  # not when it was stopped already (`make stop`)
-            stop_background()  # it would serve nothing, and block the next start
+        stop_background()  # it would serve nothing, and block the next start
         raise cli.CliError(f"{exc}\n(TorchServe was stopped; its logs are in {args.log_dir}/)", EXIT_FAILED) from None
     print(f"{args.name} is ready after {seconds:.1f}s")
     return 0

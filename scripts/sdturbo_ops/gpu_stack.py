@@ -135,6 +135,12 @@ def has_kernels_for(archs: tuple[tuple[int, int], ...], gpu: tuple[int, int]) ->
     return any(major == gpu[0] and minor <= gpu[1] for major, minor in archs)
 
 
+def instance_gpu(instance_type: str) -> tuple[str, tuple[int, int]] | None:
+    """The (name, compute capability) of ``ml.<family>.<size>``'s GPU, or None for a family not in the table."""
+    family = instance_type.split(".")[1] if instance_type.count(".") == 2 else instance_type
+    return INSTANCE_FAMILY_GPUS.get(family)
+
+
 def check_published(variant: str, torch_release: str, instance_type: str) -> list[str]:
     """Problems with the image's torch build: not published for the pinned release, or without kernels for
     the default instance type's GPU. Empty when there are none."""
@@ -145,8 +151,7 @@ def check_published(variant: str, torch_release: str, instance_type: str) -> lis
     if variant not in builds:
         return [f"PyTorch publishes no {variant} build of torch {torch_release} (it publishes "
                 f"{', '.join(sorted(builds))}): the image cannot be built"]
-    family = instance_type.split(".")[1] if instance_type.count(".") == 2 else instance_type
-    gpu = INSTANCE_FAMILY_GPUS.get(family)
+    gpu = instance_gpu(instance_type)
     if gpu is None:
         return [f"{instance_type}: its GPU is not in sdturbo_ops/gpu_stack.py's table of instance families"]
     if not has_kernels_for(builds[variant], gpu[1]):
@@ -176,7 +181,7 @@ def check(dockerfile: str, variables: str, setup_cfg: str) -> tuple[bool, list[s
     ok = not problems
     lines = [f"FAIL {problem}" for problem in problems] or [
         f"ok   torch {release}+{variant} is published, with kernels for {instance_type}'s "
-        f"{INSTANCE_FAMILY_GPUS[instance_type.split('.')[1]][0]}"]
+        f"{instance_gpu(instance_type)[0]}"]
     for ami in [default] + [name for name in accepted if name != default]:
         driver = INFERENCE_AMIS.get(ami)
         label = f"torch {variant} (CUDA {cuda[0]}.{cuda[1]}) on {ami}{' (default)' if ami == default else ''}"

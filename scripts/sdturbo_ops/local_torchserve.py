@@ -151,7 +151,10 @@ def running_background_server() -> int | None:
 
 def stop_background() -> None:
     """Stop the server :func:`start_background` started, the way `make stop` does (TorchServe's own
-    ``--stop``, which finds it through its pid file and waits for it)."""
+    ``--stop``, which finds it through its pid file and waits for it). Nothing when it is already gone: a
+    second ``--stop`` racing a user's `make stop` would delete the pid file under it (its stop then fails)."""
+    if running_background_server() is None:
+        return
     subprocess.run([sys.executable, "-m", "ts.model_server", "--stop", "--foreground"], capture_output=True,
                    timeout=90)
 
