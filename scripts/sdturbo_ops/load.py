@@ -18,9 +18,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+from sdturbo_ops.client import ACCEPT
+
 log = logging.getLogger("sdturbo_ops.load").info
 
-JSON = "application/json"
+JSON = ACCEPT["json"]
 
 
 def percentile(values: list[float], q: float) -> float | None:
