@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 MANIFEST, ARTIFACTS = "manifest.json", "artifacts.bin"
 # Settings that change what is compiled (graph shapes, dtypes, layouts): artifacts built with other values
 # would miss the cache and compile cold, so they count as a mismatch.
-_SHAPING_SETTINGS = ("compile", "dtype", "decoder", "channels_last", "fuse_qkv", "cuda_graphs",
+_SHAPING_SETTINGS = ("compile", "dtype", "decoder", "channels_last", "fuse_qkv", "decoder_upsample", "cuda_graphs",
                      "cuda_graph_batch_sizes", "vae_decode_batch", "warmup_size")
 
 CompileFunction = Callable[..., torch.nn.Module]

@@ -15,6 +15,7 @@ import torch
 
 from handler.models import WEIGHTS_VARIANT
 from handler.settings import EngineSettings
+from handler.upsample import fold_decoder_upsamplers, use_subpixel
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _weights_variant(model_dir: Path) -> str | None:
+def weights_variant(model_dir: Path) -> str | None:
     """The hub's fp16 files are named ``*.fp16.safetensors``; our download keeps only those."""
     return WEIGHTS_VARIANT if any((model_dir / "unet").glob(f"*.{WEIGHTS_VARIANT}.safetensors")) else None
 
@@ -97,7 +98,7 @@ def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype, fp1
         pipe = DiffusionPipeline.from_pretrained(
             str(model_dir),
             dtype=dtype,
-            variant=_weights_variant(model_dir),
+            variant=weights_variant(model_dir),
             use_safetensors=True,
             local_files_only=True,
             **extra,
@@ -170,12 +171,16 @@ def needs_fp32_vae(pipe, dtype: torch.dtype) -> bool:
 
 
 def apply_speedups(pipe, settings: EngineSettings, device: torch.device) -> None:
-    """Channels-last and fused QKV projections, each behind its setting; CUDA only, where they pay.
-    (torch.compile is handler/compiled.py's job.)"""
+    """Fused QKV projections, the sub-pixel decoder upsampling and channels-last, each behind its setting;
+    CUDA only, where they pay. (torch.compile is handler/compiled.py's job.)"""
     if device.type != "cuda":
         return
     if settings.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
         pipe.fuse_qkv_projections()
+    if use_subpixel(settings.decoder_upsample, torch.cuda.get_device_capability(device)):
+        # Before channels_last, so the folded kernels take the same memory format as every other weight.
+        folded = fold_decoder_upsamplers(pipe.vae.decoder)
+        logger.info("decoder upsampling: %d upsamplers folded into sub-pixel convolutions", folded)
     if settings.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)

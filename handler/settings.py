@@ -52,6 +52,11 @@ class EngineSettings(BaseModel):
     # GPU speed levers; each one is measured by scripts/bench.py (docs/PERFORMANCE.md).
     channels_last: bool = True
     fuse_qkv: bool = True
+    # The full VAE decoder's three upsamplers (nearest 2x + 3x3 conv) as "subpixel": one 2x2 conv on the
+    # small image and an interleave, the same function in 4/9 of their FLOPs (handler/upsample.py); or
+    # "nearest", diffusers' own. "auto" is subpixel on the GPUs it was measured faster on (Hopper, sm_90,
+    # and newer) and nearest on the others until measured there (the T4 of ml.g4dn is sm_75). CUDA only.
+    decoder_upsample: Literal["auto", "subpixel", "nearest"] = "auto"
     # torch.compile of the UNet and the decoder (CUDA only), from kernels shipped in the model folder
     # (handler/compiled.py): without kernels built for this GPU type, torch and settings, the worker
     # serves eagerly and says why, so "default" (shipped) costs nothing where no kernels were built.
