@@ -10,15 +10,16 @@ A batch is a list of jobs (handler/jobs.py), one per request, that go through th
 4. decode    per group, latents to uint8 pixels on the device (VAE decoder, in slices); each slice is
              copied to the host as soon as the device has it, and its images go to the encoder then,
              so on a GPU the host encodes one slice while the device decodes the next;
-5. encode    per image, pixels to PNG/JPEG/WebP on a thread pool (started during decode), then base64;
-6. reply     each job still open gets its 200 body.
+5. encode    per image, pixels to PNG/JPEG/WebP on a thread pool (started during decode);
+6. reply     each job still open gets its 200 body, its images in base64.
 
 Each stage answers the jobs it fails and moves on, so an error stays with its request: running out of
 device memory in generate or decode splits the group in halves, down to single requests, and only a
 request that does not fit alone gets 507; any other error there answers 500 to the jobs of that call
-(handler/stages.py); an encoding error answers 500 to its own job. Requests that do not parse never get here: the caller answers
-them (handler/torchserve_handler.py). generate, decode and encode are timed, per batch, under those names;
-as encoding overlaps decoding, "encode" is the encoding time left after the last slice was decoded.
+(handler/stages.py); an encoding error answers 500 to its own job. Requests that do not parse never get
+here: the caller answers them (handler/torchserve_handler.py). generate, decode, encode and reply are timed,
+per batch, under those names; as encoding overlaps decoding, "encode" is the encoding time left after the
+last slice was decoded.
 
 The machinery lives beside it: the VAE's slices and the copies to the host in handler/vae.py, CUDA graph
 installation in handler/cuda_graphs.py, the warm-up and its capacity probing in handler/warmup.py.
@@ -129,7 +130,8 @@ class Engine:
                     self.decode(attempt.jobs, overlap)
         with timed(stage_ms, "encode", self.device):
             self.encode(jobs)
-        self.reply(jobs)
+        with timed(stage_ms, "reply", self.device):
+            self.reply(jobs)
         if self.settings.trim_memory_after_batch:
             release_free_memory()
         return BatchResult(jobs, stage_ms)
@@ -197,8 +199,8 @@ class Engine:
             job.latents = None
 
     def encode(self, jobs: Sequence[Job]) -> None:
-        """Stage 5: every image of every open job encoded in its format, then base64; a job with an image
-        that fails to encode gets a 500 of its own."""
+        """Stage 5: every image of every open job encoded in its format; a job with an image that fails to
+        encode gets a 500 of its own."""
         for job in jobs:
             if not job.open:
                 continue
@@ -210,15 +212,15 @@ class Engine:
                 job.fail(500, "InternalServerError", "image encoding failed; see server logs")
                 continue
             job.encoded = encoded
-            job.images = [base64.b64encode(data).decode("ascii") for data in encoded]
 
     @staticmethod
     def reply(jobs: Sequence[Job]) -> None:
-        """Stage 6: the 200 body of every job no stage has failed."""
+        """Stage 6: the 200 body of every job no stage has failed, its images in base64."""
         for job in jobs:
             if not job.open:
                 continue
             request = job.request
+            job.images = [base64.b64encode(data).decode("ascii") for data in job.encoded]
             body = {"image": job.images[0], "seed": job.seed, "width": request.width, "height": request.height,
                     "format": request.output_format}
             if request.num_images > 1:

@@ -46,7 +46,7 @@ class Job:
     # decode: each image's pixels, handed to the encoder as soon as they reached the host
     claims: list[Claim] = field(default_factory=list)
     encoded: list[bytes] = field(default_factory=list)  # encode: each image's file bytes
-    images: list[str] = field(default_factory=list)  # encode: base64 of each encoded image
+    images: list[str] = field(default_factory=list)  # reply: base64 of each encoded image
     reply: Reply | None = None
 
     @property

@@ -6,7 +6,7 @@ there, and picks each reply's form from its Accept header (handler/negotiate.py:
 406 when neither will do); ``inference`` hands the valid requests to the engine (handler/engine.py), which
 answers each of them; ``postprocess`` sets every reply's status, content type and, for an image, its
 headers. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
-``EncodeTime``) and one log line per batch.
+``EncodeTime``, ``ReplyTime``) and one log line per batch.
 
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
 of our own code is absolute (``handler.*``), found in the ``handler/`` package shipped beside it.
@@ -50,6 +50,8 @@ class SDTurboHandler(BaseHandler):
         # Per request of the batch in hand: the image format its reply is sent as, or None for JSON. Set by
         # preprocess, read by postprocess (a worker handles one batch at a time).
         self.reply_formats: list[str | None] = []
+        # The engine's stage times of the batch in hand, for handle's timings line.
+        self.stage_ms: dict[str, float] = {}
 
     def initialize(self, context):
         """Load the pipeline on CUDA/MPS/CPU and warm it up before TorchServe marks the worker READY.
@@ -82,13 +84,29 @@ class SDTurboHandler(BaseHandler):
 
     def handle(self, data: list[dict[str, Any]], context) -> list[bytes]:
         """BaseHandler.handle without its request-header switches (``explain``/``describe``/profiler):
-        any caller could set those headers and turn a whole shared batch into another mode."""
+        any caller could set those headers and turn a whole shared batch into another mode.
+
+        Each batch logs one ``batch timings`` line: when the handler got it and handed it back (epoch
+        seconds, the clock a client on this machine reads), and the milliseconds of each step between
+        (preprocess, the engine's stages, postprocess), so a request's latency can be split along its path
+        (scripts/bench.py's c = 1 breakdown)."""
         self.context = context
-        started = time.perf_counter()
+        received, started = time.time(), time.perf_counter()
+        self.stage_ms = {}
         with self.state_files.busy():
-            replies = self.postprocess(self.inference(self.preprocess(data)))
-        context.metrics.add_time("HandlerTime", round((time.perf_counter() - started) * 1000, 2), None, "ms")
-        return replies
+            items = self.preprocess(data)
+            parsed = time.perf_counter()
+            replies = self.inference(items)
+            inferred = time.perf_counter()
+            sent = self.postprocess(replies)
+        finished = time.perf_counter()
+        context.metrics.add_time("HandlerTime", round((finished - started) * 1000, 2), None, "ms")
+        timings = {"requests": len(data), "received": received, "preprocess_ms": _ms(parsed - started),
+                   **{f"{stage}_ms": ms for stage, ms in self.stage_ms.items()},
+                   "inference_ms": _ms(inferred - parsed), "postprocess_ms": _ms(finished - inferred),
+                   "returned": received + (finished - started)}
+        logger.info("batch timings %s", json.dumps(timings))
+        return sent
 
     def preprocess(self, data: list[dict[str, Any]]) -> list[GenerationRequest | Reply]:
         """Each body parsed into a request, or answered at once with the 4xx that says what is wrong; the
@@ -147,10 +165,15 @@ class SDTurboHandler(BaseHandler):
         return reply.encoded[0]
 
     def _report_stage_times(self, stage_ms: dict[str, float], requests: int) -> None:
+        self.stage_ms = stage_ms
         for stage, milliseconds in stage_ms.items():
             self.context.metrics.add_time(f"{stage.capitalize()}Time", milliseconds, None, "ms")
         logger.info("batch of %d request(s): %s", requests,
                     ", ".join(f"{stage} {milliseconds:.1f} ms" for stage, milliseconds in stage_ms.items()))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
 
 
 def _process_start_time() -> float | None:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdturbo_ops.archive import archive_path, build
-from sdturbo_ops.load import GpuMemorySampler, input_image_base64, post
+from sdturbo_ops.breakdown import batch_timings, breakdown, queue_microseconds
+from sdturbo_ops.load import JSON, GpuMemorySampler, input_image_base64, post
 from sdturbo_ops.load import sweep as load_sweep
 from sdturbo_ops.paths import MODEL_CONFIG, MODEL_NAME, ROOT
 from sdturbo_ops.processes import free_port, stop_process_group
@@ -176,12 +177,12 @@ def bench_torchserve(sweep: Sweep, work: Path, formats: list[str], overrides: di
             log(f"TorchServe ({fmt}) launch -> READY: {seconds:.1f}s; phases {phases[fmt]}")
             if index == 0:
                 url = f"{server.url}/predictions/{MODEL_NAME}"
-                served = load_sweep(url, sweep.concurrency, sweep.requests, sweep.request_timeout, "torchserve")
+                served = served_sweep(server, sweep, "torchserve", JSON)
                 if sweep.image_replies:
-                    served += load_sweep(url, sweep.concurrency, sweep.requests, sweep.request_timeout,
-                                         "torchserve-image", accept="image/png")
-                served_img2img = load_sweep(url, sweep.concurrency[-1:], sweep.requests, sweep.request_timeout,
-                                            "torchserve-img2img", {"image": input_image_base64()})
+                    served += served_sweep(server, sweep, "torchserve-image", "image/png")
+                served_img2img = _without_outcomes(load_sweep(url, sweep.concurrency[-1:], sweep.requests,
+                                                              sweep.request_timeout, "torchserve-img2img",
+                                                              {"image": input_image_base64()}))
         except (RuntimeError, TimeoutError) as exc:
             log(f"TorchServe ({fmt}) failed: {exc}; the end of its log:\n{server.log_text()[-3000:]}")
             raise
@@ -190,6 +191,51 @@ def bench_torchserve(sweep: Sweep, work: Path, formats: list[str], overrides: di
             keep_server_log(server, sweep.out / f"torchserve-{fmt}.log")
         shutil.rmtree(store, ignore_errors=True)
     return startup, phases, served, served_img2img
+
+
+def served_sweep(server: LocalTorchServe, sweep: Sweep, label: str, accept: str) -> list[dict]:
+    """The sweep over ``sweep.concurrency`` with replies in the form ``accept`` asks for; the c = 1 row
+    also gets its latency split along the path (sdturbo_ops/breakdown.py)."""
+    url = f"{server.url}/predictions/{MODEL_NAME}"
+    rows = []
+    for concurrency in sweep.concurrency:
+        queued_before = _queue_microseconds(server)
+        (row,) = load_sweep(url, [concurrency], sweep.requests, sweep.request_timeout, label, accept=accept)
+        if concurrency == 1:
+            queued_after = _queue_microseconds(server)
+            queue_ms = None
+            if queued_after is not None and row["requests"]:
+                # TorchServe registers the counter with its first request: absent before means zero
+                queue_ms = (queued_after - (queued_before or 0.0)) / 1000 / row["requests"]
+            row["breakdown"] = breakdown(row["outcomes"], _logged_timings(server, row["outcomes"]), queue_ms)
+            log(f"{label} c=1 breakdown (the p50 request, ms): {row['breakdown'].get('p50_request')}; "
+                f"frontend queue incl. batch delay {row['breakdown'].get('frontend_queue_mean_ms')} ms a request")
+        rows.append(row)
+    return _without_outcomes(rows)
+
+
+def _logged_timings(server: LocalTorchServe, outcomes: list, timeout: float = 10.0) -> list[dict]:
+    """The handler's batch timings lines of the batches these requests made, once all are in the log
+    (TorchServe writes its workers' output to the log a moment after the reply has gone)."""
+    first_sent = min(outcome.sent_at for outcome in outcomes)
+    deadline = time.monotonic() + timeout
+    while True:
+        timings = [entry for entry in batch_timings(server.log_text()) if entry["received"] >= first_sent]
+        if sum(entry["requests"] for entry in timings) >= len(outcomes) or time.monotonic() > deadline:
+            return timings
+        time.sleep(0.2)
+
+
+def _queue_microseconds(server: LocalTorchServe) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['metrics']}/metrics", timeout=10) as response:
+            return queue_microseconds(response.read().decode())
+    except OSError:
+        return None
+
+
+def _without_outcomes(rows: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key != "outcomes"} for row in rows]
 
 
 def bench_memory_cap(sweep: Sweep, work: Path, cap_gib: float, requests: int, handler_overrides: dict) -> dict:
@@ -268,8 +314,8 @@ def bench_baseline(sweep: Sweep, work: Path, requests: int) -> list[dict]:
             except OSError:
                 time.sleep(0.2)
         post(f"http://127.0.0.1:{port}/generate", {"prompt": "warm-up"}, sweep.request_timeout)
-        return load_sweep(f"http://127.0.0.1:{port}/generate", sweep.concurrency, requests, sweep.request_timeout,
-                          "fastapi-baseline")
+        return _without_outcomes(load_sweep(f"http://127.0.0.1:{port}/generate", sweep.concurrency, requests,
+                                            sweep.request_timeout, "fastapi-baseline"))
     finally:
         stop_process_group(process)
         output.close()

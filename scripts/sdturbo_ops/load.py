@@ -72,12 +72,15 @@ def _visible_gpu() -> list[str]:
 
 
 class Outcome(NamedTuple):
-    """One request's result: its status, how long it took, the images and bytes that came back."""
+    """One request's result: its status, how long it took, the images and bytes that came back, and when
+    it was sent and its reply read (epoch seconds: the server's logged stamps are on the same clock)."""
 
     status: int
     seconds: float
     images: int
     reply_bytes: int = 0
+    sent_at: float = 0.0
+    received_at: float = 0.0
 
 
 def post(url: str, payload: dict, timeout: float, accept: str = JSON) -> Outcome:
@@ -85,55 +88,95 @@ def post(url: str, payload: dict, timeout: float, accept: str = JSON) -> Outcome
     data = json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, method="POST",
                                      headers={"Content-Type": JSON, "Accept": accept})
-    started = time.perf_counter()
+    sent_at, started = time.time(), time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             reply, status = response.read(), response.status
             is_json = response.headers.get_content_type() == JSON
     except urllib.error.HTTPError as err:
         err.read()
-        return Outcome(err.code, time.perf_counter() - started, 0)
+        return Outcome(err.code, time.perf_counter() - started, 0, 0, sent_at, time.time())
     except OSError:
-        return Outcome(0, time.perf_counter() - started, 0)
-    seconds = time.perf_counter() - started
+        return Outcome(0, time.perf_counter() - started, 0, 0, sent_at, time.time())
+    seconds, received_at = time.perf_counter() - started, time.time()
     if not is_json:
-        return Outcome(status, seconds, 1 if status == 200 else 0, len(reply))
+        return Outcome(status, seconds, 1 if status == 200 else 0, len(reply), sent_at, received_at)
     body = json.loads(reply)
     images = len(body.get("images") or [body.get("image")]) if status == 200 else 0
-    return Outcome(status, seconds, images, len(reply))
+    return Outcome(status, seconds, images, len(reply), sent_at, received_at)
+
+
+def client_processes(concurrency: int) -> int:
+    """How many processes the load's clients run in: one client thread per process up to a quarter of the
+    cores (at most 8), so reading replies (JSON parsing, base64 in megabytes a second) is never held up by
+    one process's interpreter lock, and the clients leave the server most of the machine."""
+    return max(1, min(concurrency, 8, (os.cpu_count() or 1) // 4))
+
+
+def run_clients(url: str, concurrency: int, total: int, timeout: float, accept: str = JSON,
+                extra: dict | None = None) -> list[Outcome]:
+    """Closed loop: ``concurrency`` clients, spread over ``client_processes`` processes, each sending
+    back-to-back requests (prompt and seed from a shared counter, then ``extra``) until ``total`` are sent."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    processes = client_processes(concurrency)
+    threads = [concurrency // processes + (1 if index < concurrency % processes else 0) for index in range(processes)]
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("i", 0)
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_share_counter, initargs=(counter,)) as pool:
+        futures = [pool.submit(_client_process, url, count, total, timeout, accept, extra or {}) for count in threads]
+        return [outcome for future in futures for outcome in future.result()]
+
+
+_counter = None
+
+
+def _share_counter(counter) -> None:
+    global _counter
+    _counter = counter
+
+
+def _next_index(total: int) -> int | None:
+    with _counter.get_lock():
+        index = _counter.value
+        if index >= total:
+            return None
+        _counter.value = index + 1
+        return index
+
+
+def _client_process(url: str, threads: int, total: int, timeout: float, accept: str, extra: dict) -> list[Outcome]:
+    records: list[Outcome] = []
+
+    def client() -> None:
+        while (index := _next_index(total)) is not None:
+            records.append(post(url, {"prompt": f"benchmark prompt {index}", "seed": index, **extra}, timeout, accept))
+
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(threads):
+            pool.submit(client)
+    return records
 
 
 def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float, label: str,
           extra: dict | None = None, accept: str = JSON) -> list[dict]:
-    """Closed-loop load: ``c`` clients each sending back-to-back requests (prompt, seed and ``extra``,
-    replies in the form ``accept`` asks for) until ``requests`` are done."""
+    """Closed-loop load at each concurrency level (``run_clients``): ``requests`` per level (at least two
+    per client), replies in the form ``accept`` asks for. Each row keeps its requests' outcomes in
+    ``outcomes`` for callers that break latency down (dropped before a row is written)."""
     results = []
     for concurrency in concurrency_levels:
         total = max(requests, concurrency * 2)
-        counter = iter(range(total))
-        lock = threading.Lock()
-        records: list[Outcome] = []
-
-        def client(counter=counter, lock=lock, records=records):
-            while True:
-                with lock:
-                    index = next(counter, None)
-                if index is None:
-                    return
-                records.append(post(url, {"prompt": f"benchmark prompt {index}", "seed": index, **(extra or {})},
-                                    timeout, accept))
-
         with GpuMemorySampler() as memory:
             started = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                for _ in range(concurrency):
-                    pool.submit(client)
+            records = run_clients(url, concurrency, total, timeout, accept, extra)
             wall = time.perf_counter() - started
         latencies = [record.seconds for record in records if record.status == 200]
         images = sum(record.images for record in records)
         replied = [record.reply_bytes for record in records if record.status == 200]
         row = {
             "system": label, "concurrency": concurrency, "requests": len(records),
+            "client_processes": client_processes(concurrency),
             "errors": sum(1 for record in records if record.status != 200),
             "images_per_s": images / wall if wall else 0.0,
             "p50_ms": _ms(percentile(latencies, 50)), "p90_ms": _ms(percentile(latencies, 90)),
@@ -142,8 +185,9 @@ def sweep(url: str, concurrency_levels: list[int], requests: int, timeout: float
             "reply_bytes": round(sum(replied) / len(replied)) if replied else None,
         }
         log(f"{label} c={concurrency}: {row['images_per_s']:.1f} img/s, p50 {row['p50_ms']} ms, "
-            f"p99 {row['p99_ms']} ms, errors {row['errors']}, {row['reply_bytes']} bytes per reply")
-        results.append(row)
+            f"p99 {row['p99_ms']} ms, errors {row['errors']}, {row['reply_bytes']} bytes per reply "
+            f"({row['client_processes']} client processes)")
+        results.append({**row, "outcomes": records})
     return results
 
 

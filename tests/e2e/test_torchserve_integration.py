@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -151,8 +152,29 @@ def test_stage_timings_reach_the_metrics_endpoint_and_the_log(torchserve):
     values = {}
     for line in metrics.body.decode().splitlines():
         name, _, value = line.partition("{")
-        if name in ("GenerateTime", "DecodeTime", "EncodeTime") and 'ModelName="sdturbo"' in line:
+        if name in ("GenerateTime", "DecodeTime", "EncodeTime", "ReplyTime") and 'ModelName="sdturbo"' in line:
             values[name] = float(value.rsplit(" ", 1)[1])
-    assert set(values) == {"GenerateTime", "DecodeTime", "EncodeTime"} and all(v > 0 for v in values.values())
-    assert re.search(r"batch of \d+ request\(s\): generate [\d.]+ ms, decode [\d.]+ ms, encode [\d.]+ ms",
-                     torchserve.log_text())
+    assert set(values) == {"GenerateTime", "DecodeTime", "EncodeTime", "ReplyTime"}
+    assert all(v > 0 for v in values.values())
+    assert re.search(r"batch of \d+ request\(s\): generate [\d.]+ ms, decode [\d.]+ ms, encode [\d.]+ ms, "
+                     r"reply [\d.]+ ms", torchserve.log_text())
+
+
+def test_each_batch_logs_when_the_handler_had_it_and_what_each_step_took(torchserve):
+    """The line scripts/bench.py splits a c = 1 request's latency with (sdturbo_ops/breakdown.py): the
+    handler's epoch stamps fall inside the client's, and its steps fit between them."""
+    from sdturbo_ops.breakdown import batch_timings, pair, split
+    from sdturbo_ops.load import run_clients
+
+    outcomes = run_clients(f"{torchserve.url}/predictions/sdturbo", 1, 2, 120)
+    deadline = time.monotonic() + 10
+    while not (pairs := pair(outcomes, batch_timings(torchserve.log_text()))) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the worker's output reaches the log a moment after the reply
+    assert len(pairs) == 2, outcomes
+    for outcome, timings in pairs:
+        assert outcome.sent_at < timings["received"] < timings["returned"] < outcome.received_at
+        inside_ms = (timings["returned"] - timings["received"]) * 1000
+        steps = timings["preprocess_ms"] + timings["inference_ms"] + timings["postprocess_ms"]
+        assert steps == pytest.approx(inside_ms, abs=1.0)
+        assert all(timings[f"{stage}_ms"] > 0 for stage in ("generate", "decode", "encode", "reply"))
+        assert sum(split(outcome, timings).values()) == pytest.approx(outcome.seconds * 1000, abs=0.05)

@@ -287,7 +287,7 @@ def test_a_lone_png_is_encoded_when_claimed_across_the_pool(engine, monkeypatch)
 
 def test_each_batch_reports_its_stage_times(engine):
     result = engine.serve([req(seed=1), req(seed=2, width=256)])
-    assert set(result.stage_ms) == {"generate", "decode", "encode"}
+    assert set(result.stage_ms) == {"generate", "decode", "encode", "reply"}
     assert all(ms > 0 for ms in result.stage_ms.values())
     assert [job.seed for job in result.jobs] == [1, 2] and all(job.reply.status == 200 for job in result.jobs)
     assert all(not job.claims and job.latents is None for job in result.jobs)  # nothing held past encode

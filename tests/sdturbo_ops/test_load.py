@@ -9,7 +9,7 @@ import io
 import pytest
 from PIL import Image
 
-from sdturbo_ops.load import input_image_base64, percentile, sweep
+from sdturbo_ops.load import client_processes, input_image_base64, percentile, run_clients, sweep
 
 
 @pytest.mark.parametrize("values, q, expected", [
@@ -38,3 +38,19 @@ def test_image_replies_cross_the_wire_in_a_quarter_fewer_bytes(torchserve):
     assert as_json[0]["errors"] == as_image[0]["errors"] == 0
     assert as_json[0]["images_per_s"] > 0 and as_image[0]["images_per_s"] > 0
     assert as_image[0]["reply_bytes"] < 0.8 * as_json[0]["reply_bytes"]
+
+
+@pytest.mark.parametrize("concurrency, cores, expected", [(1, 16, 1), (64, 16, 4), (64, 64, 8), (3, 64, 3), (64, 2, 1)])
+def test_clients_spread_over_processes_up_to_a_quarter_of_the_cores(monkeypatch, concurrency, cores, expected):
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert client_processes(concurrency) == expected
+
+
+@pytest.mark.integration
+def test_the_clients_send_every_request_once_from_several_processes(torchserve, monkeypatch):
+    """The closed loop across processes stops at the total: six requests from four clients in two
+    processes, each answered and read."""
+    monkeypatch.setattr("os.cpu_count", lambda: 8)  # two processes of two clients each
+    outcomes = run_clients(f"{torchserve.url}/predictions/sdturbo", 4, 6, 120)
+    assert len(outcomes) == 6 and all(o.status == 200 and o.images == 1 for o in outcomes)
+    assert all(o.sent_at < o.received_at for o in outcomes)
