@@ -11,14 +11,22 @@
 #   baseline      the FastAPI one-at-a-time baseline alone (c = 1/8/32)
 #   memory-cap    2 workers capped at MEMORY_CAP_GIB (default 7) each, worst request mix (bench.py --memory-cap-gib)
 #   tiny-decoder  the tiny decoder with its kernels, 2 workers, batch 16, c = 1/32/64
+#   probe-decoder the VAE decoder alone: nearest vs sub-pixel upsampling, eager and compiled, slices 4/16
+#   probe-engine  the shipped engine under the profiler at batch 16 (wall vs device time), and its images
+#                 against plain diffusers' (parity, PARITY_SEEDS seeds, default 8); after the kernels stage
+#   engine        the engine alone at batches 1 and 16 (text-to-image and image-to-image)
+#   served-image  4 workers, JSON and Accept: image/png at c = 1 (split along the path) and c = 64
+#   ready2        launch -> READY with 2 workers and the kernels (the default 2-worker start)
+#   tiny-image    the tiny decoder (kernels-tiny first), 4 workers, batch 16, image replies at c = 1/64
 # The model is the full-size SD-turbo architecture with random weights (same compute as the real one),
-# built once into MODEL_DIR. STAGE_TIMEOUT (seconds, default 420) bounds each stage. Two GPUs can run two
+# built once into MODEL_DIR. STAGE_TIMEOUT (seconds, default 420) bounds each stage; KERNEL_ARGS are extra
+# build_compiled_kernels.py arguments (the settings a baseline's kernels are built with). Two GPUs can run two
 # stage lists at once: CUDA_VISIBLE_DEVICES=1 STAGES="..." scripts/gpu-bench.sh OUT2 & (TorchServe counts
 # the GPUs in CUDA_VISIBLE_DEVICES).
 # Usage: [STAGES="..."] scripts/gpu-bench.sh OUT_DIR   (on the GPU machine: source .device/activate.sh first)
 # Exit codes: 0 every stage passed, 1 a stage failed, 2 bad usage, 3 the model could not be built.
 set -uo pipefail
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 case ${1:-} in
   -h|--help) usage; exit 0 ;;
   "") usage >&2; exit 2 ;;
@@ -47,9 +55,9 @@ run() {  # run NAME COMMAND...: bounded, logged, summarised
 bench() { local name=$1; shift; run "$name" python3 scripts/bench.py --model-dir "$model" --out "$out/$name" "$@" ${BENCH_ARGS:-}; }
 for stage in $stages; do
   case $stage in
-    kernels) run kernels python3 scripts/build_compiled_kernels.py --model-dir "$model" ;;
+    kernels) run kernels python3 scripts/build_compiled_kernels.py --model-dir "$model" ${KERNEL_ARGS:-} ;;
     kernels-tiny) run kernels-tiny python3 scripts/build_compiled_kernels.py --model-dir "$model" \
-                    --handler-setting decoder=tiny ;;
+                    --handler-setting decoder=tiny ${KERNEL_ARGS:-} ;;
     shipped) bench shipped --formats no-archive --workers 2 --concurrency 1,8,32 --requests 128 \
                --baseline-requests 48 --engine-batches 1,8,16 --engine-iterations 5 ;;
     workers3) bench workers3 --skip engine --skip baseline --formats no-archive --workers 3 \
@@ -65,6 +73,17 @@ for stage in $stages; do
                   --memory-cap-gib "${MEMORY_CAP_GIB:-7}" --memory-cap-requests 96 ;;
     tiny-decoder) bench tiny-decoder --skip baseline --formats no-archive --workers 2 --batch-size 16 \
                     --handler-setting decoder=tiny --engine-batches 1,16 --concurrency 1,32,64 --requests 256 ;;
+    probe-decoder) run probe-decoder python3 scripts/gpu_probe.py --model-dir "$model" --out "$out/probe.jsonl" \
+                     --decoder "${PROBE_VARIANTS:-nearest:eager:4,subpixel:eager:4,nearest:default:4,subpixel:default:4,subpixel:default:16,nearest:default:16}" ;;
+    probe-engine) run probe-engine python3 scripts/gpu_probe.py --model-dir "$model" --out "$out/probe.jsonl" \
+                    --engine-batch 16 --parity "${PARITY_SEEDS:-8}" ;;
+    engine) bench engine --skip torchserve --skip baseline --engine-batches 1,16 --engine-iterations 5 ;;
+    served-image) bench served-image --skip engine --skip baseline --formats no-archive --workers 4 \
+                    --image-replies --concurrency 1,64 --requests 384 ;;
+    ready2) bench ready2 --skip engine --skip baseline --formats no-archive --workers 2 --concurrency 1 \
+              --requests 16 ;;
+    tiny-image) bench tiny-image --skip baseline --formats no-archive --workers 4 --batch-size 16 --image-replies \
+                  --handler-setting decoder=tiny --engine-batches 1,16 --concurrency 1,64 --requests 512 ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
