@@ -14,7 +14,7 @@ MAKEFILE = (REPO / "Makefile").read_text()
 def test_the_makefiles_settings_are_unset_unless_given():
     """`make mar` once packed WORKERS ?= 1 over the model-config.yaml's own; a changed default there had no
     effect through make."""
-    for name in ("WORKERS", "MODEL_STORE", "SERVE_LOGS", "SERVE_STATE", "OUT"):
+    for name in ("WORKERS", "MODEL_STORE", "SERVE_LOGS", "SERVE_STATE", "OUT", "PORT"):
         assert re.search(rf"^{name} \?=[ \t]*$", MAKEFILE, re.MULTILINE), f"the Makefile restates {name}'s default"
 
 
