@@ -119,3 +119,20 @@ def test_every_test_the_reliability_guarantees_name_exists():
     for path in (REPO / "tests").rglob("*.py"):
         defined |= set(re.findall(r"^\s*def (test_\w+)", path.read_text(), re.MULTILINE))
     assert named and not named - defined, f"docs/RELIABILITY.md names tests that do not exist: {named - defined}"
+
+
+def test_the_model_table_and_the_deploy_runbook_state_each_models_licence_with_its_card():
+    """Issue 35: neither README said under which licence the models may be used, which matters before a paid
+    endpoint goes in front of one. Each model gets a licence cell in the README's model table, and the
+    runbook's model-data step names it too, each with a link to the model's card on the Hub."""
+    from handler.models import MODELS
+
+    readme = (REPO / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| licence")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")[1:]]
+    runbook = (REPO / "infra" / "README.md").read_text().split("### 5. Model data", 1)[1].split("\n### ", 1)[0]
+    for (name, spec), cell in zip(MODELS.items(), cells, strict=True):
+        card = f"https://huggingface.co/{spec.repo_id})"
+        assert card in cell and card in runbook, f"{name}: its licence needs a link to its model card"
+    assert "Non-Commercial Research Community License" in cells[1] and "sai-nc-community" in runbook
+    assert "https://stability.ai/license" in readme and "https://stability.ai/license" in runbook
