@@ -136,3 +136,29 @@ def test_the_model_table_and_the_deploy_runbook_state_each_models_licence_with_i
         assert card in cell and card in runbook, f"{name}: its licence needs a link to its model card"
     assert "Non-Commercial Research Community License" in cells[1] and "sai-nc-community" in runbook
     assert "https://stability.ai/license" in readme and "https://stability.ai/license" in runbook
+
+
+def quickstart_needs() -> str:
+    """The Quickstart's prose before its first command: where a newcomer reads what to install."""
+    section = (REPO / "README.md").read_text().split("## Quickstart", 1)[1]
+    return section.split("```", 1)[0].replace("\n", " ")
+
+
+def test_the_quickstart_lists_what_make_test_needs():
+    """Issue 35: Terraform, root with cgroups (the image test) and registry access were said late or not at
+    all; they stand where the Quickstart lists its own needs, with the versions the code requires."""
+    needs = quickstart_needs()
+    terraform = re.search(r'required_version = ">= (\d+\.\d+)', (REPO / "infra" / "versions.tf").read_text())
+    assert f"Terraform ≥ {terraform.group(1)}" in needs
+    for need in ("root", "cgroups", "deb.debian.org", "PyPI"):
+        assert need in needs, f"the Quickstart does not say that `make test` needs {need}"
+
+
+def test_every_doc_and_workflow_names_the_one_python_version_setup_cfg_requires():
+    """Issue 35: the README said Python 3.10+, the infra prerequisites 3.11. One answer: setup.cfg's."""
+    required = re.search(r"python_requires = >=(3\.\d+)", (REPO / "setup.cfg").read_text()).group(1)
+    assert f"Python {required}" in quickstart_needs()
+    sources = [*DOCS, REPO / "infra" / "README.md", *sorted((REPO / ".github" / "workflows").glob("*.yml"))]
+    for path in sources:
+        named = set(re.findall(r"[Pp]ython(?:-version:)? \"?(3\.\d+)", path.read_text()))
+        assert named <= {required}, f"{path.name} names Python {sorted(named)}; setup.cfg requires {required}"
