@@ -45,7 +45,9 @@ URL_ARGS = $(if $(PORT),--url http://127.0.0.1:$(PORT))
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
+	  '{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
+	   END { format = "  %-" width "s  %s\n"; for (i = 1; i <= NR; i++) printf format, name[i], text[i] }'
 
 # ------------------------------------------------------------------ set-up
 $(VENV)/.installed: setup.cfg
@@ -114,7 +116,7 @@ $(TINY_SDXL)/model_index.json: scripts/build_offline_model.py scripts/sdturbo_op
 tiny-model: $(TINY_SD)/model_index.json $(TINY_SDXL)/model_index.json ## build the offline tiny SD-turbo and SDXL-turbo models
 
 .PHONY: model
-model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL) (FP16_FIX_VAE=1: SDXL's fp16 VAE)
+model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL), and the tiny decoder (TAESD) into its taesd/ (FP16_FIX_VAE=1: SDXL's fp16 VAE)
 	$(PY) scripts/download_model.py --model $(MODEL) --out $(MODEL_DIR) --tiny-decoder $(if $(FP16_FIX_VAE),--fp16-fix-vae)
 
 .PHONY: compiled-kernels

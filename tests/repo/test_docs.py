@@ -162,3 +162,16 @@ def test_every_doc_and_workflow_names_the_one_python_version_setup_cfg_requires(
     for path in sources:
         named = set(re.findall(r"[Pp]ython(?:-version:)? \"?(3\.\d+)", path.read_text()))
         assert named <= {required}, f"{path.name} names Python {sorted(named)}; setup.cfg requires {required}"
+
+
+def test_git_ignores_what_the_readmes_commands_and_make_predict_write():
+    """Issue 35: `make predict`'s image.png and the README curl's lighthouse-curl.png showed up in `git status`."""
+    readme = (REPO / "README.md").read_text()
+    written = set(re.findall(r"(?:\bOUT=|--out |> |-o )([\w.-]+\.(?:png|jpe?g|webp|b64|json))\b", readme))
+    default = re.search(r"default: ([\w.-]+\.png)", script_help("invoke.py", "local").stdout)
+    written |= {default.group(1), "lh-1.webp"}  # invoke.py's --out default (make predict's); --num-images 3's second
+    assert {"image.png", "lighthouse.png", "lighthouse-curl.png"} <= written, written
+    checked = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *sorted(written)],
+                             cwd=REPO, capture_output=True, text=True).stdout.splitlines()
+    unignored = [line.split("\t")[-1] for line in checked if line.startswith("::")]
+    assert not unignored, f"git would show these as new files: {unignored}"

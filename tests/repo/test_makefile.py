@@ -26,3 +26,15 @@ def test_the_makefile_takes_the_trees_paths_from_paths_py():
                              input="print-paths:\n\t@echo $(TINY_SD) $(DEMO_STORE) $(PLUGIN_JAR)\n", cwd=REPO,
                              capture_output=True, text=True, check=True).stdout.split()
     assert printed == [str(p.relative_to(paths.ROOT)) for p in (paths.TINY_SD, paths.DEMO_STORE, paths.PLUGIN_JAR)]
+
+
+def test_make_help_lines_up_and_the_readme_lists_every_target_it_shows():
+    """Issue 35: names longer than the column pushed their text out of line, and the README's list of targets
+    left out install, tools, compiled-kernels and container-tools."""
+    shown = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    rows = [re.match(r"  (\S+)\s+", line) for line in shown]
+    assert len({row.end() for row in rows}) == 1, "\n".join(shown)
+    readme = (REPO / "README.md").read_text().split("## Make targets", 1)[1]
+    listed = re.findall(r"`([\w-]+)`", readme.split("`make help` lists them:", 1)[1].split(".", 1)[0])
+    assert sorted(listed) == sorted(row.group(1) for row in rows)
