@@ -142,7 +142,8 @@ def test_a_body_over_the_frontends_limit_gets_the_bare_413_the_readme_names(torc
     that changes that reply. Just under it the handler's JSON 413 answers; the README's promise that every
     error is JSON names the exception and its size (issue 35: it did not)."""
     limit = int(read_properties()["max_request_size"])
-    under = http("POST", f"{torchserve.url}/predictions/sdturbo", b'{"prompt": "a cat", "image": "' + b"A" * (MAX_IMAGE_BODY_BYTES + 1) + b'"}')
+    image = b"A" * (MAX_IMAGE_BODY_BYTES + 1)
+    under = http("POST", f"{torchserve.url}/predictions/sdturbo", b'{"prompt": "a cat", "image": "' + image + b'"}')
     assert under.status == 413 and under.json()["code"] == 413
     # As curl sends a large body: Expect: 100-continue, so the frontend answers on the declared length alone
     # (a client that sends the body regardless may only see the connection reset under it).
