@@ -1,6 +1,8 @@
 # sdturbo-serve: every routine task has one entry point here; README, CI and docs use the same commands.
-SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
+# Every recipe runs under bash -eu -o pipefail. The flags sit in SHELL itself, not in .SHELLFLAGS (GNU make
+# 3.82+): macOS ships make 3.81, which ignores .SHELLFLAGS but runs a multi-word SHELL as "SHELL -c LINE".
+# Nothing here needs a newer make (tests/repo/test_makefile.py holds that).
+SHELL := /bin/bash -eu -o pipefail
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3

@@ -175,3 +175,16 @@ def test_git_ignores_what_the_readmes_commands_and_make_predict_write():
                              cwd=REPO, capture_output=True, text=True).stdout.splitlines()
     unignored = [line.split("\t")[-1] for line in checked if line.startswith("::")]
     assert not unignored, f"git would show these as new files: {unignored}"
+
+
+def test_the_quickstart_says_how_to_install_on_macos_and_how_to_tell_the_demos_device(caplog):
+    """Issue 35: the Quickstart named only apt, and not what the demo does on Apple silicon. The line it tells a
+    Mac user to look for is the one the handler logs when `device: auto` takes MPS."""
+    from handler.device import select_device
+
+    needs = quickstart_needs()
+    assert re.search(r"`brew install [^`]*\bopenjdk@17\b[^`]*`", needs) and "jq`" in needs
+    with caplog.at_level("INFO", logger="handler.device"):
+        select_device("auto", cuda_available=lambda: False, mps_available=lambda: True, explain_cuda=lambda: "none")
+    logged = re.match(r"device auto: using \w+", caplog.messages[-1]).group(0)
+    assert f"`{logged}`" in needs and "grep 'device auto' logs/model_log.log" in needs, logged
