@@ -162,6 +162,8 @@ def test_every_doc_and_workflow_names_the_one_python_version_setup_cfg_requires(
     for path in sources:
         named = set(re.findall(r"[Pp]ython(?:-version:)? \"?(3\.\d+)", path.read_text()))
         assert named <= {required}, f"{path.name} names Python {sorted(named)}; setup.cfg requires {required}"
+    ruff = re.search(r'target-version = "py(\d)(\d+)"', (REPO / "pyproject.toml").read_text()).groups()
+    assert ".".join(ruff) == required, "ruff checks the code against another Python than setup.cfg's"
 
 
 def test_git_ignores_what_the_readmes_commands_and_make_predict_write():
