@@ -9,28 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.support.helpers import REPO
+from tests.support.workflows import OIDC_ACTION, WORKFLOWS, assumed_roles, load, steps, uses
 
 pytestmark = pytest.mark.infra
-WORKFLOWS = REPO / ".github" / "workflows"
 CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
-OIDC_ACTION = "aws-actions/configure-aws-credentials"
-
-
-def load(name: str) -> dict:
-    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
-    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as True
-    return workflow
-
-
-def steps(job: dict) -> list[dict]:
-    return job.get("steps", [])
-
-
-def uses(job: dict) -> list[str]:
-    return [step["uses"] for step in steps(job) if "uses" in step]
 
 
 ALL = sorted(p.name for p in WORKFLOWS.glob("*.yml"))
@@ -148,10 +132,6 @@ ROLE_OF_JOB = {  # (workflow, job) -> the repository variable naming the role it
 }
 
 
-def assumed_roles(job: dict) -> list[str]:
-    return [step["with"]["role-to-assume"] for step in steps(job) if step.get("uses", "").startswith(OIDC_ACTION)]
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_each_job_assumes_only_the_role_meant_for_it(name):
     for job_name, job in load(name)["jobs"].items():
@@ -175,3 +155,4 @@ def test_plan_keeps_the_instance_count_autoscaling_chose():
     assert "scripts/deploy_instance_count.py" in count["run"] and "GITHUB_OUTPUT" in count["run"]
     planning = next(step for step in steps(plan) if "-out=tfplan" in step.get("run", ""))
     assert planning["env"]["TF_VAR_deploy_instance_count"] == "${{ steps.count.outputs.count }}"
+
