@@ -156,3 +156,11 @@ def test_plan_keeps_the_instance_count_autoscaling_chose():
     planning = next(step for step in steps(plan) if "-out=tfplan" in step.get("run", ""))
     assert planning["env"]["TF_VAR_deploy_instance_count"] == "${{ steps.count.outputs.count }}"
 
+
+def test_the_release_build_frees_the_runner_s_disk_first():
+    """The CUDA image's environment and its compressed layers need more than a runner's ~14 GB (infra/README.md,
+    Cost): the job deletes the runner image's unused SDKs before it builds, and shows the free space."""
+    job = load("build-and-push.yml")["jobs"]["image"]
+    build = next(i for i, step in enumerate(steps(job)) if step.get("uses", "").startswith("docker/build-push-action@"))
+    freeing = [step["run"] for step in steps(job)[:build] if "rm -rf" in step.get("run", "")]
+    assert freeing and "df -h" in freeing[0] and "/usr/local/lib/android" in freeing[0], freeing
