@@ -516,6 +516,8 @@ def beyond_the_stack(account: Account, project: str) -> list[Permission]:
         ("ec2:AssociateRouteTable", other["route-table"], ()),
         ("ec2:DeleteRouteTable", other["route-table"], ()),
         ("ec2:DeleteVpcEndpoints", other["vpc-endpoint"], ()),
+        ("ec2:CreateNetworkInterface", other["subnet"], ()),  # an interface of ours in their subnet
+        ("ec2:CreateNetworkInterface", other["security-group"], ()),  # ... or behind their security group
         ("kms:PutKeyPolicy", key, ()),  # take over another team's key
         ("kms:ScheduleKeyDeletion", key, ()),
         ("kms:TagResource", key, claim),
