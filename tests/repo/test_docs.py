@@ -119,3 +119,18 @@ def test_every_test_the_reliability_guarantees_name_exists():
     for path in (REPO / "tests").rglob("*.py"):
         defined |= set(re.findall(r"^\s*def (test_\w+)", path.read_text(), re.MULTILINE))
     assert named and not named - defined, f"docs/RELIABILITY.md names tests that do not exist: {named - defined}"
+
+
+def test_the_one_time_ci_setup_is_the_runbook_s_and_the_readme_points_to_it():
+    """Two procedures for the same setup disagreed (the README applied infra/ before the repository variables,
+    read AWS_REGION from a state that did not exist yet, and left out the subject template): the README
+    names no repository variable and runs no setup command of its own, and links to the runbook's steps."""
+    from tests.support import runbook
+
+    delivery = (REPO / "README.md").read_text().split("## Delivery", 1)[1].split("\n## ", 1)[0]
+    variables = set(runbook.repository_variables())
+    assert variables and not {name for name in variables if re.search(rf"\b{name}\b", delivery)}
+    assert "terraform -chdir=" not in delivery and "gh variable" not in delivery and "gh api" not in delivery
+    anchor = re.search(r"\(infra/README\.md#([\w-]+)\)", delivery).group(1)
+    titles = [line[3:] for line in runbook.README.read_text().splitlines() if line.startswith("## ")]
+    assert anchor in {re.sub(r"[^\w\- ]", "", title).strip().lower().replace(" ", "-") for title in titles}
