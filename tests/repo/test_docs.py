@@ -190,3 +190,18 @@ def test_the_quickstart_says_how_to_install_on_macos_and_how_to_tell_the_demos_d
         select_device("auto", cuda_available=lambda: False, mps_available=lambda: True, explain_cuda=lambda: "none")
     logged = re.match(r"device auto: using \w+", caplog.messages[-1]).group(0)
     assert f"`{logged}`" in needs and "grep 'device auto' logs/model_log.log" in needs, logged
+
+
+def test_the_one_time_ci_setup_is_the_runbook_s_and_the_readme_points_to_it():
+    """Two procedures for the same setup disagreed (the README applied infra/ before the repository variables,
+    read AWS_REGION from a state that did not exist yet, and left out the subject template): the README
+    names no repository variable and runs no setup command of its own, and links to the runbook's steps."""
+    from tests.support import runbook
+
+    delivery = (REPO / "README.md").read_text().split("## Delivery", 1)[1].split("\n## ", 1)[0]
+    variables = set(runbook.repository_variables())
+    assert variables and not {name for name in variables if re.search(rf"\b{name}\b", delivery)}
+    assert "terraform -chdir=" not in delivery and "gh variable" not in delivery and "gh api" not in delivery
+    anchor = re.search(r"\(infra/README\.md#([\w-]+)\)", delivery).group(1)
+    titles = [line[3:] for line in runbook.README.read_text().splitlines() if line.startswith("## ")]
+    assert anchor in {re.sub(r"[^\w\- ]", "", title).strip().lower().replace(" ", "-") for title in titles}
