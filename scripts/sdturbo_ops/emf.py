@@ -71,6 +71,10 @@ STATUS_CLASSES = {"2xx": "Requests2XX", "4xx": "Requests4XX", "5xx": "Requests5X
 # A worker start's phases: metric name -> (from stamp, to stamp) of its ``startup timings``.
 STARTUP_PHASES = {"StartupImports": ("process_started", "initialize"),
                   "StartupModelLoad": ("initialize", "loaded"), "StartupWarmUp": ("loaded", "warm")}
+# Every metric name a record can carry (the stack's dashboard and alarm read these: tests/infra/test_metrics.py).
+METRIC_NAMES = frozenset(("BatchSize", "Images", *STATUS_CLASSES.values(), *BATCH_STAGES.values(), "HandlerTime",
+                          "GpuMemoryPeak", "InstanceUp", "QueueWait", *STARTUP_PHASES, "StartupReady", "StartupFailed",
+                          "ColdStartContainer", "ColdStartReady", "ColdStartFirstReply"))
 QUEUE_COUNTER = "ts_queue_latency_microseconds"
 REQUEST_COUNTER = "ts_inference_requests_total"
 
