@@ -292,9 +292,9 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
                 continue
             written = s3.get_object(bucket, key)
             if written is not None:
-                s3.put_object(*split(uri), value=written.value)
-                s3.delete_object(bucket, key)
                 outcome, body = kind, bytes(written.value)
+                s3.put_object(*split(uri), value=body)
+                s3.delete_object(bucket, key)
             if not s3.buckets[bucket].keys:
                 s3.delete_bucket(bucket)
         topics = paths.get("NotificationConfig", {})
