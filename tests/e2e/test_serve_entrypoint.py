@@ -108,6 +108,7 @@ def test_sagemaker_environment_reaches_torchserve(tmp_path, sagemaker_model_dir,
 @pytest.mark.parametrize("variable, value", [
     ("SAGEMAKER_TS_BATCH_SIZE", "many"),
     ("SDSERVE_MODEL_DIR", "/x"),  # the entrypoint reads no such variable: a typo must not pass unnoticed
+    ("SDSERVE_METRICS", "on"),  # emf or off
 ])
 def test_bad_entrypoint_environment_exits_2(tmp_path, sagemaker_model_dir, plugins_dir, variable, value):
     server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env={variable: value})
