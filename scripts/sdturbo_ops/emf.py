@@ -228,8 +228,11 @@ class MetricsRelay:
     as records, a record each minute, and the cold start's. ``start``/``stop`` bracket TorchServe."""
 
     def __init__(self, settings: MetricsSettings, state_dir: Path, metrics_url: str | None,
-                 entrypoint_started: float | None = None, booted: float | None = None, tick: float = TICK_SECONDS):
+                 entrypoint_started: float | None = None, booted: float | None = None, tick: float = TICK_SECONDS,
+                 fd: int = 1):
+        """``fd`` is where the records go: the container's standard output."""
         self.dimensions = settings.dimensions
+        self.fd = fd
         self.path = state_dir / SOCKET_NAME
         if len(str(self.path)) > MAX_SOCKET_PATH:
             raise MetricsConfigError(f"{self.path} is too long for a Unix socket ({MAX_SOCKET_PATH} bytes): "
@@ -262,14 +265,16 @@ class MetricsRelay:
     def stop(self) -> None:
         self.stopping.set()
         if self.thread is not None:
-            self.thread.join(5)
+            # Short: SageMaker's 30 s between SIGTERM and SIGKILL belong to the drain. A thread still reading the
+            # metrics port is a daemon and ends with the process.
+            self.thread.join(2)
         if self.socket is not None:
             self.socket.close()
         self.path.unlink(missing_ok=True)
 
     def emit(self, metrics: list[tuple[str, float, str]], at: float, event: str) -> None:
         for line in records(self.dimensions, metrics, at, {"Event": event}):
-            write_line(line)
+            write_line(line, self.fd)
 
     def handle(self, data: bytes) -> None:
         """One worker datagram: a batch or a worker start. Anything else is counted and dropped."""
@@ -309,7 +314,7 @@ class MetricsRelay:
         if not self.metrics_url:
             return None
         try:
-            with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=5) as response:
+            with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=2) as response:
                 text = response.read().decode()
         except OSError:
             return None

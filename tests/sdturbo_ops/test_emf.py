@@ -4,6 +4,7 @@ format's specification (tests/support/emf.py), written whole, from the workers' 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,30 +126,29 @@ class FrontendMetrics:
 
 
 @pytest.fixture
-def relay(tmp_path, capfd):
+def relay(tmp_path):
+    """A relay as the entrypoint makes it, writing to a file of the test's (opened for appending, as a log
+    is) instead of the process's standard output."""
     frontend = FrontendMetrics()
+    out = tmp_path / "stdout"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     running = emf.MetricsRelay(emf.MetricsSettings(DIMENSIONS), tmp_path, frontend.url,
-                               entrypoint_started=NOW - 60, booted=NOW - 300, tick=3600)
-    running.frontend = frontend
+                               entrypoint_started=NOW - 60, booted=NOW - 300, tick=3600, fd=fd)
+    running.frontend, running.out = frontend, out
     running.start()
     yield running
     running.stop()
+    os.close(fd)
     frontend.server.shutdown()
 
 
-def written(capfd, count: int, kind: str) -> list[dict]:
-    """The records the relay has written to fd 1 so far, once ``count`` of ``kind`` are there."""
-    seen: list[str] = []
-
-    def enough():
-        seen.append(capfd.readouterr().out)
-        return len(spec.events(spec.records("".join(seen)), kind)) >= count
-
-    wait_until(enough, 10, 0.05, what=f"{count} {kind} record(s)")
-    return spec.records("".join(seen))
+def written(relay, count: int, kind: str) -> list[dict]:
+    """The records the relay has written so far, once ``count`` of ``kind`` are there."""
+    return wait_until(lambda: len(spec.events(spec.records(relay.out.read_text()), kind)) >= count
+                      and spec.records(relay.out.read_text()), 10, 0.05, what=f"{count} {kind} record(s)")
 
 
-def test_worker_measurements_become_records_and_the_cold_start_is_measured_from_boot(relay, capfd):
+def test_worker_measurements_become_records_and_the_cold_start_is_measured_from_boot(relay):
     channel = MetricsChannel(str(relay.path))
     channel.startup({"process_started": NOW - 30, "initialize": NOW - 25, "loaded": NOW - 10, "warm": NOW - 2},
                     engine=type("Engine", (), {"device": None})())
@@ -156,7 +156,7 @@ def test_worker_measurements_become_records_and_the_cold_start_is_measured_from_
     timings = {key: value for key, value in BATCH.items() if key not in ("event", "status", "images", "gpu_peak_mib")}
     channel.batch(timings, replies, device=None)
     channel.batch(timings, replies, device=None)
-    found = written(capfd, 2, "batch")
+    found = written(relay, 2, "batch")
     assert channel.dropped == 0
     cold = {name: value for record in spec.events(found, "cold-start") for name, value in spec.metrics(record).items()}
     assert cold == {"ColdStartContainer": 240.0, "ColdStartReady": 298.0, "ColdStartFirstReply": 300.0}
@@ -166,23 +166,23 @@ def test_worker_measurements_become_records_and_the_cold_start_is_measured_from_
     assert spec.metrics(spec.events(found, "minute")[0]) == {"InstanceUp": 1}
 
 
-def test_only_named_numbers_reach_a_record(relay, capfd):
+def test_only_named_numbers_reach_a_record(relay):
     """Whatever else a datagram carries (a prompt, by mistake or malice) is not written."""
     channel = MetricsChannel(str(relay.path))
     channel.send({**BATCH, "prompt": "SECRET-PROMPT", "images": "SECRET-COUNT", "status": {"2xx": "SECRET"}})
     channel.send({"event": "something-else", "prompt": "SECRET-PROMPT"})
     channel.send({**BATCH})
-    found = written(capfd, 2, "batch")
+    found = written(relay, 2, "batch")
     assert "SECRET" not in json.dumps(found) and relay.refused == 1
 
 
-def test_queue_wait_is_the_frontends_mean_per_request_over_the_minute(relay, capfd):
-    written(capfd, 1, "minute")  # the relay's first minute, at start: the counters' first reading (0, 0)
+def test_queue_wait_is_the_frontends_mean_per_request_over_the_minute(relay):
+    written(relay, 1, "minute")  # the relay's first minute, at start: the counters' first reading (0, 0)
     relay.frontend.queue_us, relay.frontend.requests = 30000.0, 3.0  # 30 ms over 3 requests
     relay.minute()
     relay.minute()  # no request answered in this minute: no queue wait, still an instance
-    minutes = [spec.metrics(record) for record in spec.events(written(capfd, 2, "minute"), "minute")]
-    assert minutes[-2:] == [{"InstanceUp": 1, "QueueWait": 10.0}, {"InstanceUp": 1}]
+    minutes = [spec.metrics(record) for record in spec.events(written(relay, 3, "minute"), "minute")]
+    assert minutes == [{"InstanceUp": 1}, {"InstanceUp": 1, "QueueWait": 10.0}, {"InstanceUp": 1}]
 
 
 def test_without_a_listener_a_worker_drops_its_measurement_and_goes_on(tmp_path):
@@ -192,9 +192,7 @@ def test_without_a_listener_a_worker_drops_its_measurement_and_goes_on(tmp_path)
     assert channel.dropped == 2
 
 
-def test_write_line_writes_each_line_whole_in_one_write(tmp_path):
-    import os
-
+def test_write_line_writes_each_line_whole_in_one_write():
     read, write = os.pipe()
     line = json.dumps({"x": "y" * 3000})
     emf.write_line(line, write)
