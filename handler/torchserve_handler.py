@@ -24,6 +24,7 @@ from typing import Any
 
 from ts.torch_handler.base_handler import BaseHandler
 
+from handler.emf import MetricsChannel
 from handler.engine import Engine
 from handler.jobs import Reply, error_reply
 from handler.negotiate import IMAGE_TYPES, JSON, reply_format
@@ -47,6 +48,8 @@ class SDTurboHandler(BaseHandler):
         self.engine: Engine | None = None
         self.load_error: str | None = None
         self.state_files = WorkerStateFiles.from_environment()
+        # The container's CloudWatch metrics (handler/emf.py); sends nothing outside the serve entrypoint.
+        self.metrics_channel = MetricsChannel.from_environment()
         # Per request of the batch in hand: the image format its reply is sent as, or None for JSON. Set by
         # preprocess, read by postprocess (a worker handles one batch at a time).
         self.reply_formats: list[str | None] = []
@@ -80,6 +83,7 @@ class SDTurboHandler(BaseHandler):
             self.state_files.report("failed", self.load_error)
         else:
             self.state_files.report("ready")
+        self.metrics_channel.startup(timings, self.engine)
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context) -> list[bytes]:
@@ -106,6 +110,7 @@ class SDTurboHandler(BaseHandler):
                    "inference_ms": _ms(inferred - parsed), "postprocess_ms": _ms(finished - inferred),
                    "returned": received + (finished - started)}
         logger.info("batch timings %s", json.dumps(timings))
+        self.metrics_channel.batch(timings, replies, self.engine.device if self.engine else None)
         return sent
 
     def preprocess(self, data: list[dict[str, Any]]) -> list[GenerationRequest | Reply]:

@@ -82,3 +82,13 @@ output "caller_policy_json" {
   description = "IAM policy (JSON) for an application role that calls the endpoint asynchronously: InvokeEndpointAsync on it, PutObject under async_input_prefix, GetObject of outputs and failures, ListBucket (a pending result is then a 404), the stack key through S3 for the async bucket only, Subscribe to the result topics."
   value       = data.aws_iam_policy_document.caller.json
 }
+
+output "dashboard_name" {
+  description = "The endpoint's CloudWatch dashboard (infra/README.md, \"The dashboard\"): CloudWatch console, Dashboards."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}
+
+output "warm_window_cost_per_week" {
+  description = "What the warm window's instance costs per week (USD): its hours x instance_price_per_hour (the up to ~15 minutes after each window, while target tracking scales in, come on top). 0 without a window."
+  value       = local.warm_hours_per_week * var.instance_price_per_hour
+}

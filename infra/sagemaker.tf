@@ -36,7 +36,7 @@ resource "aws_sagemaker_model" "this" {
       SAGEMAKER_TS_BATCH_SIZE        = tostring(local.batch_size)
       SAGEMAKER_TS_MAX_BATCH_DELAY   = tostring(var.torchserve_max_batch_delay_ms)
       SAGEMAKER_TS_RESPONSE_TIMEOUT  = tostring(var.torchserve_response_timeout_s)
-    }, local.engine_environment)
+    }, local.engine_environment, local.metrics_environment)
   }
 
   vpc_config {
@@ -83,6 +83,8 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
       notification_config {
         success_topic = aws_sns_topic.success.arn
         error_topic   = aws_sns_topic.error.arn
+        # The reply inside the message when it is <= 128 KB (results_in_notifications.tf).
+        include_inference_response_in = local.notification_result_topics
       }
     }
 

@@ -346,3 +346,44 @@ variable "alarm_email" {
     error_message = "alarm_email must be an e-mail address; in CI, set the ALARM_EMAIL repository variable (infra/README.md step 2)."
   }
 }
+
+# ------------------------------------------------------------------ seeing the endpoint, warm windows, results in notifications
+variable "instance_price_per_hour" {
+  description = "What one instance of instance_type costs per hour (USD), for the dashboard's cost per 1000 images and the warm window's cost. The default is ml.g4dn.2xlarge's SageMaker hosting list price in us-east-1 (read 2026-11; infra/README.md, Cost): set it with instance_type or region."
+  type        = number
+  default     = 0.94
+
+  validation {
+    condition     = var.instance_price_per_hour > 0 && var.instance_price_per_hour < 1000
+    error_message = "instance_price_per_hour must be a price in USD per hour, above 0 (ml.g4dn.2xlarge: 0.94)."
+  }
+}
+
+variable "warm_window" {
+  description = "Hours during which one instance stays up: days (cron day-of-week names, e.g. [\"MON\", \"TUE\", \"WED\", \"THU\", \"FRI\"]), start_hour and end_hour (0-24, whole hours, end after start, the same day) in timezone (an IANA name; default UTC). null: no window, the endpoint scales to zero whenever it is idle."
+  type = object({
+    days       = list(string)
+    start_hour = number
+    end_hour   = number
+    timezone   = optional(string, "UTC")
+  })
+  default = null
+
+  validation {
+    condition = var.warm_window == null ? true : (
+      length(var.warm_window.days) > 0 &&
+      alltrue([for day in var.warm_window.days : contains(["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"], day)]) &&
+      length(distinct(var.warm_window.days)) == length(var.warm_window.days) &&
+      floor(var.warm_window.start_hour) == var.warm_window.start_hour && floor(var.warm_window.end_hour) == var.warm_window.end_hour &&
+      var.warm_window.start_hour >= 0 && var.warm_window.end_hour <= 24 && var.warm_window.start_hour < var.warm_window.end_hour &&
+      can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.warm_window.timezone))
+    )
+    error_message = "warm_window needs days from MON TUE WED THU FRI SAT SUN (each once), whole hours with 0 <= start_hour < end_hour <= 24, and an IANA timezone such as Europe/Berlin."
+  }
+}
+
+variable "notification_includes_result" {
+  description = "Put the reply in the success and error notifications when it is 128 KB or less (SageMaker's IncludeInferenceResponseIn; a 512x512 WebP or JPEG fits, a PNG does not). The output and failure objects are written to S3 either way."
+  type        = bool
+  default     = true
+}

@@ -17,6 +17,10 @@
       `decode` recognise an image output by its bytes and save it as it is.
   invoke.py decode reply.json --out cat.png
       Turn a saved JSON reply (or a saved image output) into image files.
+  invoke.py warm --from-terraform infra/
+      Start the endpoint ahead of a burst: queue one small request (at zero instances SageMaker starts one)
+      and wait until it is answered, printing how long that took. The instance stays until its queue has
+      been empty for ~15 minutes; for fixed hours, use the stack's warm_window instead.
 
 With several images (--num-images 3 --out cat.png) the files are cat.png, cat-1.png, cat-2.png. The
 file name's ending and the format agree: --out cat.jpg asks for JPEG; --format jpeg --out cat.png is
@@ -135,6 +139,22 @@ def cmd_result(args: argparse.Namespace) -> None:
         raise ServiceError(f"AWS call failed: {exc}") from None
 
 
+def cmd_warm(args: argparse.Namespace) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError as AwsError
+
+    target = aws_target(args)
+    aws = aws_async.session(target.region)
+    try:
+        queued, seconds = aws_async.warm(aws, target, args.timeout, args.sqs_queue, report, wait=not args.no_wait)
+    except (BotoCoreError, AwsError) as exc:
+        raise ServiceError(f"AWS call failed: {exc}") from None
+    if seconds is None:
+        print(queued.as_json())
+        return
+    print(f"warm: {target.endpoint} answered {queued.inference_id} after {seconds:.0f}s; an instance stays up until "
+          "its queue has been empty for ~15 minutes")
+
+
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="what to draw")
     parser.add_argument("--seed", type=int, help="0..2^32-1; random (and reported) when absent")
@@ -203,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_aws_arguments(result)
     add_out_argument(result)
     result.set_defaults(run=cmd_result)
+
+    warm = commands.add_parser("warm", help="start the endpoint ahead of a burst and wait until it answers")
+    add_aws_arguments(warm)
+    warm.add_argument("--endpoint", help="endpoint name (default: from --from-terraform)")
+    warm.add_argument("--bucket", help="async bucket (default: from --from-terraform)")
+    warm.add_argument("--input-prefix", help=f"key prefix for requests (default: {aws_async.DEFAULT_INPUT_PREFIX})")
+    warm.add_argument("--no-wait", action="store_true", help="queue the warm-up request and exit at once")
+    warm.set_defaults(run=cmd_warm)
 
     decode = commands.add_parser("decode", help="write the images of a saved JSON reply")
     decode.add_argument("reply", type=cli.absolute_path, help="JSON reply file")

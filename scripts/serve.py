@@ -10,6 +10,9 @@
   the user the container runs as; the entrypoint checks that before TorchServe starts.
 - Its own environment variables are ``SDSERVE_*`` (``SDSERVE_PLUGINS_DIR``, ``SDSERVE_LOG_DIR``; it sets
   ``SDSERVE_STATE_DIR`` for the workers and the plugin); an unknown ``SDSERVE_*`` is refused.
+- CloudWatch metrics: it writes embedded-metric-format records on its stdout, which SageMaker sends to the
+  endpoint's log group (sdturbo_ops/emf.py); ``SDSERVE_METRICS=off`` turns them off, and
+  ``SDSERVE_METRICS_ENDPOINT``/``_MODEL``/``_INSTANCE_TYPE`` (the stack sets them) name their dimensions.
   ``SDTURBO_<FIELD>`` variables belong to the engine (handler/settings.py), which refuses unknown ones.
 - SageMaker's environment variables (``SAGEMAKER_TS_BATCH_SIZE``, ``SAGEMAKER_TS_MAX_BATCH_DELAY``,
   ``SAGEMAKER_TS_MIN_WORKERS``/``MAX_WORKERS``, ``SAGEMAKER_MODEL_SERVER_WORKERS``,

@@ -113,6 +113,12 @@ data "aws_iam_policy_document" "change_stack" {
     resources = [local.stack.alarm_arns]
   }
 
+  statement {
+    sid       = "ManageDashboard"
+    actions   = ["cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards"]
+    resources = [local.stack.dashboard_arn]
+  }
+
   # Target tracking creates and deletes its alarms with the caller's permissions.
   statement {
     sid       = "ManageTargetTrackingAlarms"
@@ -140,7 +146,8 @@ data "aws_iam_policy_document" "change_stack" {
       "application-autoscaling:RegisterScalableTarget",
       "application-autoscaling:DeregisterScalableTarget", "application-autoscaling:PutScalingPolicy",
       "application-autoscaling:DeleteScalingPolicy", "application-autoscaling:TagResource",
-      "application-autoscaling:UntagResource",
+      "application-autoscaling:UntagResource", "application-autoscaling:PutScheduledAction",
+      "application-autoscaling:DeleteScheduledAction",
     ]
     resources = ["*"]
     condition {

@@ -86,6 +86,12 @@ data "aws_iam_policy_document" "read_stack" {
     resources = [local.stack.alarm_arns]
   }
 
+  statement {
+    sid       = "ReadDashboard"
+    actions   = ["cloudwatch:GetDashboard"]
+    resources = [local.stack.dashboard_arn]
+  }
+
   # The tagging APIs take the log group's ARN without the trailing ":*".
   statement {
     sid       = "ReadLogGroupTags"
@@ -113,7 +119,7 @@ data "aws_iam_policy_document" "read_stack" {
       "ec2:DescribeSecurityGroupRules", "ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists",
       "ec2:DescribeNetworkInterfaces", "kms:ListAliases", "logs:DescribeLogGroups",
       "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
-      "application-autoscaling:ListTagsForResource",
+      "application-autoscaling:ListTagsForResource", "application-autoscaling:DescribeScheduledActions",
     ]
     resources = ["*"]
     condition {

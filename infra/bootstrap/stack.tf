@@ -38,6 +38,8 @@ locals {
     # Target tracking names its alarms TargetTracking-<resource id>-AlarmHigh|AlarmLow-<uuid>.
     scaling_alarm_arns = "${local.arn.cloudwatch}:alarm:TargetTracking-endpoint/${var.name}/variant/*"
     log_group_arn      = "${local.arn.logs}:log-group:/aws/sagemaker/Endpoints/${var.name}"
+    # Dashboards are global: their ARN has no region.
+    dashboard_arn = "arn:${local.partition}:cloudwatch::${local.account_id}:dashboard/${var.name}"
     # A service-linked role AWS creates the first time an endpoint variant is registered for scaling.
     scaling_service_role = "${local.arn.iam}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
   }

@@ -541,3 +541,106 @@ run "sdxl_turbo_archive_settings_stay_under_handler_settings" {
     error_message = "handler_settings must not drop the settings SDXL-turbo's archive carries (its 14 GiB ceiling)."
   }
 }
+
+# ------------------------------------------------------------------ observability (issue 32)
+# The dashboard reads SageMaker's metrics and the container's EMF records under the dimensions the container
+# is told (scripts/sdturbo_ops/emf.py), and prices an image from instance_price_per_hour.
+run "dashboard_shows_backlog_instances_failures_latency_stages_cold_start_and_cost" {
+  command = plan
+
+  assert {
+    condition = toset(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [for m in w.properties.metrics : m[1] if length(m) > 2]])) == toset([
+      "ApproximateBacklogSize", "ApproximateBacklogSizePerInstance", "ApproximateAgeOfOldestRequest", "InstanceUp", "CPUUtilization",
+      "Requests2XX", "Requests4XX", "Requests5XX", "Invocation4XXErrors", "Invocation5XXErrors", "ModelLatency", "HandlerTime", "QueueWait",
+      "GenerateTime", "DecodeTime", "EncodeTime", "ReplyTime", "BatchSize", "Images", "GpuMemoryPeak", "ColdStartContainer", "ColdStartReady",
+    "ColdStartFirstReply", "StartupModelLoad", "StartupWarmUp", "StartupFailed"])
+    error_message = "The dashboard must show backlog, instances, requests and failures, latency, each stage, the cold start's phases and the cost inputs."
+  }
+  assert {
+    condition     = alltrue([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : alltrue([for m in w.properties.metrics : m[0] != "sdturbo-serve" || try(slice(m, 2, 8), []) == ["Endpoint", "sdturbo", "Model", "sd-turbo", "InstanceType", "ml.g4dn.2xlarge"] if length(m) > 2])])
+    error_message = "The container's metrics must be read under the endpoint, model and instance type the stack gives the container."
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].environment["SDSERVE_METRICS_ENDPOINT"] == "sdturbo" && aws_sagemaker_model.this.primary_container[0].environment["SDSERVE_METRICS_MODEL"] == "sd-turbo" && aws_sagemaker_model.this.primary_container[0].environment["SDSERVE_METRICS_INSTANCE_TYPE"] == "ml.g4dn.2xlarge"
+    error_message = "The container must be told the dimensions its records carry."
+  }
+  assert {
+    condition     = contains(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [for m in w.properties.metrics : try(m[0].expression, "")]]), "1000 * 0.94 * hours / images")
+    error_message = "The cost per 1000 images must come from instance_price_per_hour (0.94 USD/h by default)."
+  }
+}
+
+run "cost_per_image_follows_the_price_variable" {
+  command = plan
+  variables {
+    instance_price_per_hour = 1.2
+  }
+
+  assert {
+    condition     = strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "1000 * 1.2 * hours / images")
+    error_message = "Another price must change the dashboard's cost per 1000 images."
+  }
+}
+
+run "cold_start_over_the_budget_alarms_the_operators" {
+  command = plan
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.cold_start.threshold == 1200 && aws_cloudwatch_metric_alarm.cold_start.metric_name == "ColdStartReady" && aws_cloudwatch_metric_alarm.cold_start.namespace == "sdturbo-serve"
+    error_message = "A start slower than the 20-minute budget (infra/README.md) must alarm."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.cold_start.alarm_actions == toset([aws_sns_topic.alarms.arn]) && aws_cloudwatch_metric_alarm.cold_start.treat_missing_data == "notBreaching"
+    error_message = "The alarm goes to the operators; no start is no alarm."
+  }
+}
+
+run "results_ride_in_the_notification_by_default" {
+  command = plan
+
+  assert {
+    condition     = toset(aws_sagemaker_endpoint_configuration.this.async_inference_config[0].output_config[0].notification_config[0].include_inference_response_in) == toset(["SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC"])
+    error_message = "Replies of at most 128 KB must be offered inside the success and error notifications."
+  }
+}
+
+run "results_can_stay_out_of_the_notification" {
+  command = plan
+  variables {
+    notification_includes_result = false
+  }
+
+  assert {
+    condition     = length(coalesce(aws_sagemaker_endpoint_configuration.this.async_inference_config[0].output_config[0].notification_config[0].include_inference_response_in, [])) == 0
+    error_message = "notification_includes_result = false must leave the reply out of the notifications."
+  }
+}
+
+run "no_warm_window_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_appautoscaling_scheduled_action.warm_window) == 0 && output.warm_window_cost_per_week == 0
+    error_message = "Without a warm window the endpoint scales to zero whenever idle, and the window costs nothing."
+  }
+}
+
+run "warm_window_keeps_one_instance_during_its_hours" {
+  command = plan
+  variables {
+    warm_window = { days = ["MON", "TUE", "WED", "THU", "FRI"], start_hour = 8, end_hour = 18, timezone = "Europe/Berlin" }
+  }
+
+  assert {
+    condition     = aws_appautoscaling_scheduled_action.warm_window["start"].schedule == "cron(0 8 ? * MON,TUE,WED,THU,FRI *)" && aws_appautoscaling_scheduled_action.warm_window["start"].scalable_target_action[0].min_capacity == "1"
+    error_message = "At the window's start the minimum must become one instance, on the window's days."
+  }
+  assert {
+    condition     = aws_appautoscaling_scheduled_action.warm_window["end"].schedule == "cron(0 18 ? * MON,TUE,WED,THU,FRI *)" && aws_appautoscaling_scheduled_action.warm_window["end"].scalable_target_action[0].min_capacity == "0" && aws_appautoscaling_scheduled_action.warm_window["end"].timezone == "Europe/Berlin"
+    error_message = "At the window's end the minimum must return to min_instances, in the window's time zone."
+  }
+  assert {
+    condition     = output.warm_window_cost_per_week == 50 * 0.94
+    error_message = "Fifty hours a week at 0.94 USD/h."
+  }
+}

@@ -213,3 +213,11 @@ run "model_must_name_a_profile" {
   }
   expect_failures = [var.model]
 }
+
+run "warm_window_refuses_an_end_before_its_start_and_unknown_days" {
+  command = plan
+  variables {
+    warm_window = { days = ["MONDAY"], start_hour = 18, end_hour = 8 }
+  }
+  expect_failures = [var.warm_window]
+}

@@ -2,12 +2,16 @@
 
 A result is found by polling S3 (the output and failure locations, with back-off), or, when the caller
 names an SQS queue subscribed to the stack's success and error topics, by long-polling that queue for
-the notification with the request's inference id (then the object is read from S3 as well).
+the notification with the request's inference id. The stack has SageMaker put a reply of at most 128 KB
+inside that notification (infra/results_in_notifications.tf): the reply is then taken from the message,
+with no S3 read; a larger one (or a message without it) is read from S3.
 Credentials come from the standard AWS chain. Failures are sdturbo_ops.client's exceptions.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 import uuid
@@ -236,8 +240,28 @@ def no_notification(missing: Timeout, s3, output_uri: str | None, failure_uri: s
             "(infra/variables.tf)")
 
 
+def inline_response(event: dict) -> bytes | None:
+    """The container's reply as SageMaker included it in the notification (IncludeInferenceResponseIn: only
+    for replies of at most 128 KB), or None. The API reference names the setting but not the message's
+    field: this reads ``responseBody``, as text or as an object with ``content`` and ``encoding`` (BASE64
+    for a binary body), and anything else as absent, so a different shape costs an S3 read, never a result
+    (unverified against a real endpoint: infra/README.md, "What cannot be checked here")."""
+    body = event.get("responseBody")
+    content, encoding = (body, None) if isinstance(body, str) else (
+        (body.get("content"), body.get("encoding")) if isinstance(body, dict) else (None, None))
+    if not isinstance(content, str) or not content:
+        return None
+    if str(encoding).upper() == "BASE64":
+        try:
+            return base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return content.encode()
+
+
 def result_from_notification(s3, event: dict, output_uri: str | None, failure_uri: str | None) -> dict | ImageReply:
-    """The reply a notification announces, read from S3 (the notification names the locations).
+    """The reply a notification announces: the one inside it when SageMaker included it, else read from S3
+    (the notification names the locations).
 
     Raises:
         ServiceError: the notification says the request failed.
@@ -245,11 +269,19 @@ def result_from_notification(s3, event: dict, output_uri: str | None, failure_ur
     locations = event.get("responseParameters") or {}
     output_uri = locations.get("outputLocation") or output_uri
     failure_uri = locations.get("failureLocation") or failure_uri
+    inline = inline_response(event)
     if event.get("invocationStatus") == "Completed":
+        if inline is not None:
+            try:
+                return read_reply(inline, "the notification's reply")
+            except BadReply:
+                pass  # not a reply of ours as far as this reader can tell: the object in S3 is
         reply = result_of(s3, output_uri, None)
         if reply is not None:
             return reply
         raise BadReply(f"the notification says completed, but {output_uri} holds nothing")
+    if inline is not None:
+        raise ServiceError(f"the endpoint reported a failure: {describe_error('error', inline)}")
     result_of(s3, None, failure_uri)  # raises with the endpoint's own error when the failure object exists
     raise ServiceError(f"the endpoint reported a failure: {event.get('failureReason') or json.dumps(event)[:300]}")
 
@@ -273,3 +305,22 @@ def wait_for_result(aws, target: Target, inference_id: str | None, output_uri: s
                 failure_uri or find_by_id(s3, target.failure_uri, inference_id))
 
     return poll(s3, locate, deadline_s, waiting_for, report)
+
+
+# The smallest request the schema takes: one 256x256 JPEG in one step. Answered, it proves an instance is up.
+WARM_REQUEST = {"prompt": "warm-up", "width": 256, "height": 256, "num_inference_steps": 1, "output_format": "jpeg"}
+
+
+def warm(aws, target: Target, deadline_s: float, sqs_queue: str | None, report: Callable[[str], None],
+         wait: bool = True) -> tuple[Queued, float | None]:
+    """Start the endpoint ahead of a burst: queue one small request, which at zero instances makes SageMaker
+    start one (HasBacklogWithoutCapacity), and wait until it is answered. Returns the request and the
+    seconds until its reply (None without ``wait``). The instance then stays until the queue has been empty
+    for ~15 minutes (target tracking's scale-in)."""
+    started = time.monotonic()
+    queued = submit(aws, target, dict(WARM_REQUEST), f"warm-{uuid.uuid4().hex}", 900, 3600, ACCEPT["json"])
+    if not wait:
+        return queued, None
+    wait_for_result(aws, target, queued.inference_id, queued.output_uri, queued.failure_uri, deadline_s, sqs_queue,
+                    report)
+    return queued, time.monotonic() - started

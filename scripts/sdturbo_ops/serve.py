@@ -24,7 +24,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdturbo_ops import readiness
+from sdturbo_ops import emf, readiness
 from sdturbo_ops.management import pending_requests
 from sdturbo_ops.paths import MODEL_NAME
 from sdturbo_ops.processes import stop_process_group
@@ -34,7 +34,7 @@ from sdturbo_ops.torchserve_config import derive_properties, write_model_config
 ENV_PREFIX = "SDSERVE_"
 PLUGINS_DIR_ENV, LOG_DIR_ENV = ENV_PREFIX + "PLUGINS_DIR", ENV_PREFIX + "LOG_DIR"
 # Set by this entrypoint for its TorchServe workers (handler/worker_state.py) and the /ping plugin.
-KNOWN_ENV = (PLUGINS_DIR_ENV, LOG_DIR_ENV, readiness.STATE_DIR_ENV)
+KNOWN_ENV = (PLUGINS_DIR_ENV, LOG_DIR_ENV, readiness.STATE_DIR_ENV, *emf.KNOWN_ENV)
 # Within SageMaker's 30 s between SIGTERM and SIGKILL: the drain, then this for the process group to stop.
 STOP_SECONDS = 10
 
@@ -75,6 +75,10 @@ def check_own_environment(environ: dict[str, str]) -> None:
     unknown = sorted(key for key in environ if key.startswith(ENV_PREFIX) and key not in KNOWN_ENV)
     if unknown:
         raise ConfigError(f"unknown environment variable(s) {', '.join(unknown)} (known: {', '.join(KNOWN_ENV)})")
+    try:
+        emf.MetricsSettings.from_environment(environ)
+    except emf.MetricsConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def unreadable_entry(model_dir: Path) -> Path | None:
@@ -169,8 +173,10 @@ def container_properties(listeners: Listeners, store: Path, plugins_dir: Path) -
 class Server:
     """TorchServe as a child process group, with a draining shutdown."""
 
-    def __init__(self, listeners: Listeners, state_dir: Path, log_dir: Path, drain_seconds: float):
+    def __init__(self, listeners: Listeners, state_dir: Path, log_dir: Path, drain_seconds: float,
+                 worker_env: dict[str, str] | None = None):
         self.listeners = listeners
+        self.worker_env = worker_env or {}
         self.state_dir = state_dir
         self.log_dir = log_dir
         self.drain_seconds = drain_seconds
@@ -179,14 +185,14 @@ class Server:
 
     def start(self, config_file: Path) -> None:
         # TorchServe keeps its pid file and unzipped archives in TMPDIR: the state folder, removed on exit.
-        env = torchserve_env(self.log_dir, self.state_dir, tmp_dir=self.state_dir)
+        env = torchserve_env(self.log_dir, self.state_dir, tmp_dir=self.state_dir, extra=self.worker_env)
         # A new session, so SIGTERM reaches the launcher and its Java child together, and only when we say.
         self.process = subprocess.Popen(torchserve_command(config_file, foreground=True), env=env,
                                         start_new_session=True)
 
     def request_stop(self, signum, _frame) -> None:
         if not self.stop_requested:
-            print(f"serve: received {signal.Signals(signum).name}; draining", flush=True)
+            emf.say(f"serve: received {signal.Signals(signum).name}; draining")
         self.stop_requested = True
 
     def run(self) -> int:
@@ -194,11 +200,11 @@ class Server:
         while self.process.poll() is None and not self.stop_requested:
             time.sleep(0.2)
         if not self.stop_requested:
-            print(f"serve: TorchServe exited with code {self.process.returncode}", flush=True)
+            emf.say(f"serve: TorchServe exited with code {self.process.returncode}")
             return self.process.returncode or 1
         self.drain()
         stop_process_group(self.process, STOP_SECONDS)
-        print("serve: stopped cleanly", flush=True)
+        emf.say("serve: stopped cleanly")
         return 0
 
     def drain(self) -> None:
@@ -211,7 +217,7 @@ class Server:
             if idle_checks >= 3:  # three quiet polls in a row: nothing was between queue and worker
                 return
             time.sleep(0.1)
-        print("serve: drain deadline reached; stopping with requests still in flight", flush=True)
+        emf.say("serve: drain deadline reached; stopping with requests still in flight")
 
     def _idle(self) -> bool:
         # A dead worker's busy marker stays behind; only live workers' markers mean work in flight.
@@ -223,16 +229,21 @@ def serve(model_dir: Path, listeners: Listeners, plugins_dir: Path, log_dir: Pat
     """Run TorchServe until it exits or SIGTERM/SIGINT; returns the exit code. The temporary folder it
     works in is removed however this ends."""
     state_dir = Path(tempfile.mkdtemp(prefix="sdturbo-serve-"))
+    metrics = None
     try:
         store = prepare_model(model_dir, state_dir, settings)
+        # The container's CloudWatch records (sdturbo_ops/emf.py): on unless SDSERVE_METRICS=off.
+        metrics = emf.start(os.environ, state_dir, f"http://127.0.0.1:{listeners.metrics_port}")
         log_dir.mkdir(parents=True, exist_ok=True)
         config_file = state_dir / "config.properties"
         config_file.write_text(container_properties(listeners, store, plugins_dir))
-        server = Server(listeners, state_dir, log_dir, drain_seconds)
+        server = Server(listeners, state_dir, log_dir, drain_seconds, metrics.worker_env if metrics else None)
         signal.signal(signal.SIGTERM, server.request_stop)
         signal.signal(signal.SIGINT, server.request_stop)
         server.start(config_file)
-        print(f"serve: TorchServe starting on {listeners.host}:{listeners.port} with {model_dir}", flush=True)
+        emf.say(f"serve: TorchServe starting on {listeners.host}:{listeners.port} with {model_dir}")
         return server.run()
     finally:
+        if metrics is not None:
+            metrics.stop()
         shutil.rmtree(state_dir, ignore_errors=True)

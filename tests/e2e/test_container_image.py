@@ -24,6 +24,7 @@ from tests.support.container import (
     SUMMARY, PrivateDocker, WheelIndex, base_rootfs, container_http, engine_problems, host_network_state,
     import_base_image, local_cpu_wheel, make_tempdir,
 )
+from tests.support import emf
 from tests.support.helpers import PYTHON, REPO, decode_image, wait_until
 from tests.handler.test_image_input import b64, encode, picture
 
@@ -159,6 +160,34 @@ def test_invocations_returns_a_png(container):
     assert reply.status == 200, reply.body[:500]
     image = decode_image(reply.json()["image"])
     assert (image.format, image.size) == ("PNG", (256, 512))
+
+
+def test_stdout_carries_cloudwatch_records_of_each_stage_and_the_cold_start(container):
+    """What SageMaker sends to the endpoint's log group: the container's stdout. Every EMF record there is
+    a whole line that follows the format's specification (tests/support/emf.py); a batch's stages, the
+    workers' starts and the cold start's phases are among them; no prompt is."""
+    prompt = "a lighthouse for the metrics test"
+    assert container.post({"prompt": prompt, "seed": 4, "width": 256}).status == 200
+
+    def streams():
+        logs = container.engine.docker("logs", container.id, check=False)
+        return logs.stdout, logs.stderr
+
+    def batch_records():
+        stdout, _ = streams()
+        return emf.events(emf.records(stdout), "batch") and emf.records(stdout)
+
+    found = wait_until(batch_records, 30, 0.5, what="a batch record on the container's stdout")
+    stdout, stderr = streams()
+    assert '"_aws"' not in stderr
+    batch = [emf.metrics(record) for record in emf.events(found, "batch")]
+    assert any(m["GenerateTime"] > 0 and m["EncodeTime"] >= 0 and m["Images"] >= 1 for m in batch), batch
+    assert {found[0][key] for key in ("Endpoint", "Model", "InstanceType")} == {"local"}
+    phases = {name for record in emf.events(found, "worker-start") + emf.events(found, "cold-start")
+              for name in emf.metrics(record)}
+    assert {"StartupImports", "StartupModelLoad", "StartupWarmUp", "StartupReady", "ColdStartContainer",
+            "ColdStartReady", "ColdStartFirstReply"} <= phases
+    assert "lighthouse" not in "\n".join(line for line in stdout.splitlines() if '"_aws"' in line)
 
 
 def test_invocations_with_accept_image_png_returns_the_png_itself(container):

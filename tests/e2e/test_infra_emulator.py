@@ -6,13 +6,13 @@ backend settings deploy-infrastructure.yml passes, resolved through the runbook'
 the runbook's first apply, with no image (infra/README.md step 3, under the apply role's policy) and its
 model upload (step 5) -> main plan (plan role) and apply of that plan (apply role) -> a plan against a
 held state lock -> the runbook's smoke calls (step 8) after a scaling step's test notifications, each AWS
-call recorded for the caller policy (step 9) -> re-plan (no changes) -> five deploys, each planned and
-applied: SDXL-turbo's profile, a new image tag while autoscaling runs two instances, a new instance type,
-the SNS interface endpoint on and off again -> the runbook's teardown of the stack, its buckets' contents
-included, and of the bootstrap (an administrator). Every AWS request of each run is read from Terraform's
-debug log and must be allowed by the policy of the CI role that runs it. The runbook's commands are read
-from infra/README.md (tests/support/runbook.py), and the workflows' settings from .github/workflows
-(tests/support/workflows.py), not copied here.
+call recorded for the caller policy (step 9) -> re-plan (no changes) -> six deploys, each planned and
+applied: SDXL-turbo's profile, a new image tag (with a warm window) while autoscaling runs two instances, a
+new instance type, the SNS interface endpoint on and off again, the warm window off -> the runbook's
+teardown of the stack, its buckets' contents included, and of the bootstrap (an administrator). Every AWS
+request of each run is read from Terraform's debug log and must be allowed by the policy of the CI role
+that runs it. The runbook's commands are read from infra/README.md (tests/support/runbook.py), and the
+workflows' settings from .github/workflows (tests/support/workflows.py), not copied here.
 
 The tests below each read one fact of that cycle; a step that failed fails its own test with Terraform's
 output, and the steps after it report that they were not reached.
@@ -63,6 +63,8 @@ ADMINISTRATOR_ONLY = {("S3", "ListObjectVersions"), ("S3", "ListObjectsV2"), ("S
 # What only the administrator's first apply does (infra/README.md step 3): take over the VPC's default
 # security group, which AWS creates untagged, and tag it; the apply role may change only tagged network.
 FIRST_APPLY_ONLY = {"aws_default_security_group"}
+# A warm window as an operator sets it (infra/warm_windows.tf): weekdays 8-18 in Berlin.
+WARM_WINDOW = '{days=["MON","TUE","WED","THU","FRI"],start_hour=8,end_hour=18,timezone="Europe/Berlin"}'
 
 
 class NotReached(Exception):
@@ -114,6 +116,15 @@ class Cycle:
             "models": sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]),
             "scaling_targets": [t["ResourceId"] for t in targets["ScalableTargets"]],
             "scaling_policies": sorted(p["PolicyName"] for p in policies["ScalingPolicies"]),
+            "scheduled_actions": sorted(
+                (a["ScheduledActionName"], a["Schedule"], a.get("Timezone"), a["ScalableTargetAction"]["MinCapacity"])
+                for a in self.client("application-autoscaling").describe_scheduled_actions(
+                    ServiceNamespace="sagemaker")["ScheduledActions"]),
+            "results_in_notifications": config["AsyncInferenceConfig"]["OutputConfig"]["NotificationConfig"]
+            .get("IncludeInferenceResponseIn"),
+            "dashboards": {d["DashboardName"]: json.loads(self.client("cloudwatch").get_dashboard(
+                DashboardName=d["DashboardName"])["DashboardBody"])
+                for d in self.client("cloudwatch").list_dashboards()["DashboardEntries"]},
         }
 
     # ---------------------------------------------------------------- steps
@@ -216,13 +227,15 @@ class Cycle:
         # Autoscaling has taken the endpoint to two instances when the next image is deployed.
         self.client("sagemaker").update_endpoint_weights_and_capacities(
             EndpointName=NAME, DesiredWeightsAndCapacities=[{"VariantName": VARIANT, "DesiredInstanceCount": 2}])
-        self.deploy("image-tag", image_tag="2" * 40)
+        # With a warm window: its scheduled actions must survive the next deploy's new scaling target.
+        self.deploy("image-tag", image_tag="2" * 40, warm_window=WARM_WINDOW)
         self.deploy("instance-type", instance_type="ml.g4dn.xlarge")
         # The SNS interface endpoint (private DNS), as step 8 may find an account needs it, and off again.
         self.deploy("sns-endpoint-on", enable_sns_endpoint="true")
         self.facts["sns_endpoints"] = self.sns_endpoints()
         self.deploy("sns-endpoint-off", enable_sns_endpoint="false")
         self.facts["sns_endpoints_after"] = self.sns_endpoints()
+        self.deploy("warm-window-off", warm_window="null")  # and off again: the teardown is the default stack's
 
         self.teardown(bootstrap)
 
@@ -309,7 +322,9 @@ class Cycle:
             EndpointName=NAME, DesiredWeightsAndCapacities=[{"VariantName": VARIANT, "DesiredInstanceCount": 1}])
         self.facts["test_notifications_queued"] = self.queue_events(variables["$SMOKE_QUEUE_URL"])
         self.queue_async_result({"data": json.dumps(png_reply(seed=42))})
+        before = len(aws_calls.calls(log))
         self.invoke("smoke-call", waited[0], log, variables=variables)
+        self.facts["smoke_call_calls"] = aws_calls.calls(log)[before:]
         self.queue_async_result(failure)
         self.invoke("smoke-call-failure", waited[0], log, expect=1, variables=variables)
         # The same call by a client that polls S3 instead (step 9: an application without a queue).
@@ -1062,3 +1077,57 @@ def test_missing_notification_names_the_sns_endpoint_setting(cycle):
     (run,) = cycle.require("smoke-call-no-notification")
     assert "no notification" in run.output and "enable_sns_endpoint" in run.output, run.output[-1500:]
     assert "Traceback" not in run.output
+
+
+# ------------------------------------------------------------------ what the operators see (issue 32)
+
+def test_dashboard_is_applied_with_the_container_s_and_sagemaker_s_metrics(cycle):
+    cycle.require("create-apply")
+    dashboard = cycle.facts["create"]["dashboards"][NAME]
+    names = {metric[1] for widget in dashboard["widgets"] for metric in widget["properties"]["metrics"]
+             if len(metric) > 2}
+    assert {"ApproximateBacklogSize", "InstanceUp", "Invocation5XXErrors", "ModelLatency", "GenerateTime",
+            "ColdStartReady", "Images"} <= names, names
+    assert any("hours / images" in str(widget) for widget in dashboard["widgets"])
+
+
+def test_results_ride_in_the_notifications(cycle):
+    cycle.require("create-apply")
+    assert sorted(cycle.facts["create"]["results_in_notifications"]) == ["ERROR_NOTIFICATION_TOPIC",
+                                                                         "SUCCESS_NOTIFICATION_TOPIC"]
+
+
+def test_smoke_call_takes_the_result_from_the_notification_without_reading_s3(cycle):
+    cycle.require("smoke-call")
+    calls = cycle.facts["smoke_call_calls"]
+    assert any(c["operation"] == "ReceiveMessage" for c in calls)
+    assert not [c for c in calls if c["service"] == "S3" and c["operation"] == "GetObject"], calls
+
+
+def test_warm_window_schedules_one_instance_and_survives_a_new_scaling_target(cycle):
+    cycle.require("image-tag-apply", "instance-type-apply")
+    assert cycle.facts["create"]["scheduled_actions"] == []  # off by default
+    expected = [(f"{NAME}-warm-window-end", "cron(0 18 ? * MON,TUE,WED,THU,FRI *)", "Europe/Berlin", 0),
+                (f"{NAME}-warm-window-start", "cron(0 8 ? * MON,TUE,WED,THU,FRI *)", "Europe/Berlin", 1)]
+    assert cycle.facts["image-tag"]["scheduled_actions"] == expected
+    assert cycle.facts["instance-type"]["scheduled_actions"] == expected
+    cycle.require("warm-window-off-apply")
+    assert cycle.facts["warm-window-off"]["scheduled_actions"] == []
+
+
+@pytest.mark.parametrize("run, summary", [
+    ("bootstrap-apply", "Apply complete! Resources: {} added, 0 changed, 0 destroyed."),
+    ("first-apply", "Apply complete! Resources: {} added, 0 changed, 0 destroyed."),
+    ("create-plan", "Plan: {} to add, 0 to change, {} to destroy."),
+    ("create-apply", "Apply complete! Resources: {} added, 0 changed, {} destroyed."),
+    ("main-destroy", "Destroy complete! Resources: {} destroyed."),
+    ("bootstrap-destroy", "Destroy complete! Resources: {} destroyed."),
+])
+def test_the_runbook_s_success_lines_are_what_terraform_prints(cycle, run, summary):
+    """A reader checks each step against the summary the runbook quotes; every resource a change adds moves
+    those numbers, so they are held to what Terraform printed for the same step here."""
+    pattern = re.escape(summary).replace(r"\{\}", r"(\d+)")
+    printed = re.search(pattern, cycle.runs[run].output)
+    assert printed, f"{run} printed no `{summary.format(*['N'] * summary.count('{}'))}`"
+    assert printed.group(0) in runbook.README.read_text(), (
+        f"infra/README.md does not quote `{printed.group(0)}` (what {run} printed)")

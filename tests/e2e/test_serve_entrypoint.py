@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.support import emf
 from tests.support.helpers import ServeEntrypoint, build_archive, decode_image, http, post_json, wait_until
 from tests.handler.test_image_input import b64, encode, picture
 
@@ -24,6 +25,26 @@ def test_ping_is_unhealthy_until_the_model_is_warm(serve):
     assert answered.index(200) > answered.index(503)
     assert "warm-up generation" in (serve.output() + "".join(
         p.read_text(errors="replace") for p in (serve.output_path.parent / "logs").glob("*.log")))
+
+
+def test_the_entrypoint_writes_each_stage_and_its_cold_start_as_cloudwatch_records(serve):
+    """SageMaker sends the container's stdout to the endpoint's log group: every record there is one whole
+    line that follows the EMF specification, with the stages of each batch, each worker's start and the cold
+    start's phases, and no request's text."""
+    prompt = "a lighthouse painted by the metrics test"
+    assert post_json(f"{serve.url}/invocations", {"prompt": prompt, "seed": 5, "width": 256}).status == 200
+    found = wait_until(lambda: emf.events(emf.records(serve.output()), "batch") and emf.records(serve.output()),
+                       30, 0.2, what="a batch record on the entrypoint's stdout")
+    batch = [emf.metrics(record) for record in emf.events(found, "batch")]
+    assert any(m["Images"] >= 1 and m["GenerateTime"] > 0 and m["DecodeTime"] > 0 for m in batch), batch
+    assert {key: found[0][key] for key in ("Endpoint", "Model", "InstanceType")} == {
+        "Endpoint": "local", "Model": "local", "InstanceType": "local"}
+    start = emf.metrics(emf.events(found, "worker-start")[0])
+    assert start["StartupFailed"] == 0 and start["StartupModelLoad"] > 0 and start["StartupReady"] > 0
+    cold = {name for record in emf.events(found, "cold-start") for name in emf.metrics(record)}
+    assert cold == {"ColdStartContainer", "ColdStartReady", "ColdStartFirstReply"}
+    assert emf.metrics(emf.events(found, "minute")[0])["InstanceUp"] == 1
+    assert "lighthouse" not in "\n".join(line for line in serve.output().splitlines() if '"_aws"' in line)
 
 
 def test_invocations_without_model_name_returns_png(serve):
@@ -87,6 +108,7 @@ def test_sagemaker_environment_reaches_torchserve(tmp_path, sagemaker_model_dir,
 @pytest.mark.parametrize("variable, value", [
     ("SAGEMAKER_TS_BATCH_SIZE", "many"),
     ("SDSERVE_MODEL_DIR", "/x"),  # the entrypoint reads no such variable: a typo must not pass unnoticed
+    ("SDSERVE_METRICS", "on"),  # emf or off
 ])
 def test_bad_entrypoint_environment_exits_2(tmp_path, sagemaker_model_dir, plugins_dir, variable, value):
     server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env={variable: value})

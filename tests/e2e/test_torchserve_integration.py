@@ -206,3 +206,12 @@ def test_each_batch_logs_when_the_handler_had_it_and_what_each_step_took(torchse
         assert steps == pytest.approx(inside_ms, abs=1.0)
         assert all(timings[f"{stage}_ms"] > 0 for stage in ("generate", "decode", "encode", "reply"))
         assert sum(split(outcome, timings).values()) == pytest.approx(outcome.seconds * 1000, abs=0.05)
+
+
+def test_a_server_started_without_the_entrypoint_writes_no_cloudwatch_records(torchserve):
+    """`make serve` and the tests' servers start TorchServe the same way (sdturbo_ops.local_torchserve), with no
+    metrics socket: their workers send nothing, and nothing writes an EMF record."""
+    assert post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a cat", "width": 256}).status == 200
+    text = torchserve.log_text()
+    assert "batch timings" in text  # the handler did log the batch
+    assert '"_aws"' not in text and "CloudWatchMetrics" not in text

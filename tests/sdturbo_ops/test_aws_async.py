@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.support.aws_emulator import INLINE_LIMIT, included_response
 from tests.support.moto_server import ASYNC_BUCKET
 from tests.support.helpers import free_port, run_script
 from tests.handler.test_image_input import encode, picture
@@ -49,10 +50,14 @@ class AsyncAgent:
     failure locations in the async bucket, then (unless ``silent``) fetches the request from S3, POSTs it
     to the container's /invocations after ``delay`` seconds (a queue, a cold start), writes the reply to
     the output (2xx) or failure (other) location, and, given ``notify`` (an SNS client and topic ARN),
-    publishes SageMaker's notification of it."""
+    publishes SageMaker's notification of it. With ``inline`` the notification carries a reply of at most
+    128 KB (IncludeInferenceResponseIn); without ``store`` the output is never written to S3, so a client
+    that still reads it there finds nothing."""
 
-    def __init__(self, s3, container_url: str | None, silent: bool = False, delay: float = 0.0, notify=None):
+    def __init__(self, s3, container_url: str | None, silent: bool = False, delay: float = 0.0, notify=None,
+                 inline: bool = False, store: bool = True):
         self.s3, self.container_url, self.silent, self.delay, self.notify = s3, container_url, silent, delay, notify
+        self.inline, self.store = inline, store
         self.threads: list[threading.Thread] = []
         self.invocations: list[str] = []  # the inference id of every InvokeEndpointAsync call
         agent = self
@@ -104,16 +109,20 @@ class AsyncAgent:
         except urllib.error.HTTPError as err:
             target, body = failure_uri, err.read()
         bucket, key = target[5:].split("/", 1)
-        self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        if self.store or target != output_uri:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body)
         if self.notify is not None:
             sns, topic = self.notify
             done = target == output_uri
-            sns.publish(TopicArn=topic, Message=json.dumps({
+            event = {
                 "inferenceId": Path(output_uri).name.removesuffix(".out"), "eventSource": "aws:sagemaker",
                 "invocationStatus": "Completed" if done else "Failed",
                 "requestParameters": {"endpointName": "sdturbo", "inputLocation": input_uri},
                 "responseParameters": {"outputLocation": output_uri} if done else {"failureLocation": failure_uri},
-            }))
+            }
+            if self.inline and len(body) <= INLINE_LIMIT:
+                event["responseBody"] = included_response(body)
+            sns.publish(TopicArn=topic, Message=json.dumps(event))
 
     def close(self):
         self.server.shutdown()
@@ -413,3 +422,116 @@ def test_waiting_on_the_queue_drops_sagemaker_s_test_notifications(moto):
     left = clients["sqs"].receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     assert [json.loads(json.loads(m["Body"])["Message"]) for m in left] == [
         {"inferenceId": "someone-else", "invocationStatus": "Failed"}]
+
+
+# ------------------------------------------------------------------ the result inside the notification
+def notification_queue(moto):
+    """A queue subscribed to a success topic, as an application (or step 8's smoke queue) has it."""
+    import boto3
+
+    clients = {name: boto3.client(name, endpoint_url=moto["url"], region_name="us-east-1",
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+               for name in ("sns", "sqs")}
+    topic = clients["sns"].create_topic(Name=f"results-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue = clients["sqs"].create_queue(QueueName=f"app-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = clients["sqs"].get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    clients["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return clients["sns"], topic, queue
+
+
+@pytest.mark.integration
+def test_async_takes_the_image_from_the_notification_without_reading_s3(moto, tmp_path, serve):
+    """The agent includes the reply in the notification and writes no output object at all: the client can
+    only have its image from the message."""
+    sns, topic, queue = notification_queue(moto)
+    agent = AsyncAgent(moto["s3"], serve.url, notify=(sns, topic), inline=True, store=False)
+    out = tmp_path / "cat.webp"
+    try:
+        env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
+        result = run_script("invoke.py", "async", "a cat", "--seed", "7", "--width", "256", "--height", "256",
+                            "--endpoint", "sdturbo", "--bucket", ASYNC_BUCKET, "--inference-id", "inline",
+                            "--sqs-queue", queue, "--timeout", "60", "--out", str(out), env=env)
+    finally:
+        agent.close()
+    assert result.returncode == 0, result.stderr
+    assert (Image.open(out).format, Image.open(out).size) == ("WEBP", (256, 256))
+    assert moto["s3"].list_objects_v2(Bucket=ASYNC_BUCKET, Prefix="async-output/inline").get("KeyCount", 0) == 0
+
+
+@pytest.mark.integration
+def test_a_reply_over_128_kb_comes_from_s3_as_before(moto, tmp_path, serve):
+    """A 512x512 PNG of the tiny model is ~630 KB: SageMaker leaves it out of the message, the client reads S3."""
+    sns, topic, queue = notification_queue(moto)
+    agent = AsyncAgent(moto["s3"], serve.url, notify=(sns, topic), inline=True)
+    try:
+        env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
+        result = run_script("invoke.py", *async_args(tmp_path, "--sqs-queue", queue, "--timeout", "60"), env=env)
+    finally:
+        agent.close()
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "cat.png").size == (512, 512)
+
+
+def test_an_included_error_is_reported_without_reading_s3():
+    from sdturbo_ops import aws_async
+    from sdturbo_ops.client import ServiceError
+
+    error = {"code": 400, "type": "InvalidRequest", "message": "invalid request: prompt: too long"}
+    event = {"inferenceId": "x", "invocationStatus": "Failed", "responseBody": included_response(json.dumps(error).encode())}
+    with pytest.raises(ServiceError, match="InvalidRequest: invalid request: prompt: too long"):
+        aws_async.result_from_notification(None, event, None, None)  # no S3 client: it must not need one
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"content": base64.b64encode(b"\x89PNG\r\n\x1a\n...").decode(), "encoding": "BASE64"}, b"\x89PNG\r\n\x1a\n..."),
+    ({"content": '{"image": "..."}', "encoding": "UTF-8"}, b'{"image": "..."}'),
+    ('{"image": "..."}', b'{"image": "..."}'),
+    ({"content": "not base64!", "encoding": "BASE64"}, None),
+    ({"encoding": "BASE64"}, None),
+    (None, None),
+], ids=["base64", "text", "plain-string", "broken-base64", "no-content", "absent"])
+def test_inline_response_is_read_in_each_shape_and_absent_otherwise(body, expected):
+    from sdturbo_ops import aws_async
+
+    event = {"inferenceId": "x", "invocationStatus": "Completed"} | ({"responseBody": body} if body else {})
+    assert aws_async.inline_response(event) == expected
+
+
+@pytest.mark.parametrize("fmt, fits", [("jpeg", True), ("webp", True), ("png", False)])
+def test_a_512_photograph_fits_the_notification_as_webp_or_jpeg_not_as_png(fmt, fits):
+    """The handler's own encoder at its shipped settings, on a 512x512 photograph (matplotlib's sample
+    grace_hopper.jpg, cropped): the reply, as JSON with base64 and as the image itself, against 128 KB."""
+    import matplotlib.cbook
+    import numpy as np
+
+    from handler.encode import ImageEncoder
+    from handler.settings import EngineSettings
+
+    photo = np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))[:512, :512]
+    encoder = ImageEncoder(EngineSettings())
+    try:
+        image = encoder.hand_over(np.ascontiguousarray(photo), fmt, now=False)()
+    finally:
+        encoder.close()
+    reply = json.dumps({"image": base64.b64encode(image).decode(), "seed": 1, "width": 512, "height": 512,
+                        "format": fmt}, separators=(",", ":")).encode()
+    assert (len(image) <= INLINE_LIMIT, len(reply) <= INLINE_LIMIT) == (fits, fits), (len(image), len(reply))
+
+
+# ------------------------------------------------------------------ warming the endpoint ahead of a burst
+@pytest.mark.integration
+def test_warm_queues_one_small_request_and_waits_until_it_is_answered(moto, tmp_path, serve):
+    from sdturbo_ops.aws_async import WARM_REQUEST
+
+    agent = AsyncAgent(moto["s3"], serve.url, delay=1.0)  # a queue before the container answers
+    try:
+        env = {**moto["env"], "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": agent.url}
+        result = run_script("invoke.py", "warm", "--endpoint", "sdturbo", "--bucket", ASYNC_BUCKET, env=env)
+    finally:
+        agent.close()
+    assert result.returncode == 0, result.stderr
+    (inference_id,) = agent.invocations
+    assert inference_id.startswith("warm-") and f"answered {inference_id} after" in result.stdout
+    uploaded = moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key=f"async-input/{inference_id}.json")["Body"].read()
+    assert json.loads(uploaded) == WARM_REQUEST
+    assert moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key=f"async-output/{inference_id}.out")["Body"].read()

@@ -12,6 +12,7 @@ on a free loopback port and stops it afterwards.
 from __future__ import annotations
 
 import argparse
+import base64
 import inspect
 import json
 import os
@@ -26,6 +27,8 @@ from sdturbo_ops.processes import free_port
 
 ACCOUNT_ID = "123456789012"  # moto's default account: fake, not an AWS account of ours
 REGION = "us-east-1"
+# SageMaker includes a result in the notification when it is at most 128 KB (AsyncInferenceNotificationConfig).
+INLINE_LIMIT = 128 * 1024
 
 
 # ------------------------------------------------------------------ checks AWS makes that moto skips
@@ -256,6 +259,15 @@ def sagemaker_echoes_network_isolation() -> None:
     SageMakerResponse.create_model = create
 
 
+def included_response(body: bytes) -> dict:
+    """A result as the notification carries it, in this project's reading of SageMaker's included response
+    (sdturbo_ops.aws_async.inline_response): text as it is, anything else in base64."""
+    try:
+        return {"content": body.decode("utf-8"), "encoding": "UTF-8"}
+    except UnicodeDecodeError:
+        return {"content": base64.b64encode(body).decode(), "encoding": "BASE64"}
+
+
 def sagemaker_async_results_land_in_the_output_path() -> None:
     """moto answers InvokeEndpointAsync for any endpoint name and writes the result to a new bucket of its
     own (``sagemaker-output-<uuid>``). AWS refuses an endpoint that does not exist, and writes the result
@@ -269,7 +281,10 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
     ErrorTopic, in the format the SageMaker Developer Guide shows ("Check prediction results": inferenceId,
     invocationStatus, responseParameters with the output location, failureReason). This one publishes it as
     SageMaker's service would, from outside the stack's VPC: whether the agent of a real endpoint in private
-    subnets reaches SNS is what only a real account shows (infra/README.md, "What the emulator test proves")."""
+    subnets reaches SNS is what only a real account shows (infra/README.md, "What the emulator test proves").
+    When the configuration's IncludeInferenceResponseIn names the topic and the result is at most 128 KB,
+    the message carries it too, as ``responseBody`` (the field and its shape are this project's reading,
+    sdturbo_ops.aws_async.inline_response: AWS's reference documents the setting, not the message)."""
     from moto.s3.models import s3_backends
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import sagemaker_backends
@@ -296,16 +311,16 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
                      "failure": f"{paths.get('S3FailurePath', paths['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"}
         moto_locations = runtime.invoke_endpoint_async(endpoint_name, self.headers.get("X-Amzn-SageMaker-InputLocation"))
         s3 = s3_backends[self.current_account][runtime.partition]
-        outcome = None
+        outcome, body = None, None
         for (kind, uri), moto_uri in zip(locations.items(), moto_locations, strict=True):
             bucket, key = split(moto_uri)
             if bucket not in s3.buckets:  # moto repeats its answer for an input it has seen: moved already
                 continue
             written = s3.get_object(bucket, key)
             if written is not None:
-                s3.put_object(*split(uri), value=written.value)
+                outcome, body = kind, bytes(written.value)
+                s3.put_object(*split(uri), value=body)
                 s3.delete_object(bucket, key)
-                outcome = kind
             if not s3.buckets[bucket].keys:
                 s3.delete_bucket(bucket)
         topics = paths.get("NotificationConfig", {})
@@ -323,6 +338,10 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
                      "eventName": "InferenceResult"}
             if not succeeded:
                 event["failureReason"] = "ClientError: Received client error (400) from primary and could not retry."
+            included = topics.get("IncludeInferenceResponseIn") or []
+            if ("SUCCESS_NOTIFICATION_TOPIC" if succeeded else "ERROR_NOTIFICATION_TOPIC") in included \
+                    and body is not None and len(body) <= INLINE_LIMIT:
+                event["responseBody"] = included_response(body)
             sns_backends[self.current_account][self.region].publish(json.dumps(event), arn=topic)
         headers = {"X-Amzn-SageMaker-OutputLocation": locations["output"],
                    "X-Amzn-SageMaker-FailureLocation": locations["failure"]}

@@ -279,6 +279,9 @@ def _resources(operation: Operation, action: str, params: dict, account: Account
     if service == "CloudWatch":
         if "ResourceARN" in params:
             return [params["ResourceARN"]]
+        dashboards = [v for k, v in params.items() if k == "DashboardName" or k.startswith("DashboardNames.member.")]
+        if dashboards:  # global: no region in the ARN
+            return [account.arn("cloudwatch", f"dashboard/{n}", region=False) for n in dashboards]
         names = [v for k, v in params.items() if k == "AlarmName" or k.startswith("AlarmNames.member.")]
         return [account.arn("cloudwatch", f"alarm:{n}") for n in names] or ["*"]
     if service == "CloudWatch Logs":
