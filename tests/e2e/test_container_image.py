@@ -24,7 +24,7 @@ from tests.support.container import (
     local_cpu_wheel, make_tempdir, missing_tools,
 )
 from tests.support.helpers import REPO, decode_image, wait_until
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.images import b64, encode, picture
 
 # The first test pays for the image build (minutes on two cores), so the per-test limit is raised here.
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.support.helpers import ServeEntrypoint, build_archive, decode_image, http, post_json, wait_until
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.images import b64, encode, picture
 
 pytestmark = pytest.mark.integration
 

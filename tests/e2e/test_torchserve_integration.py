@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.support.helpers import decode_image, http, post_json
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.images import b64, encode, picture
 
 pytestmark = pytest.mark.integration
 

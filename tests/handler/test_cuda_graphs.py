@@ -13,24 +13,11 @@ import pytest
 import torch
 
 from handler.cuda_graphs import GraphedBatchFunction
-from handler.engine import Engine
 from handler.jobs import Job
 from handler.schema import parse_request
-from handler.settings import load_settings
 from handler.warmup import warm_up
-from tests.handler.test_image_input import b64, encode, picture
-
-
-class FakeCapture:
-    def __init__(self, fail: Exception | None = None):
-        self.fail, self.captured = fail, []
-
-    def __call__(self, fn, static_inputs, pool):
-        if self.fail is not None:
-            raise self.fail
-        self.captured.append({k: tuple(v.shape) for k, v in static_inputs.items()})
-        output = fn(static_inputs)
-        return (lambda: output.copy_(fn(static_inputs))), output
+from tests.support.engines import FakeCapture, load_pair
+from tests.support.images import b64, encode, picture
 
 
 def double(inputs):
@@ -127,13 +114,6 @@ def test_inputs_must_agree_on_the_batch():
     graphed, _ = make()
     with pytest.raises(ValueError, match="batch size"):
         graphed({"x": torch.zeros(2, 3), "y": torch.zeros(3, 5)})
-
-
-def load_pair(model_dir, capture):
-    values = {"model_dir": model_dir.name, "device": "cpu", "warmup": False,
-              "cuda_graph_batch_sizes": [1, 2, 4], "vae_decode_batch": 2}
-    eager = Engine.load(model_dir.parent, load_settings(values, {}))
-    return eager, Engine.load(model_dir.parent, load_settings(values, {}), capture=capture)
 
 
 def pixels(engine, requests, seeds):

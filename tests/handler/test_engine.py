@@ -14,13 +14,9 @@ from hypothesis import strategies as st
 from handler.engine import Engine
 from handler.schema import parse_request
 from handler.settings import load_settings
+from tests.support.engines import PipelineSpy, image_req, make_engine, req
 from tests.support.helpers import decode_image
-from tests.handler.test_image_input import b64, encode, picture
-
-
-def make_engine(model_dir, **settings) -> Engine:
-    values = {"model_dir": model_dir.name, "device": "cpu", "warmup": False, **settings}
-    return Engine.load(model_dir.parent, load_settings(values, {}))
+from tests.support.images import b64, encode, picture
 
 
 @pytest.fixture(scope="module")
@@ -28,35 +24,8 @@ def engine(tiny_sd_dir):
     return make_engine(tiny_sd_dir)
 
 
-def req(**fields):
-    return parse_request({"prompt": "a cat", **fields})
-
-
-IMAGE = b64(encode(picture(320, 256)))
-
-
-def image_req(**fields):
-    """An image-to-image request (320x256 colour ramps unless ``image`` is given)."""
-    return req(**{"image": IMAGE, **fields})
-
-
 def pixels_of(reply) -> np.ndarray:
     return np.asarray(decode_image(reply.body["image"]), dtype=np.int16)
-
-
-class PipelineSpy:
-    """Counts pipeline calls and the batch (and image-to-image strength) each one received."""
-
-    def __init__(self, pipe):
-        self.pipe, self.batches, self.strengths = pipe, [], []
-
-    def __call__(self, **kwargs):
-        self.batches.append(len(kwargs["prompt"]))
-        self.strengths.append(kwargs.get("strength"))
-        return self.pipe(**kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.pipe, name)
 
 
 class OutOfMemoryAbove:

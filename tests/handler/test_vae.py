@@ -13,8 +13,8 @@ from handler.pipeline import ModelLoadError
 from handler.settings import EngineSettings
 from handler.vae import Vae
 from tests.support.helpers import decode_image
-from tests.handler.test_engine import image_req, make_engine
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.engines import image_req, make_engine
+from tests.support.images import b64, encode, picture
 
 
 @pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])

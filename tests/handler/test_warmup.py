@@ -12,8 +12,7 @@ from PIL import Image
 
 from handler.schema import parse_request
 from handler.warmup import warm_up, warmup_image
-from tests.handler.test_cuda_graphs import FakeCapture, load_pair
-from tests.handler.test_engine import PipelineSpy, make_engine
+from tests.support.engines import FakeCapture, PipelineSpy, load_pair, make_engine
 
 
 @pytest.fixture

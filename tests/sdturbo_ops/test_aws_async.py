@@ -20,7 +20,7 @@ from PIL import Image
 
 from tests.support.moto_server import ASYNC_BUCKET
 from tests.support.helpers import free_port, run_script
-from tests.handler.test_image_input import encode, picture
+from tests.support.images import encode, picture
 
 
 def png_reply(seed=7, size=(64, 48)) -> dict:
