@@ -1,7 +1,7 @@
 """A batch as a value: one ``Job`` per request, carried through the engine's stages (handler/engine.py).
 
 A job holds everything that belongs to its request on the way from parsed request to reply: the resolved
-seed, its latents, its images as handed to the encoder, its encoded images and, once known, its ``Reply``.
+seed, its latents, its images as handed to the image encoder, their files and, once known, its ``Reply``.
 A stage works on the jobs that are still open and answers the ones it fails, so an error stays with the
 request that caused it and the stages after it simply skip that job.
 """
@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Reply:
-    """What one caller gets back: an HTTP status and a JSON body; a 200 also keeps its encoded images, so
-    the caller can send the image itself instead of the JSON (handler/negotiate.py)."""
+    """What one caller gets back: an HTTP status and a JSON body; a 200 also keeps its image files, so the
+    caller can send the image itself instead of the JSON (handler/negotiate.py)."""
 
     status: int
     body: dict[str, Any]
-    encoded: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+    files: tuple[bytes, ...] = field(default=(), repr=False, compare=False)  # each image's PNG/JPEG/WebP bytes
 
     def to_json(self) -> bytes:
         return json.dumps(self.body, separators=(",", ":")).encode()
@@ -43,10 +43,9 @@ class Job:
     request: GenerationRequest
     seed: int
     latents: torch.Tensor | None = None  # generate: (num_images, C, h, w) on the device
-    # decode: each image's pixels, handed to the encoder as soon as they reached the host
+    # decode: each image's pixels, handed to the image encoder as soon as they reached the host
     claims: list[Claim] = field(default_factory=list)
-    encoded: list[bytes] = field(default_factory=list)  # encode: each image's file bytes
-    images: list[str] = field(default_factory=list)  # reply: base64 of each encoded image
+    files: list[bytes] = field(default_factory=list)  # encode: each image's PNG/JPEG/WebP bytes
     reply: Reply | None = None
 
     @property

@@ -162,7 +162,7 @@ class SDTurboHandler(BaseHandler):
         self.context.set_response_content_type(index, IMAGE_TYPES[reply.body["format"]])
         for header, field in IMAGE_HEADERS.items():
             self.context.set_response_header(index, header, str(reply.body[field]))
-        return reply.encoded[0]
+        return reply.files[0]
 
     def _report_stage_times(self, stage_ms: dict[str, float], requests: int) -> None:
         self.stage_ms = stage_ms

@@ -156,7 +156,7 @@ def test_image_to_image_through_graphs_matches_eager(tiny_sd_dir):
     """Image-to-image adds one graph, the VAE encoder, in slices of vae_decode_batch (2 here); the UNet
     and text encoder graphs of text-to-image serve it too, and the images equal the eager ones."""
     eager, graphed = load_pair(tiny_sd_dir, FakeCapture())
-    assert graphed.img2img_pipe.unet is graphed.pipe.unet and graphed.img2img_pipe.unet.graphed is graphed.graphs[0]
+    assert graphed.img2img_pipe.unet is graphed.pipe.unet and graphed.img2img_pipe.unet.graphed is graphed.graphs.unet
     image = b64(encode(picture(320, 256)))
     requests = [parse_request({"prompt": f"a cat {i}", "image": image, "seed": i}) for i in range(3)]
     expected = pixels(eager, requests, [1, 2, 3])
@@ -174,4 +174,4 @@ def test_sdxl_unet_graphs_carry_its_added_conditions(tiny_sdxl_dir):
     assert [g.name for g in graphed.graphs] == ["unet", "vae_decode", "vae_encode"]
     requests = [parse_request({"prompt": f"a dog {i}", "width": 256, "height": 256}) for i in range(2)]
     assert_close_images(pixels(eager, requests, [1, 2]), pixels(graphed, requests, [1, 2]))
-    assert graphed.graphs[0].replays == 1
+    assert graphed.graphs.text_encoder is None and graphed.graphs.unet.replays == 1

@@ -201,14 +201,14 @@ def test_unexpected_failure_is_500_for_its_group_only_and_without_internals(engi
 
 
 def test_an_image_that_fails_to_encode_costs_only_its_own_request(engine, monkeypatch):
-    real = engine.encoder.encode_one
+    real = engine.image_encoder.encode_one
 
     def encode_one(pixels, fmt, parts=1):
         if fmt == "webp":
             raise OSError("encoder crashed")
         return real(pixels, fmt, parts)
 
-    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     replies = engine.serve_batch([req(seed=1), req(seed=2, output_format="webp"), req(seed=3, num_images=2)])
     assert [r.status for r in replies] == [200, 500, 200]
     assert replies[1].body["message"] == "image encoding failed; see server logs"
@@ -218,7 +218,7 @@ def test_an_image_that_fails_to_encode_costs_only_its_own_request(engine, monkey
 def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypatch):
     """Each image goes to the encoder as soon as its slice reaches the host: the second slice is still
     being decoded (this stand-in decoder waits for it) when the first slice's images are being encoded."""
-    real_decode, real_encode = engine.vae.decode_images, engine.encoder.encode_one
+    real_decode, real_encode = engine.vae.decode_images, engine.image_encoder.encode_one
     first_encode_started = threading.Event()
     overlapped = []
 
@@ -233,7 +233,7 @@ def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypat
         return real_encode(pixels, fmt, parts)
 
     monkeypatch.setattr(engine.vae, "decode_images", decode_images)
-    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     # JPEG: several images of a batch are encoded one per thread, as they arrive.
     two_jpegs = {"output_format": "jpeg", "num_images": 2}
     replies = engine.serve_batch([req(seed=1, **two_jpegs), req(seed=2, **two_jpegs)])
@@ -243,15 +243,15 @@ def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypat
 
 def test_a_lone_png_is_encoded_when_claimed_across_the_pool(engine, monkeypatch):
     """One image has nothing to overlap with: it is deflated in row bands over every encoder thread."""
-    real_encode, parts_seen = engine.encoder.encode_one, []
+    real_encode, parts_seen = engine.image_encoder.encode_one, []
 
     def encode_one(pixels, fmt, parts=1):
         parts_seen.append(parts)
         return real_encode(pixels, fmt, parts)
 
-    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     assert engine.serve_batch([req(seed=1)])[0].status == 200
-    assert parts_seen == [engine.encoder.threads]
+    assert parts_seen == [engine.image_encoder.threads]
 
 
 def test_each_batch_reports_its_stage_times(engine):

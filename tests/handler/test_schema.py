@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.helpers import REPO
 from tests.support.bad_requests import BAD_IMAGE_REQUESTS, BAD_REQUESTS, IMAGE, body
 from tests.support.images import b64, encode, picture
 from handler.schema import (
@@ -109,6 +108,25 @@ def test_given_image_to_image_fields_are_kept():
     assert parse_request(body(image=None)).init_image is None  # null image: text-to-image
 
 
+def test_an_image_requests_defaults_are_resolved_in_one_explicit_step():
+    """The fields declare the text-to-image defaults; ``resolved`` applies the image's, once."""
+    sent = GenerationRequest(prompt="a cat", image=IMAGE)
+    assert (sent.width, sent.num_inference_steps, sent.strength) == (512, 1, None)  # as the fields declare
+    with pytest.raises(ValueError, match="resolved"):
+        sent.init_image  # noqa: B018  (an unresolved image request has no image to use yet)
+    request = sent.resolved()
+    assert (request.width, request.height, request.num_inference_steps, request.strength) == (320, 256, 2, 0.5)
+    assert request.resolved() is request and parse_request(body()).resolved() == parse_request(body())
+
+
+def test_the_pipeline_arguments_a_group_shares():
+    text = parse_request(body(width=320, num_inference_steps=2, guidance_scale=1.5))
+    assert text.pipeline_arguments() == {"num_inference_steps": 2, "guidance_scale": 1.5, "height": 512,
+                                         "width": 320}
+    image = parse_request(body(image=IMAGE, strength=1.0))
+    assert image.pipeline_arguments() == {"num_inference_steps": 2, "guidance_scale": 0.0, "strength": 1.0}
+
+
 @pytest.mark.parametrize("steps, strength", [(1, 1.0), (2, 0.5), (4, 0.25), (3, 0.34), (4, 1)])
 def test_steps_times_strength_of_at_least_one_is_accepted(steps, strength):
     parse_request(body(image=IMAGE, num_inference_steps=steps, strength=strength))
@@ -193,11 +211,3 @@ def test_every_field_says_why_its_bounds_are_what_they_are():
     properties = request_json_schema()["properties"]
     assert set(properties) == set(GenerationRequest.model_fields)
     assert all(len(spec.get("description", "")) > 20 for spec in properties.values()), properties
-
-
-def test_readme_request_table_is_the_schemas():
-    from handler.schema import request_table
-
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("<!-- BEGIN REQUEST TABLE -->\n", 1)[1].split("<!-- END REQUEST TABLE -->", 1)[0]
-    assert table == request_table(), "README's request table is stale: regenerate it from handler/schema.py"

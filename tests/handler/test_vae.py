@@ -35,8 +35,8 @@ def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
 
 
 @pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
-def test_encode_images_matches_the_pipelines_own_image_path(fixture, request):
-    """Vae.encode_images re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
+def test_image_latents_match_the_pipelines_own_image_path(fixture, request):
+    """Vae.image_latents re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
     run batched through a CUDA graph: from the same pixels and seeds, the pipeline must end at exactly
     the latents its own PIL-image path gives."""
     engine = make_engine(request.getfixturevalue(fixture))
@@ -47,7 +47,7 @@ def test_encode_images_matches_the_pipelines_own_image_path(fixture, request):
     reference = engine.img2img_pipe(**common, image=[pil, pil], generator=[torch.Generator().manual_seed(s)
                                                                            for s in (3, 4)]).images
     generators = [torch.Generator().manual_seed(s) for s in (3, 4)]
-    latents = engine.vae.encode_images([job_request.init_image.pixels], [job_request.num_images], generators)
+    latents = engine.vae.image_latents([job_request.init_image.pixels], [job_request.num_images], generators)
     ours = engine.img2img_pipe(**common, image=latents, generator=generators).images
     assert ours.shape == reference.shape == (2, 4, 32, 40)
     assert torch.equal(ours, reference)
