@@ -125,3 +125,27 @@ def test_accept_picks_the_reply_and_errors_stay_json(served, body, accept, statu
         assert json.loads(reply)["code" if status != 200 else "seed"] == (status if status != 200 else 3)
     if status == 406:
         assert json.loads(reply)["errors"][0]["field"] == "Accept"
+
+
+def test_the_hooks_pass_a_batch_on_through_their_return_values_only(served):
+    """What preprocess learns about a request (its reply's form) and the engine's stage times travel with the
+    batch (``Pending``, ``Answered``); the handler keeps nothing of a batch between hooks."""
+    handler, context = served
+    kept = {name: value for name, value in vars(handler).items() if name != "context"}
+    rows = batch(context, (b'{"prompt": "a cat", "seed": 1, "width": 256}', "application/json", "image/png"),
+                 (b'{"prompt": ""}', "application/json"))
+    handler.handle(rows, context)
+    assert {name: value for name, value in vars(handler).items() if name != "context"} == kept
+    assert all(value is kept[name] for name, value in vars(handler).items() if name != "context")
+
+
+def test_each_batch_logs_its_timings_line_for_the_benchmarks_breakdown(served, caplog):
+    """scripts/sdturbo_ops/breakdown.py reads these fields: their names and order are the line's contract."""
+    handler, context = served
+    caplog.set_level("INFO", logger="handler.torchserve_handler")
+    handler.handle(batch(context, (b'{"prompt": "a cat", "seed": 1, "width": 256}', "application/json")), context)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("batch timings "))
+    timings = json.loads(line.removeprefix("batch timings "))
+    assert list(timings) == ["requests", "received", "preprocess_ms", "generate_ms", "decode_ms", "encode_ms",
+                             "reply_ms", "inference_ms", "postprocess_ms", "returned"]
+    assert timings["requests"] == 1 and timings["returned"] >= timings["received"]
