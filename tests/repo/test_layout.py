@@ -42,3 +42,15 @@ def test_no_test_module_imports_another():
         if foreign:
             offenders[str(path.relative_to(REPO))] = sorted(foreign)
     assert not offenders, f"move what these import into tests/support/: {offenders}"
+
+
+def test_the_readmes_layout_map_names_every_handler_file():
+    """README's "How it is built" map is where a newcomer reads what each file of the service is for."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## How it is built", 1)[1].split("```", 2)[1]
+    handler_part = block.split("handler/", 1)[1].split("\nscripts/", 1)[0]
+    named = {line.split()[0] for line in handler_part.splitlines() if line.startswith("  ") and line.split()
+             and not line.startswith("   ")}
+    shipped = {path.name for path in (REPO / "handler").iterdir()
+               if path.suffix in (".py", ".yaml") and path.name != "__init__.py"}
+    assert not shipped - named, f"README's layout map lacks {sorted(shipped - named)}"
