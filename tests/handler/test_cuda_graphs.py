@@ -129,6 +129,7 @@ def assert_close_images(expected, got):
         assert np.abs(have.astype(int) - want.astype(int)).max() <= 1  # batch size may change rounding
 
 
+@pytest.mark.slow
 def test_engine_through_graphs_matches_eager(tiny_sd_dir):
     """The engine with every graph installed (text encoder, UNet, VAE decode) gives the eager images."""
     capture = FakeCapture()
@@ -152,6 +153,7 @@ def test_engine_through_graphs_matches_eager(tiny_sd_dir):
                                                                                        (2, 512, 512, 3)}
 
 
+@pytest.mark.slow
 def test_image_to_image_through_graphs_matches_eager(tiny_sd_dir):
     """Image-to-image adds one graph, the VAE encoder, in slices of vae_decode_batch (2 here); the UNet
     and text encoder graphs of text-to-image serve it too, and the images equal the eager ones."""
@@ -167,6 +169,7 @@ def test_image_to_image_through_graphs_matches_eager(tiny_sd_dir):
     assert unet.replays == 2 and text_encoder.replays == 2  # one UNet step a call: 2 steps at strength 0.5
 
 
+@pytest.mark.slow
 def test_sdxl_unet_graphs_carry_its_added_conditions(tiny_sdxl_dir):
     """SDXL's UNet also takes pooled text embeddings and size ids; they are batch inputs of its graph.
     Its text encoders are asked for hidden states, so they stay eager."""

@@ -87,6 +87,7 @@ def test_invalid_settings_fail_the_load_with_the_field_named(tmp_path):
     assert "devise" in handler.load_error
 
 
+@pytest.mark.slow
 def test_accept_image_replies_with_the_image_itself_and_its_seed_in_headers(served):
     handler, context = served
     rows = batch(context,
@@ -115,6 +116,7 @@ ACCEPT_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("body", "accept", "status", "content_type"), ACCEPT_CASES)
 def test_accept_picks_the_reply_and_errors_stay_json(served, body, accept, status, content_type):
     handler, context = served

@@ -17,6 +17,7 @@ from tests.support.engines import image_req, make_engine
 from tests.support.images import b64, encode, picture
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
 def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
     """Vae.decode_images re-implements diffusers' latent un-scaling and [-1, 1] -> uint8 on the device: it must
@@ -34,6 +35,7 @@ def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
     assert np.array_equal(ours, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
 def test_image_latents_match_the_pipelines_own_image_path(fixture, request):
     """Vae.image_latents re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
@@ -61,6 +63,7 @@ def test_slices_are_counted_in_512x512_images(vae_decode_batch, side, images):
     assert vae.slice_size((side // 8) ** 2) == images
 
 
+@pytest.mark.slow
 def test_decoding_runs_in_slices_and_keeps_the_order(tiny_sd_dir):
     engine = make_engine(tiny_sd_dir, vae_decode_batch=2)
     seen, real = [], engine.vae.decode_chunk
@@ -116,6 +119,7 @@ def overflow_vae(guard: bool, activation: float = 40_000.0) -> Vae:
                guard_overflow=guard)
 
 
+@pytest.mark.slow
 def test_an_fp16_decode_that_overflows_is_decoded_again_in_fp32_not_returned_black():
     latents = torch.linspace(-2, 2, 3 * 4 * 64 * 64).reshape(3, 4, 64, 64).to(torch.float16)
     expected = np.stack(list(overflow_vae(guard=False, activation=1.0).decode_images(latents)))

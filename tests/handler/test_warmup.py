@@ -20,6 +20,7 @@ def engine(tiny_sd_dir):
     return make_engine(tiny_sd_dir)
 
 
+@pytest.mark.slow
 def test_warmup_runs_a_real_generation(engine, monkeypatch):
     text, image = PipelineSpy(engine.pipe), PipelineSpy(engine.img2img_pipe)
     monkeypatch.setattr(engine, "pipe", text)
@@ -28,6 +29,7 @@ def test_warmup_runs_a_real_generation(engine, monkeypatch):
     assert text.batches == [1] and image.batches == [1]  # both modes, before any caller
 
 
+@pytest.mark.slow
 def test_warm_up_keeps_the_graph_sizes_that_fit_in_device_memory(tiny_sd_dir, monkeypatch, caplog):
     engine = load_pair(tiny_sd_dir, FakeCapture())[1]
     real = engine.generate

@@ -199,6 +199,7 @@ def test_invoke_async_without_a_target_is_a_usage_error(moto, tmp_path):
     assert result.returncode == 2 and "--from-terraform" in result.stderr
 
 
+@pytest.mark.slow
 def test_invoke_async_gives_up_at_the_deadline(moto, tmp_path):
     agent = AsyncAgent(moto["s3"], None, silent=True)
     try:
