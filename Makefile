@@ -110,8 +110,8 @@ model: install ## download the real weights from the Hugging Face Hub into model
 	$(PY) scripts/download_model.py --model $(MODEL) --out $(MODEL_DIR) --tiny-decoder $(if $(FP16_FIX_VAE),--fp16-fix-vae)
 
 .PHONY: compiled-kernels
-compiled-kernels: install ## on a GPU of the endpoint's type: compile $(MODEL_DIR)'s UNet and decoder into it (before `make mar`)
-	$(PY) scripts/build_compiled_kernels.py --model-dir $(MODEL_DIR)
+compiled-kernels: install ## on a GPU of the endpoint's type: compile $(MODEL_DIR)'s UNet and decoder into it for $(MODEL)'s endpoint settings (before `make mar`)
+	$(PY) scripts/build_compiled_kernels.py --model-dir $(MODEL_DIR) --profile $(MODEL)
 
 .PHONY: mar
 mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo with $(MODEL)'s profile (handler/profiles.yaml; ARCHIVE_FORMAT=no-archive|zip-store|default)

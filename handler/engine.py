@@ -33,7 +33,7 @@ from handler.compiled import CompiledKernels, KernelTarget
 from handler.cuda_graphs import CaptureFunction, InstalledGraphs, capture_cuda_graph, install_graphs
 from handler.device import cap_device_memory, configure_matmul, select_device, select_dtype
 from handler.encode import ImageEncoder
-from handler.jobs import BatchResult, Job, Reply
+from handler.jobs import Base64Text, BatchResult, Job, Reply
 from handler.memory import is_out_of_memory, release_device_cache, release_free_memory
 from handler.pipeline import (
     apply_speedups, decodes_sdxl_in_fp16, image_to_image_pipeline, load_pipeline, load_tiny_decoder,
@@ -224,7 +224,7 @@ class Engine:
             if not job.open:
                 continue
             request = job.request
-            base64_files = [base64.b64encode(data).decode("ascii") for data in job.files]
+            base64_files = [Base64Text(base64.b64encode(data).decode("ascii")) for data in job.files]
             body = {"image": base64_files[0], "seed": job.seed, "width": request.width, "height": request.height,
                     "format": request.output_format}
             if request.num_images > 1:

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from handler.schema import GenerationRequest
 
 
+class Base64Text(str):
+    """Base64 text as the engine made it: only A-Z, a-z, 0-9, "+", "/" and "=", so it stands in JSON
+    between quotes as it is."""
+
+
 @dataclass(frozen=True)
 class Reply:
     """What one caller gets back: an HTTP status and a JSON body; a 200 also keeps its image files, so the
@@ -29,7 +34,25 @@ class Reply:
     files: tuple[bytes, ...] = field(default=(), repr=False, compare=False)  # each image's PNG/JPEG/WebP bytes
 
     def to_json(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":")).encode()
+        """The body as compact JSON (what json.dumps writes), joined once: its images, megabytes of base64,
+        go in as they are, where json.dumps would check every character for escapes and copy it twice
+        more (3 ms against 1 ms for a 512x512 noise PNG on the development machine's CPU)."""
+        parts = [b"{"]
+        for index, (key, value) in enumerate(self.body.items()):
+            parts += [b"," if index else b"", json.dumps(key).encode(), b":", *_json_parts(value)]
+        return b"".join([*parts, b"}"])
+
+
+def _json_parts(value: Any) -> list[bytes]:
+    """``value`` as JSON, in pieces: base64 text (and lists of it) between quotes as it is."""
+    if isinstance(value, Base64Text):
+        return [b'"', value.encode("ascii"), b'"']
+    if isinstance(value, list) and value and all(isinstance(item, Base64Text) for item in value):
+        pieces = [b"["]
+        for index, item in enumerate(value):
+            pieces += [b"," if index else b"", *_json_parts(item)]
+        return [*pieces, b"]"]
+    return [json.dumps(value, separators=(",", ":")).encode()]
 
 
 def error_reply(status: int, kind: str, message: str) -> Reply:

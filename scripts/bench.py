@@ -32,10 +32,11 @@ from pathlib import Path
 from sdturbo_ops import cli
 from sdturbo_ops.bench import (
     Sweep, bench_baseline, bench_engine_and_encoder, bench_memory_cap, bench_torchserve, configure_logging,
-    in_child_process, log, plot,
+    in_child_process, log, memory_proof_failed, plot,
 )
 from sdturbo_ops.load import device_name
-from sdturbo_ops.paths import ROOT, TINY_SD
+from sdturbo_ops.paths import MODEL_CONFIG, ROOT, TINY_SD
+from sdturbo_ops.torchserve_config import endpoint_sizing, model_config, profiles
 
 EXIT_ERRORS, EXIT_NO_SERVER = 1, 3
 
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], choices=("engine", "torchserve", "baseline"))
     parser.add_argument("--memory-cap-gib", type=float,
                         help="also run the memory-cap stage: 2 workers capped at this many GiB, worst request mix")
+    parser.add_argument("--memory-profile", choices=sorted(profiles()),
+                        help="also run the memory-cap stage as the endpoint runs this model (handler/profiles.yaml: "
+                             "its workers, ceiling and settings); the whole GPU must stay 1 GiB under a T4's memory")
     parser.add_argument("--memory-cap-requests", type=int, default=96, help="requests of the memory-cap stage")
     parser.add_argument("--startup-timeout", type=float, default=900)
     parser.add_argument("--request-timeout", type=float, default=300)
@@ -101,8 +105,17 @@ def main(argv: list[str] | None = None) -> int:
                 result["baseline"] = bench_baseline(sweep, work, args.baseline_requests or args.requests)
             if args.memory_cap_gib:
                 log(f"memory cap: 2 workers at {args.memory_cap_gib:g} GiB each, worst request mix")
-                result["memory_cap"] = bench_memory_cap(sweep, work, args.memory_cap_gib, args.memory_cap_requests,
-                                                        handler_settings)
+                result["memory_cap"] = bench_memory_cap(sweep, work, args.memory_cap_requests, handler_settings,
+                                                        cap_gib=args.memory_cap_gib)
+            if args.memory_profile:
+                overrides, profile_handler = endpoint_sizing(args.memory_profile)
+                workers = overrides.pop("minWorkers", model_config(MODEL_CONFIG).get("minWorkers", 1))
+                overrides.pop("maxWorkers", None)
+                log(f"memory proof: {args.memory_profile}'s endpoint sizing, {workers} worker(s), "
+                    f"{profile_handler}, worst request mix")
+                result["memory_profile"] = {"profile": args.memory_profile, **bench_memory_cap(
+                    sweep, work, args.memory_cap_requests, {**profile_handler, **handler_settings}, workers=workers,
+                    config_overrides=overrides)}
         except (RuntimeError, TimeoutError) as exc:
             (args.out / "bench.json").write_text(json.dumps(result, indent=2))
             raise cli.CliError(str(exc), EXIT_NO_SERVER) from None
@@ -110,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(result, args.out / "bench.png")
     log(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
     errors = sum(r["errors"] for r in result["served"] + result["served_img2img"] + result["baseline"])
-    cap = result.get("memory_cap")
-    if cap and (not cap["workers_unchanged"] or cap["refused_507_that_fit_alone"]
-                or set(cap["statuses"]) - {"200", "507"}):
-        errors += 1
+    errors += sum(1 for key in ("memory_cap", "memory_profile") if key in result and memory_proof_failed(result[key]))
     return EXIT_ERRORS if errors else 0
 
 

@@ -4,10 +4,11 @@
 Run it on a GPU of the kind the endpoint runs (for ml.g4dn that is an NVIDIA T4, sm_75), before
 `make mar`: the kernels land in ``<model-dir>/compiled/sm_XY/`` and travel with the model data, so a
 worker on that GPU type starts with compiled code in seconds instead of compiling for minutes
-(handler/compiled.py). The settings are the archive's model-config.yaml ``handler:`` section (with
-``--handler-setting`` overrides), because kernels only serve workers with the same shaping settings.
+(handler/compiled.py). The settings are the archive's model-config.yaml ``handler:`` section, with the
+endpoint's for ``--profile`` (handler/profiles.yaml, as the stack runs the model) and ``--handler-setting``
+overrides on top, because kernels only serve workers with the same shaping settings.
 
-  scripts/build_compiled_kernels.py --model-dir models/sd-turbo
+  scripts/build_compiled_kernels.py --model-dir models/sd-turbo --profile sd-turbo
 
 Exit codes: 0 built, 1 compiling or saving failed, 2 bad arguments, 3 no CUDA GPU or no model.
 """
@@ -20,6 +21,7 @@ import time
 
 from sdturbo_ops import cli
 from sdturbo_ops.paths import MODEL_CONFIG
+from sdturbo_ops.torchserve_config import profiles
 
 EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
 
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="diffusers folder (has model_index.json)")
     parser.add_argument("--config", type=cli.absolute_path, default=MODEL_CONFIG,
                         help="model-config.yaml whose handler: settings the workers will run with")
+    parser.add_argument("--profile", choices=sorted(profiles()),
+                        help="build for the settings the endpoint runs this model with (handler/profiles.yaml, "
+                             "as the SageMaker stack sets them; make compiled-kernels: MODEL)")
     parser.add_argument("--handler-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="override a handler: setting (repeatable), as the archive will")
     args = parser.parse_args(argv)
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         raise cli.CliError("compiled kernels are built on the GPU type that will run them; no CUDA GPU here",
                            EXIT_UNAVAILABLE)
     try:
-        settings = kernel_settings(args.config, args.model_dir, overrides)
+        settings = kernel_settings(args.config, args.model_dir, overrides, args.profile)
     except SettingsError as exc:
         raise cli.CliError(str(exc), cli.EXIT_USAGE) from None
     started = time.perf_counter()

@@ -18,28 +18,36 @@
 #   served-image  4 workers, JSON and Accept: image/png at c = 1 (split along the path) and c = 64
 #   ready2        launch -> READY with 2 workers and the kernels (the default 2-worker start)
 #   tiny-image    the tiny decoder (kernels-tiny first), 4 workers, batch 16, image replies at c = 1/64
-# The model is the full-size SD-turbo architecture with random weights (same compute as the real one),
-# built once into MODEL_DIR. STAGE_TIMEOUT (seconds, default 420) bounds each stage; KERNEL_ARGS are extra
-# build_compiled_kernels.py arguments (the settings a baseline's kernels are built with). Two GPUs can run two
+#   memory-profile  a profile's T4 proof: PROFILE's endpoint sizing (handler/profiles.yaml, default
+#                 sdxl-turbo: run with ARCH=sdxl) under the worst mix; the whole GPU must stay 1 GiB under
+#                 a T4's 15,360 MiB (bench.py --memory-profile)
+#   fp16-fix-vae  copy the model's vae/ to vae-fp16-fix/ (random weights of its architecture), so later
+#                 stages decode SDXL in fp16 with the fp32 fallback armed (ARCH=sdxl)
+# The model is the full-size SD-turbo architecture (SDXL-turbo's with ARCH=sdxl) with random weights (same
+# compute as the real one), built once into MODEL_DIR (default /tmp/sd-turbo-full or /tmp/sdxl-turbo-full).
+# STAGE_TIMEOUT (seconds, default 420) bounds each stage; KERNEL_ARGS are extra build_compiled_kernels.py
+# arguments (the settings a baseline's kernels are built with). Two GPUs can run two
 # stage lists at once: CUDA_VISIBLE_DEVICES=1 STAGES="..." scripts/gpu-bench.sh OUT2 & (TorchServe counts
 # the GPUs in CUDA_VISIBLE_DEVICES).
 # Usage: [STAGES="..."] scripts/gpu-bench.sh OUT_DIR   (on the GPU machine: source .device/activate.sh first)
 # Exit codes: 0 every stage passed, 1 a stage failed, 2 bad usage, 3 the model could not be built.
 set -uo pipefail
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -uo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 case ${1:-} in
   -h|--help) usage; exit 0 ;;
   "") usage >&2; exit 2 ;;
 esac
 out=$1
-model=${MODEL_DIR:-/tmp/sd-turbo-full}
+arch=${ARCH:-sd}
+model=${MODEL_DIR:-/tmp/$arch-turbo-full}
 stages=${STAGES-kernels shipped eager memory-cap}  # STAGES="" only builds the model
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 gpu=${CUDA_VISIBLE_DEVICES:+--id=$CUDA_VISIBLE_DEVICES}
 nvidia-smi $gpu --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 if [ ! -f "$model/model_index.json" ]; then
-  python3 scripts/build_offline_model.py --size full --device cuda --tiny-decoder --out "$model" --force || exit 3
+  python3 scripts/build_offline_model.py --arch "$arch" --size full --device cuda --tiny-decoder --out "$model" \
+    --force || exit 3
 fi
 status=0
 run() {  # run NAME COMMAND...: bounded, logged, summarised
@@ -84,6 +92,10 @@ for stage in $stages; do
               --requests 16 ;;
     tiny-image) bench tiny-image --skip baseline --formats no-archive --workers 4 --batch-size 16 --image-replies \
                   --handler-setting decoder=tiny --engine-batches 1,16 --concurrency 1,64 --requests 512 ;;
+    memory-profile) bench memory-profile --skip engine --skip torchserve --skip baseline \
+                      --memory-profile "${PROFILE:-sdxl-turbo}" --memory-cap-requests 64 ;;
+    fp16-fix-vae) [ -d "$model/vae-fp16-fix" ] || cp -r "$model/vae" "$model/vae-fp16-fix"
+                  echo "stage fp16-fix-vae: $model/vae-fp16-fix" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

@@ -238,13 +238,25 @@ def _without_outcomes(rows: list[dict]) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "outcomes"} for row in rows]
 
 
-def bench_memory_cap(sweep: Sweep, work: Path, cap_gib: float, requests: int, handler_overrides: dict) -> dict:
-    """Two workers, each capped at ``cap_gib``, under the worst request mix the schema allows (the shipped
-    batchSize; 1 to 4 images; 512 and 1024 sides mixed): no worker may die, and a request may get 507
-    only if it cannot fit alone, which is checked by sending each 507'd request again on its own."""
+# What nvidia-smi reports as a T4's memory (ml.g4dn's GPU), and the headroom a profile must leave below it:
+# the proof runs on a larger GPU, whose CUDA context and allocator differ a little from a T4's.
+T4_MEMORY_MIB = 15360
+HEADROOM_MIB = 1024
+
+
+def bench_memory_cap(sweep: Sweep, work: Path, requests: int, handler_overrides: dict, *, workers: int = 2,
+                     cap_gib: float | None = None, config_overrides: dict | None = None,
+                     gpu_memory_mib: int = T4_MEMORY_MIB) -> dict:
+    """``workers`` workers (each capped at ``cap_gib``, or at the handler settings' own ceiling) under the
+    worst request mix the schema allows (the archive's batchSize; 1 to 4 images; 512 and 1024 sides mixed):
+    no worker may die, and a request may get 507 only if it cannot fit alone, which is checked by sending
+    each 507'd request again on its own. The whole GPU's peak memory (every process, CUDA contexts
+    included) must leave ``HEADROOM_MIB`` below ``gpu_memory_mib``."""
+    capped = {**handler_overrides, **({"max_gpu_memory_gib": cap_gib} if cap_gib else {})}
     config = write_model_config(MODEL_CONFIG, work / "model-config-capped.yaml",
-                                {"minWorkers": 2, "maxWorkers": 2, "maxBatchDelay": 50},
-                                {**handler_overrides, "max_gpu_memory_gib": cap_gib})
+                                {**(config_overrides or {}), "minWorkers": workers, "maxWorkers": workers,
+                                 "maxBatchDelay": 50},
+                                capped)
     store = work / "store-capped"
     build(sweep.model_dir, store, config)
     server = LocalTorchServe(store, work / "ts-capped")
@@ -264,14 +276,25 @@ def bench_memory_cap(sweep: Sweep, work: Path, cap_gib: float, requests: int, ha
         server.stop()
         keep_server_log(server, sweep.out / "torchserve-capped.log")
         shutil.rmtree(store, ignore_errors=True)
-    row = {"cap_gib_per_worker": cap_gib, "workers": 2, "requests": len(payloads),
+    peak = memory.peak_mib
+    row = {"cap_gib_per_worker": capped.get("max_gpu_memory_gib", 0), "workers": workers,
+           "handler_settings": capped, "requests": len(payloads),
            "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
-           "workers_unchanged": pids_before == pids_after and len(pids_after) == 2,
+           "workers_unchanged": pids_before == pids_after and len(pids_after) == workers,
            "refused_507": [(p["width"], p["height"], p["num_images"]) for p in refused],
            "refused_507_that_fit_alone": sum(1 for status in refused_alone if status != 507),
-           "gpu_peak_mib_all_processes": memory.peak_mib}
+           "gpu_peak_mib_all_processes": peak, "gpu_memory_mib": gpu_memory_mib,
+           "headroom_mib": None if peak is None else gpu_memory_mib - peak,
+           "fits_with_headroom": None if peak is None else gpu_memory_mib - peak >= HEADROOM_MIB}
     log(f"memory cap: {row}")
     return row
+
+
+def memory_proof_failed(row: dict) -> bool:
+    """Whether a memory-cap run broke a promise: a worker died, a request that fits alone was refused, an
+    answer other than 200 and 507, or (where the GPU's memory was read) less headroom than promised."""
+    return (not row["workers_unchanged"] or bool(row["refused_507_that_fit_alone"])
+            or bool(set(row["statuses"]) - {"200", "507"}) or row.get("fits_with_headroom") is False)
 
 
 def keep_server_log(server: LocalTorchServe, path: Path) -> None:

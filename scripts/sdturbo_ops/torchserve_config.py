@@ -107,3 +107,19 @@ def profile_overrides(name: str, path: Path = PROFILES) -> tuple[dict[str, Any],
     """
     packed = dict(profiles(path)[name].get("model_config") or {})
     return packed, dict(packed.pop("handler", None) or {})
+
+
+def endpoint_sizing(name: str, path: Path = PROFILES) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(TorchServe keys, ``handler:`` keys) the endpoint runs model ``name`` with: what its archive packs
+    (``model_config``) with the profile's ``endpoint`` section on top (workers per GPU, handler settings),
+    as the SageMaker stack sets them (infra/profiles.tf).
+
+    Raises:
+        KeyError: no profile has that name.
+    """
+    overrides, handler = profile_overrides(name, path)
+    endpoint = profiles(path)[name].get("endpoint") or {}
+    if endpoint.get("workers"):
+        overrides = {**overrides, "minWorkers": endpoint["workers"], "maxWorkers": endpoint["workers"]}
+    return overrides, {**handler, **(endpoint.get("handler") or {})}
+

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
-from handler.jobs import BatchResult, Job, Reply, error_reply
+from handler.jobs import Base64Text, BatchResult, Job, Reply, error_reply
 from handler.schema import GenerationRequest
 
 
@@ -40,3 +41,15 @@ def test_a_batch_result_gives_the_replies_in_request_order():
     jobs[0].fail(500, "InternalServerError", "failed")
     result = BatchResult(jobs, {"generate": 1.0})
     assert [reply.status for reply in result.replies] == [500, 200]
+
+
+@pytest.mark.parametrize("body", [
+    {"image": Base64Text("aGVsbG8="), "seed": 7, "width": 512, "height": 512, "format": "png"},
+    {"image": Base64Text("QQ=="), "seed": 1, "format": "webp", "images": [Base64Text("QQ=="), Base64Text("Qg==")]},
+    {"code": 422, "type": "ValidationError", "message": 'a "quoted" message\\n with ünïcode'},
+    {"images": [], "note": ["plain", "strings"]},
+    {},
+])
+def test_a_reply_is_the_json_that_json_dumps_writes(body):
+    """to_json puts base64 in as it is, for speed; the bytes must be exactly json.dumps's."""
+    assert Reply(200, body).to_json() == json.dumps(body, separators=(",", ":")).encode()

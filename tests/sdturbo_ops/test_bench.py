@@ -53,3 +53,30 @@ def test_the_plot_names_the_model_and_device_and_its_axes_start_at_zero():
     title = fig._suptitle.get_text()
     assert "sd-turbo-full" in title and "NVIDIA H200" in title
     assert [axis.get_ylim()[0] for axis in fig.axes] == [0, 0]
+
+
+def test_a_memory_proof_fails_on_a_dead_worker_a_wrong_507_another_status_or_too_little_headroom():
+    from sdturbo_ops.bench import memory_proof_failed
+
+    kept = {"workers_unchanged": True, "refused_507_that_fit_alone": 0, "statuses": {"200": 90, "507": 6},
+            "fits_with_headroom": True}
+    assert not memory_proof_failed(kept)
+    assert not memory_proof_failed({**kept, "fits_with_headroom": None})  # no nvidia-smi: memory not read
+    for broken in ({"workers_unchanged": False}, {"refused_507_that_fit_alone": 1}, {"statuses": {"200": 1, "500": 1}},
+                   {"fits_with_headroom": False}):
+        assert memory_proof_failed({**kept, **broken}), broken
+
+
+def test_the_memory_proof_runs_a_profile_as_the_endpoint_sizes_it(tmp_path, tiny_sd_dir):
+    """bench.py --memory-profile: the profile's workers and settings, the worst mix (a CPU reads no GPU
+    memory, so only the answers and the workers are held here)."""
+    result = subprocess.run(
+        [PYTHON, str(REPO / "scripts" / "bench.py"), "--model-dir", str(tiny_sd_dir), "--out", str(tmp_path),
+         "--skip", "engine", "--skip", "torchserve", "--skip", "baseline", "--memory-profile", "sd-turbo",
+         "--memory-cap-requests", "8", "--handler-setting", "device=cpu"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    proof = json.loads((tmp_path / "bench.json").read_text())["memory_profile"]
+    assert (proof["profile"], proof["workers"], proof["statuses"]) == ("sd-turbo", 2, {"200": 8})
+    assert proof["handler_settings"]["max_gpu_memory_gib"] == 6.5 and proof["handler_settings"]["cuda_graphs"] is False
+    assert proof["workers_unchanged"] and proof["gpu_memory_mib"] == 15360

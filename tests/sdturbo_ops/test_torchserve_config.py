@@ -8,6 +8,7 @@ import yaml
 
 from sdturbo_ops.paths import MODEL_CONFIG
 from sdturbo_ops.torchserve_config import (
+    endpoint_sizing,
     DEFAULT_MANAGEMENT_ADDRESS, derive_properties, management_address, model_config, read_properties,
     write_model_config,
 )
@@ -52,3 +53,23 @@ def test_a_model_config_is_the_shipped_one_with_keys_overridden(tmp_path):
 def test_raising_the_minimum_of_workers_raises_the_maximum_with_it():
     assert model_config(MODEL_CONFIG, {"minWorkers": 3})["maxWorkers"] == 3
     assert model_config(MODEL_CONFIG, {"minWorkers": 1, "maxWorkers": 4})["maxWorkers"] == 4
+
+
+def test_the_endpoint_sizing_is_the_archives_profile_with_the_endpoint_section_on_top(tmp_path):
+    profiles_file = tmp_path / "profiles.yaml"
+    profiles_file.write_text(yaml.safe_dump({
+        "packed": {"model_config": {"batchSize": 4, "handler": {"max_gpu_memory_gib": 14, "cuda_graphs": False}},
+                   "endpoint": {}},
+        "layered": {"model_config": {}, "endpoint": {"workers": 2, "handler": {"max_gpu_memory_gib": 6.5}}}}))
+    assert endpoint_sizing("packed", profiles_file) == ({"batchSize": 4},
+                                                        {"max_gpu_memory_gib": 14, "cuda_graphs": False})
+    assert endpoint_sizing("layered", profiles_file) == ({"minWorkers": 2, "maxWorkers": 2},
+                                                         {"max_gpu_memory_gib": 6.5})
+
+
+def test_the_shipped_profiles_size_the_endpoint_as_the_stack_does():
+    """infra/profiles.tf reads the same file: workers from the endpoint section, else the archive's."""
+    overrides, handler = endpoint_sizing("sd-turbo")
+    assert overrides["minWorkers"] == overrides["maxWorkers"] == 2 and handler["max_gpu_memory_gib"] == 6.5
+    overrides, handler = endpoint_sizing("sdxl-turbo")
+    assert "minWorkers" not in overrides and handler["max_gpu_memory_gib"] == 14
