@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,3 +59,14 @@ def test_the_warm_up_image_is_a_png_of_the_warm_up_size():
     image = Image.open(io.BytesIO(base64.b64decode(warmup_image(256))))
     assert (image.format, image.size, image.mode) == ("PNG", (256, 256), "RGB")
     assert len(set(image.getdata())) > 100  # colour ramps, not a flat image the VAE would find trivial
+
+
+def test_the_warm_up_drives_the_engine_through_its_surface_only():
+    """The warm-up asks the engine whether a batch fits and to limit its batches (Engine.fits,
+    Engine.limit_batch) and reads the graphs install_graphs recorded; it never runs the engine's stages
+    itself nor reaches into its VAE, whose batch functions the graphs replace."""
+    import handler.warmup
+
+    source = Path(handler.warmup.__file__).read_text()
+    for reach in ("engine.admit", "engine.generate", "engine.decode", "engine.vae", "encode_chunk", "decode_chunk"):
+        assert reach not in source, reach
