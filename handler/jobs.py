@@ -4,6 +4,9 @@ A job holds everything that belongs to its request on the way from parsed reques
 seed, its latents, its images as handed to the image encoder, their files and, once known, its ``Reply``.
 A stage works on the jobs that are still open and answers the ones it fails, so an error stays with the
 request that caused it and the stages after it simply skip that job.
+
+The TorchServe adapter's hooks hand each other a batch as values too: ``Pending`` requests, then
+``Answered`` replies (handler/torchserve_handler.py).
 """
 
 from __future__ import annotations
@@ -91,3 +94,21 @@ class BatchResult:
     @property
     def replies(self) -> list[Reply]:
         return [job.reply for job in self.jobs]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One request of a TorchServe batch, as the adapter's preprocess hands it on: parsed, or already
+    answered (a 4xx), with the form its reply takes."""
+
+    item: GenerationRequest | Reply
+    image_format: str | None = None  # the reply is the image file itself, in this format; None: JSON
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What the adapter's inference hands postprocess: every request's reply with its form, in batch order,
+    and the engine's stage times (none when no request reached the engine), for handle's timings line."""
+
+    replies: list[tuple[Reply, str | None]]
+    stage_ms: dict[str, float]

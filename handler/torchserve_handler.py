@@ -7,7 +7,8 @@ there, and picks each reply's form from its Accept header (handler/negotiate.py:
 answers each of them; ``postprocess`` sets every reply's status, content type and, for an image, its
 headers. The hooks pass everything through their return values: each request travels with its reply's
 form (``Pending``, as LitServe carries a per-request context), and the replies with the engine's stage
-times (``Answered``); the handler keeps nothing of a batch between hooks. The stage times become
+times (``Answered``; both in handler/jobs.py: TorchServe refuses a handler module that defines a second
+class); the handler keeps nothing of a batch between hooks. The stage times become
 TorchServe metrics (``GenerateTime``, ``DecodeTime``, ``EncodeTime``, ``ReplyTime``) and log lines.
 
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
@@ -20,7 +21,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler.engine import Engine
-from handler.jobs import Reply, error_reply
+from handler.jobs import Answered, Pending, Reply, error_reply
 from handler.negotiate import IMAGE_TYPES, JSON, reply_format
 from handler.schema import GenerationRequest, RequestError, parse_request
 from handler.settings import load_settings
@@ -39,24 +39,6 @@ logger = logging.getLogger(__name__)
 
 # An image reply's headers and the JSON reply's fields they carry (the format is the Content-Type).
 IMAGE_HEADERS = {"X-Seed": "seed", "X-Image-Width": "width", "X-Image-Height": "height"}
-
-
-@dataclass(frozen=True)
-class Pending:
-    """One request of the batch, as preprocess hands it on: parsed, or already answered (a 4xx), with the
-    form its reply takes."""
-
-    item: GenerationRequest | Reply
-    image_format: str | None = None  # the reply is the image file itself, in this format; None: JSON
-
-
-@dataclass(frozen=True)
-class Answered:
-    """What inference hands postprocess: every request's reply with its form, in batch order, and the
-    engine's stage times (none when no request reached the engine), for handle's timings line."""
-
-    replies: list[tuple[Reply, str | None]]
-    stage_ms: dict[str, float]
 
 
 class SDTurboHandler(BaseHandler):

@@ -151,3 +151,11 @@ def test_each_batch_logs_its_timings_line_for_the_benchmarks_breakdown(served, c
     assert list(timings) == ["requests", "received", "preprocess_ms", "generate_ms", "decode_ms", "encode_ms",
                              "reply_ms", "inference_ms", "postprocess_ms", "returned"]
     assert timings["requests"] == 1 and timings["returned"] >= timings["received"]
+
+
+def test_the_module_defines_one_class_as_torchserve_requires():
+    """TorchServe loads the handler file's only class and refuses to load a file that defines two."""
+    import handler.torchserve_handler as module
+    from ts.utils.util import list_classes_from_module
+
+    assert list_classes_from_module(module) == [SDTurboHandler]
