@@ -246,11 +246,24 @@ class Engine:
         release_device_cache(self.device)
         return False
 
-    def limit_batch(self, largest: int) -> None:
-        """Run the graphed calls' batches larger than ``largest`` in chunks of it (the graphs above it are
-        dropped); without graphs, batches run whole as they always do."""
+    def limit_batch(self, below: int) -> int:
+        """Run the graphed calls' batches of ``below`` images or more in chunks of the largest graph batch
+        size under it (the graphs above it are dropped; without graphs, batches run whole as they always
+        do); returns that size.
+
+        Raises:
+            RuntimeError: no size is under ``below``: not even one image fits.
+        """
+        settings = self.settings
+        largest = max((size for size in settings.cuda_graph_batch_sizes if size < below), default=0)
+        if not largest:
+            raise RuntimeError(f"one {settings.warmup_size}x{settings.warmup_size} image does not fit in "
+                               "device memory (see max_gpu_memory_gib)")
+        logger.warning("a batch of %d does not fit in device memory: batches run in chunks of at most %d",
+                       below, largest)
         if self.graphs is not None:
             self.graphs.limit_batch(largest)
+        return largest
 
 
 def _image_note(request: GenerationRequest) -> str:

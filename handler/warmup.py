@@ -20,7 +20,6 @@ from PIL import Image
 
 from handler.memory import release_device_cache
 from handler.schema import GenerationRequest
-from handler.settings import EngineSettings
 
 if TYPE_CHECKING:
     from handler.engine import Engine
@@ -47,13 +46,13 @@ def warm_up(engine: Engine) -> float:
     try:
         for batch in engine.settings.cuda_graph_batch_sizes if graphs or compiled else ():
             if not engine.fits(request, batch):
-                engine.limit_batch(largest_below(engine.settings, batch))
+                engine.limit_batch(below=batch)
                 break
         # Image-to-image adds one graphed call, the VAE encoder, at the VAE slice sizes (the UNet's
         # graphs at this resolution are captured above).
         for batch in graphs.vae_encode.batch_sizes if graphs else ():
             if not engine.fits(image_request, batch):
-                engine.limit_batch(largest_below(engine.settings, batch))
+                engine.limit_batch(below=batch)
                 break
         replies = engine.serve_batch([request, image_request])
     finally:
@@ -71,21 +70,6 @@ def warm_up(engine: Engine) -> float:
     logger.info("warm-up generation (%dx%d) took %.2fs (%d CUDA graphs, %d replays, %d eager graph calls)",
                 size, size, elapsed, captured, replays, eager)
     return elapsed
-
-
-def largest_below(settings: EngineSettings, below: int) -> int:
-    """The largest graph batch size under ``below``, the one that did not fit.
-
-    Raises:
-        RuntimeError: not even one image fits.
-    """
-    largest = max((size for size in settings.cuda_graph_batch_sizes if size < below), default=0)
-    if not largest:
-        raise RuntimeError(f"one {settings.warmup_size}x{settings.warmup_size} image does not fit in "
-                           "device memory (see max_gpu_memory_gib)")
-    logger.warning("a batch of %d does not fit in device memory: batches run in chunks of at most %d",
-                   below, largest)
-    return largest
 
 
 def warmup_image(size: int) -> str:
