@@ -1,6 +1,8 @@
 # sdturbo-serve: every routine task has one entry point here; README, CI and docs use the same commands.
-SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
+# Every recipe runs under bash -eu -o pipefail. The flags sit in SHELL itself, not in .SHELLFLAGS (GNU make
+# 3.82+): macOS ships make 3.81, which ignores .SHELLFLAGS but runs a multi-word SHELL as "SHELL -c LINE".
+# Nothing here needs a newer make (tests/repo/test_makefile.py holds that).
+SHELL := /bin/bash -eu -o pipefail
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
@@ -23,6 +25,7 @@ MODEL_STORE ?=
 # The tree's paths (the offline tiny models, the demo store, the /ping plugin), from their one home.
 $(foreach assignment,$(shell $(PYTHON) scripts/sdturbo_ops/paths.py --make),$(eval $(assignment)))
 PLUGIN_SRC := $(shell find plugins/readiness/src -type f 2>/dev/null)
+HANDLER_SRC := $(shell find handler -type f -not -path '*/__pycache__/*' 2>/dev/null)
 # `make predict PROMPT="a cat" [OUT=cat.png] [SEED=42]`: the prompt reaches the command through the
 # environment, so quotes and other shell characters in it need no escaping.
 PROMPT ?=
@@ -33,11 +36,20 @@ export PROMPT
 # (default: logs/ and build/serve-state/, scripts/local_torchserve.py's).
 SERVE_LOGS ?=
 SERVE_STATE ?=
-SERVE_ARGS = $(if $(SERVE_LOGS),--log-dir $(SERVE_LOGS)) $(if $(SERVE_STATE),--state-dir $(SERVE_STATE))
+# A second server beside the first: `make serve-tiny PORT=8090` listens on 8090-8094 and keeps its TMPDIR, logs
+# and state in build/servers/8090/; `make predict PORT=8090` and `make stop PORT=8090` talk to it. Unset:
+# config.properties' own ports (8080-8082, gRPC 7070-7071).
+PORT ?=
+PORT_ARGS = $(if $(PORT),--port $(PORT))
+SERVE_ARGS = $(PORT_ARGS) $(if $(SERVE_LOGS),--log-dir $(SERVE_LOGS)) $(if $(SERVE_STATE),--state-dir $(SERVE_STATE))
+# Where `make predict` and `make demo` send their request: the server PORT names, or invoke.py's default.
+URL_ARGS = $(if $(PORT),--url http://127.0.0.1:$(PORT))
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
+	  '{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
+	   END { format = "  %-" width "s  %s\n"; for (i = 1; i <= NR; i++) printf format, name[i], text[i] }'
 
 # ------------------------------------------------------------------ set-up
 $(VENV)/.installed: setup.cfg
@@ -106,7 +118,7 @@ $(TINY_SDXL)/model_index.json: scripts/build_offline_model.py scripts/sdturbo_op
 tiny-model: $(TINY_SD)/model_index.json $(TINY_SDXL)/model_index.json ## build the offline tiny SD-turbo and SDXL-turbo models
 
 .PHONY: model
-model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL) (FP16_FIX_VAE=1: SDXL's fp16 VAE)
+model: install ## download the real weights from the Hugging Face Hub into models/$(MODEL), and the tiny decoder (TAESD) into its taesd/ (FP16_FIX_VAE=1: SDXL's fp16 VAE)
 	$(PY) scripts/download_model.py --model $(MODEL) --out $(MODEL_DIR) --tiny-decoder $(if $(FP16_FIX_VAE),--fp16-fix-vae)
 
 .PHONY: compiled-kernels
@@ -125,24 +137,29 @@ mar: install ## package $(MODEL_DIR) into $(MODEL_STORE)/sdturbo with $(MODEL)'s
 serve: check-java install plugin ## serve the archive `make mar` built (MODEL_STORE=... for another store) in the background; returns once it is warm
 	$(PY) scripts/local_torchserve.py start $(if $(MODEL_STORE),--store $(MODEL_STORE)) $(SERVE_ARGS) --timeout 900
 
-.PHONY: serve-tiny
-serve-tiny: check-java install plugin $(TINY_SD)/model_index.json ## serve the offline tiny model in the background (make predict, make stop)
+# The tiny model's archive, rebuilt only when what goes into it changed: a second `make serve-tiny PORT=...`
+# must not replace the folder a running server's workers run in.
+$(DEMO_MANIFEST): $(TINY_SD)/model_index.json $(HANDLER_SRC) scripts/build_archive.py scripts/sdturbo_ops/archive.py \
+  | $(VENV)/.installed
 	$(PY) scripts/build_archive.py --model-dir $(TINY_SD) --store $(DEMO_STORE) >/dev/null
+
+.PHONY: serve-tiny
+serve-tiny: check-java install plugin $(DEMO_MANIFEST) ## serve the offline tiny model in the background (make predict, make stop)
 	$(PY) scripts/local_torchserve.py start --store $(DEMO_STORE) $(SERVE_ARGS) --timeout 300
 
 .PHONY: predict
 predict: install ## ask the running server for an image: make predict PROMPT="a cat" [OUT=cat.png; default image.png] [SEED=42]
 	@[ -n "$$PROMPT" ] || { echo 'error: say what to draw: make predict PROMPT="a cat wearing sunglasses"' >&2; exit 2; }
-	$(PY) scripts/invoke.py local "$$PROMPT" $(if $(OUT),--out "$(OUT)") $(if $(SEED),--seed $(SEED))
+	$(PY) scripts/invoke.py local "$$PROMPT" $(if $(OUT),--out "$(OUT)") $(if $(SEED),--seed $(SEED)) $(URL_ARGS)
 
 .PHONY: stop
-stop: ## stop the TorchServe started by `make serve` or `make serve-tiny`
-	$(VENV)/bin/torchserve --stop --foreground
+stop: ## stop the TorchServe started by `make serve` or `make serve-tiny` (PORT=8090: the one on that port)
+	$(PY) scripts/local_torchserve.py stop $(PORT_ARGS)
 
 .PHONY: demo
 demo: serve-tiny ## serve the offline tiny model, ask for one image (demo.png), stop
-	trap '$(VENV)/bin/torchserve --stop --foreground >/dev/null' EXIT; \
-	$(PY) scripts/invoke.py local "a cat wearing sunglasses" --seed 42 --out demo.png
+	trap '$(PY) scripts/local_torchserve.py stop $(PORT_ARGS) > /dev/null' EXIT; \
+	$(PY) scripts/invoke.py local "a cat wearing sunglasses" --seed 42 --out demo.png $(URL_ARGS)
 
 # ------------------------------------------------------------------ checks
 .PHONY: test

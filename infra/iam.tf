@@ -1,37 +1,16 @@
-# The SageMaker execution role: exactly what hosting this model needs, one statement per purpose.
-
-resource "aws_iam_role" "sagemaker" {
-  name               = "${var.name}-sagemaker-execution"
-  description        = "SageMaker hosting of ${var.name}: model data, async I/O, image pull, logs, ENIs"
-  assume_role_policy = data.aws_iam_policy_document.sagemaker_trust.json
-  # The CI apply role may create or change a role only with this boundary (infra/bootstrap/boundary.tf).
-  permissions_boundary = local.workload_boundary_arn
-}
-
-data "aws_iam_policy_document" "sagemaker_trust" {
-  statement {
-    sid     = "SageMakerInThisAccount"
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["sagemaker.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
+# The SageMaker execution role's permissions: exactly what hosting this model needs, one statement per purpose.
+# The role itself (its trust: SageMaker in this account; its permissions boundary) is infra/bootstrap's
+# (execution_role.tf): CI writes this policy, within the boundary, but never creates a role or writes a trust.
 
 resource "aws_iam_role_policy" "sagemaker" {
   name   = "hosting"
-  role   = aws_iam_role.sagemaker.id
+  role   = local.execution_role_name
   policy = data.aws_iam_policy_document.sagemaker.json
 }
 
 locals {
-  workload_boundary_arn  = "arn:${local.partition}:iam::${local.account_id}:policy/${var.name}-workload-boundary"
+  execution_role_name    = "${var.name}-sagemaker-execution" # as infra/bootstrap names it
+  execution_role_arn     = "arn:${local.partition}:iam::${local.account_id}:role/${local.execution_role_name}"
   endpoint_log_group_arn = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/sagemaker/Endpoints/${local.endpoint_name}"
 }
 
@@ -124,14 +103,23 @@ data "aws_iam_policy_document" "sagemaker" {
     resources = ["*"]
   }
 
+  # CreateNetworkInterface is authorized against the new interface, its subnet and its security groups; the
+  # other three act on an interface alone, whose id is generated (infra/bootstrap/boundary.tf says why no
+  # narrower name is possible).
   statement {
-    sid     = "ManageEnisInOurSubnets"
-    actions = ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"]
+    sid     = "CreateEnisInOurSubnets"
+    actions = ["ec2:CreateNetworkInterface"]
     resources = concat(
       ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"],
       aws_subnet.private[*].arn,
       [aws_security_group.model.arn],
     )
+  }
+
+  statement {
+    sid       = "ManageNetworkInterfaces"
+    actions   = ["ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"]
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"]
   }
 
   statement {

@@ -54,8 +54,13 @@ output "success_topic_arn" {
 }
 
 output "error_topic_arn" {
-  description = "SNS topic announcing failed async requests."
+  description = "SNS topic announcing failed async requests (and, like the success topic, SageMaker's test notifications after each endpoint update or scaling step)."
   value       = aws_sns_topic.error.arn
+}
+
+output "alarms_topic_arn" {
+  description = "SNS topic of the operators' alarms, to which alarm_email is subscribed."
+  value       = aws_sns_topic.alarms.arn
 }
 
 output "kms_key_arn" {

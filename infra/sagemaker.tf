@@ -15,7 +15,7 @@ resource "aws_sagemaker_model" "this" {
   # Each model therefore takes a fresh name when it is created. ignore_changes keeps the name on plans
   # that change nothing else; a replacement is planned from the configuration, so it gets a new name.
   name                     = "${var.name}-${substr(replace(uuid(), "-", ""), 0, 16)}"
-  execution_role_arn       = aws_iam_role.sagemaker.arn
+  execution_role_arn       = local.execution_role_arn
   enable_network_isolation = var.enable_network_isolation
 
   primary_container {

@@ -120,7 +120,7 @@ variable "image_tag" {
 }
 
 variable "ecr_keep_images" {
-  description = "How many images the ECR lifecycle policy keeps, newest first. A rollback needs the live image and the one deployed before it; build-and-push also pushes images that are never deployed (every push to main that changes the image), so the default leaves room for eight of those between deploys. Each image can be ~4.5 GB of its own layers when the build cache misses (infra/README.md, Cost)."
+  description = "How many of the newest images the ECR lifecycle policy keeps; the one the endpoint runs (image_tag) has a rule of its own and is kept however old it is. A rollback needs the image deployed before it; build-and-push also pushes images that are never deployed (every push to main that changes the image), so the default leaves room for eight of those between deploys. Each image can be ~3.4 GB of its own layers when the build cache misses (infra/README.md, Cost)."
   type        = number
   default     = 10
 
@@ -337,7 +337,12 @@ variable "idle_instance_alarm_minutes" {
 }
 
 variable "alarm_email" {
-  description = "Optional e-mail address subscribed to the alarms topic (empty: no subscription)."
+  description = "E-mail address subscribed to the operators' alarms topic (endpoint errors, a stuck queue, instances that do not scale in). No default: a stack whose alarms reach nobody is refused at plan time. CI passes the ALARM_EMAIL repository variable (infra/README.md step 2), so its applies keep the subscription an operator's apply makes; SNS mails a confirmation link that must be followed once."
   type        = string
-  default     = ""
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address; in CI, set the ALARM_EMAIL repository variable (infra/README.md step 2)."
+  }
 }

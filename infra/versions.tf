@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.9.0"
+  required_version = ">= 1.10.0" # the S3 backend's use_lockfile (backend.tf)
 
   required_providers {
     aws = {

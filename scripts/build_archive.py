@@ -27,6 +27,18 @@ from sdturbo_ops.torchserve_config import profiles, profile_overrides, write_mod
 EXIT_FAILED, EXIT_BAD_MODEL = 1, 3
 
 
+def download_command(profile: str | None) -> str:
+    """What downloads the model a profile is for (`make mar MODEL=sdxl-turbo` has --profile sdxl-turbo), with the
+    fp16-fix VAE where the model has one, as the README says; the plain download without a profile."""
+    if profile is None:
+        return "the real model with `make model`"
+    from handler.models import MODELS
+
+    spec = MODELS.get(profile)
+    fp16_fix = " FP16_FIX_VAE=1" if spec is not None and spec.fp16_fix_vae_repo else ""
+    return f"{profile} with `make model MODEL={profile}{fp16_fix}`"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=cli.absolute_path, required=True,
@@ -43,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if not (args.model_dir / "model_index.json").is_file():
-        raise cli.CliError(f"{args.model_dir} has no model_index.json: download the real model with `make model`, "
+        raise cli.CliError(f"{args.model_dir} has no model_index.json: download {download_command(args.profile)}, "
                            "or serve the offline tiny one with `make serve-tiny`", EXIT_BAD_MODEL)
     if not args.config.is_file():
         raise cli.CliError(f"{args.config} does not exist", cli.EXIT_USAGE)

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     repo_id = MODELS[args.model].repo_id
     try:
-        download_model(args.model, args.out, args.revision, args.tiny_decoder, args.fp16_fix_vae)
+        download_model(args.model, args.out, args.revision, args.tiny_decoder, args.fp16_fix_vae,
+                       announce=lambda line: print(f"downloading {line}", flush=True))
     except NoFp16FixVae as exc:
         raise cli.CliError(str(exc), cli.EXIT_USAGE) from None
     except Exception as exc:  # network, auth, disk: one clear line, not a traceback

@@ -1,5 +1,5 @@
-# The permissions boundary of every role the apply role creates or changes (today: the SageMaker execution
-# role). A role's effective permissions are its policies intersected with this, so whatever the apply role
+# The permissions boundary of every workload role, whose policy the apply role writes (today: the SageMaker
+# execution role, execution_role.tf). A role's effective permissions are its policies intersected with this, so whatever the apply role
 # writes into a workload role's policy, the role can never do more than host the model: read model data,
 # move async payloads, use the stack key, pull the image, write its logs and metrics, place its network
 # interfaces and publish notifications. The apply role can neither remove this boundary nor edit it.
@@ -11,7 +11,7 @@ resource "aws_iam_policy" "workload_boundary" {
 }
 
 data "aws_iam_policy_document" "workload_boundary" {
-  # checkov:skip=CKV_AWS_111,CKV_AWS_356: "*" only for ECR login, PutMetricData and EC2 Describe, which have no resource-level permissions
+  # checkov:skip=CKV_AWS_111,CKV_AWS_356: "*" only for ECR login, PutMetricData and EC2 Describe, which have no resource-level permissions; network interfaces, which SageMaker makes untagged
   # SageMaker encrypts an EBS-backed instance's volume through a grant; a grant to anyone else is not hosting.
   source_policy_documents = [data.aws_iam_policy_document.grant_stack_key_to_aws_services.json]
   statement {
@@ -69,10 +69,25 @@ data "aws_iam_policy_document" "workload_boundary" {
     resources = ["*"]
   }
 
+  # CreateNetworkInterface is authorized against the new interface, its subnet and its security groups
+  # (Service Authorization Reference, Amazon EC2): the last two must be the stack's, which carry its tag.
+  statement {
+    sid       = "NetworkInterfacesInTheStackSubnets"
+    actions   = ["ec2:CreateNetworkInterface"]
+    resources = ["${local.arn.ec2}:subnet/*", "${local.arn.ec2}:security-group/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/Project"
+      values   = [var.name]
+    }
+  }
+
+  # The interface itself has a generated id, and SageMaker makes it: no document says it carries the stack's
+  # tag, so neither an ARN nor a tag can name it here. These four actions act on network interfaces only.
   statement {
     sid       = "NetworkInterfaces"
     actions   = ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"]
-    resources = ["${local.arn.ec2}:*"]
+    resources = ["${local.arn.ec2}:network-interface/*"]
   }
 
   statement {

@@ -2,38 +2,46 @@
 # administrator, and never in the stack that CI applies: no job can change the role it runs as.
 #
 #   image push  pushes to github_branch          ECR push to the stack's repository
-#   plan        pushes to github_branch          reads the stack and its state; runs without approval
-#   apply       the protected github_environment changes the stack; any role it creates or changes must
-#                                                 carry the workload permissions boundary (boundary.tf)
+#   plan        pushes to github_branch          reads the stack and its state, takes the state lock;
+#                                                 runs without approval
+#   apply       the protected github_environment changes the stack; may write the workload role's policy
+#                                                 within the workload permissions boundary (boundary.tf)
 #
-# Each role's trust pins the token's audience and its subject (repository + branch or environment).
+# Each role's trust pins the token's audience and its subject, which infra/README.md step 2 makes GitHub
+# build from the repository's template (claim keys repo, context, ref) with immutable subject claims:
 #
-# GitHub's default subject of a job in an environment is repo:OWNER/REPO:environment:NAME: it names no
-# branch, so any branch's workflow that says `environment: production` would get the apply role once the
-# environment lets it deploy. AWS can only test the token's `sub` (and `aud`) here, not GitHub's `ref`
-# claim, so the repository's subject template is customized to end with the ref (claim keys repo, context,
-# ref: infra/README.md step 2 sets it) and the apply role trusts only the environment on github_branch.
-# The branch roles accept the customized subject and, until step 2 sets the template, the default one:
-# both name the repository and the branch.
+#   repo:OWNER@OWNER_ID/REPO@REPO_ID:<context>:ref:<ref>
+#
+# - The ids: GitHub's OIDC reference ("Immutable subject claims") gives repositories created, renamed or
+#   transferred after the cutoff the subject `repo:OWNER@OWNER_ID/REPO@REPO_ID:...`, "always included in the
+#   `repo` segment ... even when you customize claims"; older repositories keep `repo:OWNER/REPO:...` unless
+#   they opt in, which step 2 does (use_immutable_subject). So every repository, old or new, sends the same
+#   form, and a deleted owner or repository name claimed again by someone else matches no role.
+# - The ref: a job in an environment has the context environment:NAME, which names no branch; AWS can test
+#   only a token's `sub` (and `aud`) in a trust policy, not its `ref` claim, so the template appends the ref
+#   and the apply role trusts the environment on github_branch alone.
 
 locals {
   github_oidc_host = "token.actions.githubusercontent.com"
   github_oidc_arn = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : (
     "arn:${local.partition}:iam::${local.account_id}:oidc-provider/${local.github_oidc_host}"
   )
-  branch_ref = "ref:refs/heads/${var.github_branch}"
-  # The customized template: repo:<repo>:<context>:ref:<ref>, where the context is what the default subject
-  # has after the repository (environment:NAME for a job in an environment, else ref:<ref>).
-  branch_subjects     = ["repo:${var.github_repository}:${local.branch_ref}", "repo:${var.github_repository}:${local.branch_ref}:${local.branch_ref}"]
-  environment_subject = "repo:${var.github_repository}:environment:${var.github_environment}:${local.branch_ref}"
+  github_owner          = split("/", var.github_repository)[0]
+  github_repository     = split("/", var.github_repository)[1]
+  github_subject_prefix = "repo:${local.github_owner}@${var.github_repository_ids.owner}/${local.github_repository}@${var.github_repository_ids.repository}"
+  branch_ref            = "ref:refs/heads/${var.github_branch}"
+  # <context> is what the default subject has after the repository: ref:<ref> for a push (or a manual run)
+  # outside an environment, environment:NAME for a job in one.
+  branch_subject      = "${local.github_subject_prefix}:${local.branch_ref}:${local.branch_ref}"
+  environment_subject = "${local.github_subject_prefix}:environment:${var.github_environment}:${local.branch_ref}"
 
   github_roles = {
     image-push = {
-      subjects    = local.branch_subjects
+      subjects    = [local.branch_subject]
       description = "GitHub Actions, pushes to ${var.github_branch}: push images to the ${var.name} ECR repository"
     }
     plan = {
-      subjects    = local.branch_subjects
+      subjects    = [local.branch_subject]
       description = "GitHub Actions, pushes to ${var.github_branch}: read-only terraform plan of the ${var.name} stack"
     }
     apply = {

@@ -1,4 +1,7 @@
-# Remote state for the main stack: a versioned, KMS-encrypted, private, TLS-only bucket and a lock table.
+# Remote state for the main stack: a versioned, KMS-encrypted, private, TLS-only bucket. The S3 backend
+# locks the state with a lock object beside it (use_lockfile, Terraform >= 1.10: infra/backend.tf), so there
+# is no lock table: a DynamoDB table encrypted with this key would need every CI role to use the key through
+# DynamoDB as well, and Terraform 1.11 deprecates the backend's dynamodb_table.
 # Applied once per account with local state (keep its terraform.tfstate safe, or import it afterwards).
 
 data "aws_caller_identity" "current" {}
@@ -10,7 +13,7 @@ locals {
 }
 
 resource "aws_kms_key" "state" {
-  description             = "${var.name}: Terraform state and locks"
+  description             = "${var.name}: Terraform state and its lock object"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.key.json
@@ -123,26 +126,4 @@ data "aws_iam_policy_document" "tls_only" {
       values   = ["false"]
     }
   }
-}
-
-resource "aws_dynamodb_table" "lock" {
-  name         = "${var.name}-tflock"
-  billing_mode = "PAY_PER_REQUEST" # a handful of requests per run: cents a year
-  hash_key     = "LockID"
-
-  attribute {
-    name = "LockID"
-    type = "S"
-  }
-
-  point_in_time_recovery {
-    enabled = true
-  }
-
-  server_side_encryption {
-    enabled     = true
-    kms_key_arn = aws_kms_key.state.arn
-  }
-
-  deletion_protection_enabled = true
 }

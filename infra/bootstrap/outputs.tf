@@ -3,18 +3,13 @@ output "state_bucket" {
   value       = aws_s3_bucket.state.id
 }
 
-output "lock_table" {
-  description = "Put in backend.hcl as dynamodb_table; repository variable TF_LOCK_TABLE."
-  value       = aws_dynamodb_table.lock.name
-}
-
 output "region" {
   description = "Put in backend.hcl as region; repository variable AWS_REGION."
   value       = var.region
 }
 
 output "state_kms_key_arn" {
-  description = "Key encrypting the state bucket and lock table."
+  description = "Key encrypting the state and its lock object: put in backend.hcl as kms_key_id; repository variable TF_STATE_KMS_KEY_ARN."
   value       = aws_kms_key.state.arn
 }
 

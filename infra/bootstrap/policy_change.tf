@@ -2,7 +2,8 @@
 # environment). Each action was seen in the provider's request trace of an apply, update or destroy
 # against the emulator, or is one AWS checks on the caller's behalf (commented). What the apply role may
 # never do is in policy_guardrails.tf; the network and the key, whose ids are generated, are changed by tag
-# (policy_change_tagged.tf). One managed policy may hold 6,144 characters.
+# (policy_change_tagged.tf). It creates no role and writes no trust: the workload role is the bootstrap's
+# (execution_role.tf). One managed policy may hold 6,144 characters.
 
 resource "aws_iam_policy" "change_stack" {
   name        = "${var.name}-change-stack"
@@ -11,22 +12,13 @@ resource "aws_iam_policy" "change_stack" {
 }
 
 data "aws_iam_policy_document" "change_stack" {
-  # checkov:skip=CKV_AWS_356: "*" only where AWS requires it (Application Auto Scaling), commented and region-bound
+  # checkov:skip=CKV_AWS_356: "*" only where AWS requires it (Application Auto Scaling, the private hosted zone AWS makes for an interface endpoint), commented
+  # checkov:skip=CKV_AWS_111: the one unconstrained write is route53:AssociateVPCWithHostedZone, on the private hosted zone AWS makes for an interface endpoint, whose id is not known beforehand
+  # The key it is encrypted with: policy_read.tf (UseStateKeyThroughS3).
   statement {
     sid       = "WriteState"
     actions   = ["s3:PutObject"]
     resources = ["${local.state.bucket_arn}/*"]
-  }
-
-  statement {
-    sid       = "EncryptState"
-    actions   = ["kms:GenerateDataKey"]
-    resources = [local.state.key_arn]
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["s3.${var.region}.amazonaws.com"]
-    }
   }
 
   statement {
@@ -62,10 +54,10 @@ data "aws_iam_policy_document" "change_stack" {
     resources = [local.stack.model_arns, local.stack.config_arns, local.stack.endpoint_arn]
   }
 
-  # A role or role policy may be created or changed only on a role that carries the workload boundary.
+  # The workload role's permissions are the stack's to write, and only while the role carries the boundary.
   statement {
-    sid       = "ChangeWorkloadRolesWithinTheBoundary"
-    actions   = ["iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy"]
+    sid       = "WriteTheWorkloadRolePolicyWithinTheBoundary"
+    actions   = ["iam:PutRolePolicy", "iam:DeleteRolePolicy"]
     resources = [local.stack.workload_role]
     condition {
       test     = "StringEquals"
@@ -74,17 +66,10 @@ data "aws_iam_policy_document" "change_stack" {
     }
   }
 
-  # These actions have no boundary condition key; they cannot add permissions to a role.
-  statement {
-    sid       = "ManageWorkloadRoles"
-    actions   = ["iam:DeleteRole", "iam:TagRole", "iam:UntagRole", "iam:UpdateRole", "iam:UpdateAssumeRolePolicy", "iam:ListInstanceProfilesForRole"]
-    resources = [local.stack.workload_role]
-  }
-
   statement {
     sid       = "PassExecutionRoleToSageMaker"
     actions   = ["iam:PassRole"]
-    resources = ["${local.arn.iam}:role/${var.name}-sagemaker-execution"]
+    resources = [local.stack.workload_role]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
@@ -102,6 +87,15 @@ data "aws_iam_policy_document" "change_stack" {
       variable = "iam:AWSServiceName"
       values   = ["sagemaker.application-autoscaling.amazonaws.com"]
     }
+  }
+
+  # An interface endpoint with private DNS (enable_sns_endpoint) associates the VPC with a private hosted zone
+  # that AWS makes for the endpoint: route53:AssociateVPCWithHostedZone is a dependent action of
+  # ec2:CreateVpcEndpoint (Service Authorization Reference). The zone's id is AWS's, unknown beforehand: "*".
+  statement {
+    sid       = "PrivateDnsOfInterfaceEndpoints"
+    actions   = ["route53:AssociateVPCWithHostedZone"]
+    resources = ["*"]
   }
 
   statement {

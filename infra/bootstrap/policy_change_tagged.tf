@@ -98,12 +98,15 @@ data "aws_iam_policy_document" "change_tagged" {
   }
 
   # The state key carries the same Project tag (the bootstrap's default_tags): policy_guardrails.tf denies
-  # all of this on it.
+  # all of this on it. Neither a key's policy (who may use it) nor its deletion (which makes every object,
+  # image, log and message it encrypts unreadable: data deletion) is CI's: the key is made by the
+  # administrator's first apply (infra/README.md step 3) and deleted by the teardown, and a change of its
+  # policy (infra/kms.tf) is an administrator's apply. What is left cannot widen who uses any key.
   statement {
     sid = "AdministerTheStackKey"
     actions = [
-      "kms:EnableKeyRotation", "kms:PutKeyPolicy", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
-      "kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias", "kms:RetireGrant",
+      "kms:EnableKeyRotation", "kms:TagResource", "kms:UntagResource", "kms:CreateAlias", "kms:DeleteAlias",
+      "kms:UpdateAlias", "kms:RetireGrant",
     ]
     resources = [local.stack.key_arns]
     condition {

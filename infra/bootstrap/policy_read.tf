@@ -1,7 +1,7 @@
-# What `terraform plan` of the main stack reads: its state and every resource it refreshes. The plan role
-# has only this; the apply role has it too (refresh before destroy, reads after each create). Each action
-# was seen in the provider's request trace of a plan against the emulator (tests/e2e/test_infra_emulator.py
-# fails naming any that is missing). Nothing here changes the stack.
+# What `terraform plan` of the main stack reads: its state and every resource it refreshes, and the state
+# lock it takes. The plan role has only this; the apply role has it too (refresh before destroy, reads after
+# each create). Each action was seen in the provider's or the S3 backend's request trace of a plan against the
+# emulator (tests/e2e/test_infra_emulator.py fails naming any that is missing). Nothing here changes the stack.
 
 resource "aws_iam_policy" "read_stack" {
   name        = "${var.name}-read-stack"
@@ -17,17 +17,19 @@ data "aws_iam_policy_document" "read_stack" {
     resources = [local.state.bucket_arn, "${local.state.bucket_arn}/*"]
   }
 
-  # The S3 backend takes the lock for a plan too, and keeps the state's checksum in the same table.
+  # A plan takes the state lock too: the S3 backend writes a lock object beside the state (use_lockfile) and
+  # deletes it afterwards. Lock objects only, never the state itself.
   statement {
     sid       = "LockState"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
-    resources = [local.state.table_arn]
+    actions   = ["s3:PutObject", "s3:DeleteObject"]
+    resources = [local.state.lock_object_arns]
   }
 
-  # State objects are SSE-KMS: S3 decrypts them with the reader's permission on the state key.
+  # The state and its lock object are SSE-KMS with the state key (kms_key_id): S3 uses the key with the
+  # caller's permissions, to write (GenerateDataKey) and to read (Decrypt) them.
   statement {
-    sid       = "DecryptState"
-    actions   = ["kms:Decrypt"]
+    sid       = "UseStateKeyThroughS3"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [local.state.key_arn]
     condition {
       test     = "StringEquals"
@@ -91,8 +93,7 @@ data "aws_iam_policy_document" "read_stack" {
     resources = [local.stack.log_group_arn]
   }
 
-  # Neither CI role needs another role. Without this, a role whose trust policy names a CI role (the
-  # apply role may write a workload role's trust policy) could be assumed by it.
+  # Neither CI role needs another role: whatever a role's trust says, a CI role may not assume it.
   statement {
     sid       = "NeverAssumeAnotherRole"
     effect    = "Deny"

@@ -16,6 +16,9 @@ locals {
     logs       = "arn:${local.partition}:logs:${var.region}:${local.account_id}"
   }
 
+  # infra/iam.tf names it the same way.
+  execution_role_name = "${var.name}-sagemaker-execution"
+
   stack = {
     bucket_arns = [
       "arn:${local.partition}:s3:::${var.name}-artifacts-${local.account_id}-${var.region}",
@@ -29,7 +32,7 @@ locals {
     model_arns    = "${local.arn.sagemaker}:model/${var.name}-*"
     config_arns   = "${local.arn.sagemaker}:endpoint-config/${var.name}-*"
     endpoint_arn  = "${local.arn.sagemaker}:endpoint/${var.name}"
-    workload_role = "${local.arn.iam}:role/${var.name}-sagemaker-*"
+    workload_role = "${local.arn.iam}:role/${local.execution_role_name}" # made here (execution_role.tf); the stack writes its policy
     topic_arns    = "${local.arn.sns}:${var.name}-*"
     alarm_arns    = "${local.arn.cloudwatch}:alarm:${var.name}-*"
     # Target tracking names its alarms TargetTracking-<resource id>-AlarmHigh|AlarmLow-<uuid>.
@@ -41,8 +44,9 @@ locals {
 
   state = {
     bucket_arn = aws_s3_bucket.state.arn
-    table_arn  = aws_dynamodb_table.lock.arn
-    key_arn    = aws_kms_key.state.arn
+    # The S3 backend's lock object is the state's key with ".tflock" appended (use_lockfile).
+    lock_object_arns = "${aws_s3_bucket.state.arn}/*.tflock"
+    key_arn          = aws_kms_key.state.arn
   }
 
   ci_role_arns = [for role in keys(local.github_roles) : "${local.arn.iam}:role/${var.name}-github-${role}"]

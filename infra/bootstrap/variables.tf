@@ -1,5 +1,5 @@
 variable "name" {
-  description = "Prefix of the state bucket, lock table and CI roles; the same name as the main stack's, whose resources the CI policies name."
+  description = "Prefix of the state bucket, the CI roles and the workload role; the same name as the main stack's, whose resources the CI policies name."
   type        = string
   default     = "sdturbo"
 
@@ -10,7 +10,7 @@ variable "name" {
 }
 
 variable "region" {
-  description = "AWS region of the state bucket and lock table, and of the main stack (the CI policies are bound to it)."
+  description = "AWS region of the state bucket, and of the main stack (the CI policies are bound to it)."
   type        = string
   default     = "us-east-1"
 }
@@ -34,6 +34,18 @@ variable "github_repository" {
   validation {
     condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
     error_message = "github_repository must look like owner/name."
+  }
+}
+
+# GitHub puts these ids in the subject of every OIDC token of the repository (infra/README.md step 2 opts it in
+# to immutable subject claims): a name can be deleted and claimed again by someone else, an id never is.
+variable "github_repository_ids" {
+  description = "Numeric ids of github_repository's owner and of the repository: gh api \"repos/{owner}/{repo}\" --jq .owner.id, and --jq .id."
+  type        = object({ owner = string, repository = string })
+
+  validation {
+    condition     = alltrue([for id in values(var.github_repository_ids) : can(regex("^[0-9]+$", id))])
+    error_message = "github_repository_ids must hold the numeric ids (gh api \"repos/{owner}/{repo}\" --jq .owner.id, and --jq .id), not names."
   }
 }
 

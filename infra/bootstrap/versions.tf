@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.9.0"
+  required_version = ">= 1.10.0" # as infra/ (its backend locks with use_lockfile)
 
   required_providers {
     aws = {

@@ -34,17 +34,16 @@ mock_provider "aws" {
   mock_resource "aws_sns_topic" {
     defaults = { arn = "arn:aws:sns:eu-west-1:123456789012:mock" }
   }
-  mock_resource "aws_iam_role" {
-    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
-  }
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
 }
 
-# A commit SHA that build-and-push pushed (image_tag has no default: see image_tag_is_required_for_the_endpoint).
+# A commit SHA that build-and-push pushed, and the operators' address: neither has a default (see
+# image_tag_is_required_for_the_endpoint and alarms_need_someone_to_hear_them).
 variables {
-  image_tag = "0123456789abcdef0123456789abcdef01234567"
+  image_tag   = "0123456789abcdef0123456789abcdef01234567"
+  alarm_email = "operators@example.com"
 }
 
 run "endpoint_is_async_with_output_failure_and_notifications" {
@@ -167,13 +166,23 @@ run "idle_instances_alarm_the_operators" {
   }
 }
 
+# The subscriber is part of the stack CI applies (alarm_email), so CI's next apply cannot remove it.
+run "alarms_reach_the_operators_address" {
+  command = plan
+
+  assert {
+    condition     = one(aws_sns_topic_subscription.alarm_email).protocol == "email" && one(aws_sns_topic_subscription.alarm_email).endpoint == "operators@example.com"
+    error_message = "The alarms topic must have the operators' address subscribed."
+  }
+}
+
 # Images are multi-GB; model-data prefixes nothing references must not stay forever.
 run "storage_keeps_what_a_rollback_needs_and_expires_the_rest" {
   command = plan
 
   assert {
-    condition     = jsondecode(aws_ecr_lifecycle_policy.this.policy).rules[1].selection.countNumber == 10
-    error_message = "ECR keeps 10 images by default: the live one, its rollback and room for pushes that were not deployed."
+    condition     = one([for r in jsondecode(aws_ecr_lifecycle_policy.this.policy).rules : r.selection.countNumber if r.selection.tagStatus == "any"]) == 10
+    error_message = "ECR keeps the newest 10 images by default: the rollback and room for pushes that were not deployed."
   }
   assert {
     condition     = one(aws_s3_bucket_lifecycle_configuration.artifacts.rule).noncurrent_version_expiration[0].noncurrent_days == 30 && one(aws_s3_bucket_lifecycle_configuration.artifacts.rule).expiration[0].expired_object_delete_marker
@@ -182,6 +191,20 @@ run "storage_keeps_what_a_rollback_needs_and_expires_the_rest" {
   assert {
     condition     = length(aws_s3_bucket_lifecycle_configuration.artifacts.rule) == 1
     error_message = "One rule for model data, which expires only what was deleted: live model data never expires by age (an instance that starts copies it)."
+  }
+}
+
+# However many images build-and-push adds after a deploy, the endpoint's image stays: an instance that starts
+# (scale from zero) pulls it again. ECR never expires an image with a lower-priority rule once a
+# higher-priority rule's tags select it (tests/e2e/test_infra_emulator.py plays pushes through the policy).
+run "the_live_image_is_never_expired" {
+  command = plan
+
+  assert {
+    condition = anytrue([
+      for r in jsondecode(aws_ecr_lifecycle_policy.this.policy).rules : r.selection.tagStatus == "tagged" && try(r.selection.tagPatternList, []) == [var.image_tag] && r.selection.countNumber >= 1 && r.rulePriority < one([for a in jsondecode(aws_ecr_lifecycle_policy.this.policy).rules : a.rulePriority if a.selection.tagStatus == "any"])
+    ])
+    error_message = "A rule ahead of the newest-N rule must select the deployed image_tag, and keep it."
   }
 }
 
@@ -365,12 +388,13 @@ run "cpu_instance_gets_no_gpu_ami_and_keeps_device_auto" {
   }
 }
 
-run "execution_role_carries_the_workload_boundary" {
+# The role (its trust and its permissions boundary) is infra/bootstrap's: the stack only writes its policy.
+run "model_runs_as_the_bootstrap_s_execution_role" {
   command = plan
 
   assert {
-    condition     = aws_iam_role.sagemaker.permissions_boundary == "arn:aws:iam::123456789012:policy/sdturbo-workload-boundary"
-    error_message = "The CI apply role may create a role only with the bootstrap's workload boundary attached."
+    condition     = aws_sagemaker_model.this.execution_role_arn == "arn:aws:iam::123456789012:role/sdturbo-sagemaker-execution" && aws_iam_role_policy.sagemaker.role == "sdturbo-sagemaker-execution"
+    error_message = "The model must run as, and the stack write the policy of, the execution role infra/bootstrap makes."
   }
 }
 

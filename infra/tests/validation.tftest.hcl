@@ -18,9 +18,11 @@ mock_provider "aws" {
   }
 }
 
-# A commit SHA that build-and-push pushed (image_tag has no default: see image_tag_is_required_for_the_endpoint).
+# A commit SHA that build-and-push pushed, and the operators' address: neither has a default (see
+# image_tag_is_required_for_the_endpoint and alarms_need_someone_to_hear_them).
 variables {
-  image_tag = "0123456789abcdef0123456789abcdef01234567"
+  image_tag   = "0123456789abcdef0123456789abcdef01234567"
+  alarm_email = "operators@example.com"
 }
 
 run "instance_type_must_be_a_sagemaker_type" {
@@ -81,6 +83,24 @@ run "log_retention_must_be_a_cloudwatch_value" {
     log_retention_days = 10
   }
   expect_failures = [var.log_retention_days]
+}
+
+# The alarms topic carries the operators' alarms: a stack whose alarms reach no one is refused.
+run "alarms_need_someone_to_hear_them" {
+  command = plan
+  variables {
+    alarm_email = null
+  }
+  expect_failures = [aws_sns_topic.alarms]
+}
+
+# What CI passes when the ALARM_EMAIL repository variable is not set.
+run "an_empty_alarm_address_is_refused" {
+  command = plan
+  variables {
+    alarm_email = ""
+  }
+  expect_failures = [var.alarm_email]
 }
 
 run "interface_endpoints_are_opt_in" {

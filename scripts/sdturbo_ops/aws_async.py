@@ -161,21 +161,37 @@ def poll(s3, locate: Callable[[], tuple[str | None, str | None]], deadline_s: fl
         delay = min(delay * 1.6, 15.0)
 
 
-def notification(message: dict) -> dict | None:
-    """SageMaker's async notification inside an SQS message (raw, or wrapped by SNS), or None."""
+def _event(message: dict) -> dict | None:
+    """The JSON object an SQS message carries (raw, or wrapped by SNS), or None."""
     try:
         body = json.loads(message.get("Body", ""))
         if isinstance(body, dict) and body.get("Type") == "Notification":
             body = json.loads(body.get("Message", ""))
     except ValueError:
         return None
-    return body if isinstance(body, dict) and "inferenceId" in body else None
+    return body if isinstance(body, dict) else None
+
+
+def notification(message: dict) -> dict | None:
+    """SageMaker's async notification about a request inside an SQS message, or None."""
+    event = _event(message)
+    return event if event is not None and "inferenceId" in event else None
+
+
+def is_test_notification(message: dict) -> bool:
+    """SageMaker's test notification, which it publishes to both topics after every CreateEndpoint,
+    UpdateEndpoint and UpdateEndpointWeightsAndCapacities (so on every deploy and scaling step): it is about
+    no request, and "can simply be ignored" (SageMaker Developer Guide, asynchronous inference, "Create
+    Endpoint")."""
+    event = _event(message)
+    return event is not None and event.get("eventName") == "TestNotification" and "inferenceId" not in event
 
 
 def await_notification(sqs, queue_url: str, inference_id: str, deadline_s: float, waiting_for: str,
                        report: Callable[[str], None]) -> dict:
     """Long-poll an SQS queue subscribed to the success/error topics until the notification for
-    ``inference_id`` arrives; it is deleted, every other message is left for its own reader."""
+    ``inference_id`` arrives; it is deleted, and so are SageMaker's test notifications; every other message is
+    left for its own reader."""
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
@@ -184,14 +200,20 @@ def await_notification(sqs, queue_url: str, inference_id: str, deadline_s: float
         wait = int(max(1, min(20, deadline_s - elapsed)))
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
                                        VisibilityTimeout=30).get("Messages", [])
+        theirs = []
         for message in messages:
             event = notification(message)
-            if event is not None and event.get("inferenceId") == inference_id:
+            if (event is not None and event.get("inferenceId") == inference_id) or is_test_notification(message):
+                # Ours, or addressed to no one: left on the queue, test notifications pile up with every
+                # scaling step and crowd out the messages readers are waiting for.
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-                return event
+                if event is not None:
+                    return event
+                continue
+            theirs.append(message)
             sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
                                           VisibilityTimeout=0)
-        if messages:
+        if theirs:
             time.sleep(1)  # only others' messages: let their readers have them
         else:
             report(f"waiting for {waiting_for}'s notification on the queue: {time.monotonic() - started:.0f}s "

@@ -20,10 +20,10 @@ class NoFp16FixVae(ValueError):
 
 
 def download_model(name: str, out: Path, revision: str | None, tiny_decoder: bool, fp16_fix_vae: bool = False,
-                   fetch=download) -> str:
+                   fetch=download, announce=lambda line: None) -> str:
     """Download model ``name`` (a key of handler.models.MODELS) into ``out``, with the tiny decoder in
     ``out/taesd`` and the fp16-fix VAE in ``out/vae-fp16-fix`` (where the engine looks for them by
-    default) when asked; returns its repository id.
+    default) when asked, announcing each repository before it is fetched; returns the model's repository id.
 
     Raises:
         NoFp16FixVae: ``fp16_fix_vae`` for a model that has none (checked before anything is fetched).
@@ -34,9 +34,14 @@ def download_model(name: str, out: Path, revision: str | None, tiny_decoder: boo
     if fp16_fix_vae and spec.fp16_fix_vae_repo is None:
         raise NoFp16FixVae(f"{name}'s own VAE decodes in fp16; the fp16-fix VAE is for sdxl-turbo")
     defaults = EngineSettings()
-    fetch(spec.repo_id, out, DOWNLOAD_PATTERNS, revision)
+    plan = [(spec.repo_id, out, DOWNLOAD_PATTERNS, revision, f"{name} (fp16 safetensors)")]
     if tiny_decoder:
-        fetch(spec.tiny_decoder_repo, out / defaults.tiny_decoder_dir, SINGLE_MODEL_PATTERNS, None)
+        plan.append((spec.tiny_decoder_repo, out / defaults.tiny_decoder_dir, SINGLE_MODEL_PATTERNS, None,
+                     "the tiny decoder (TAESD, for decoder: tiny)"))
     if fp16_fix_vae:
-        fetch(spec.fp16_fix_vae_repo, out / defaults.fp16_fix_vae_dir, SINGLE_MODEL_PATTERNS, None)
+        plan.append((spec.fp16_fix_vae_repo, out / defaults.fp16_fix_vae_dir, SINGLE_MODEL_PATTERNS, None,
+                     "the fp16-fix VAE"))
+    for step, (repo_id, folder, patterns, pinned, what) in enumerate(plan, 1):
+        announce(f"{step}/{len(plan)}: {what}, {repo_id} into {folder}")
+        fetch(repo_id, folder, patterns, pinned)
     return spec.repo_id

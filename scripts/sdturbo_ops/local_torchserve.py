@@ -2,8 +2,9 @@
 
 - :class:`LocalTorchServe`: a foreground child process group on free loopback ports with its own
   folders (tests, benchmark, soak); it ends with its owner.
-- :func:`start_background`: the server ``make serve`` leaves running on config.properties' ports, found
-  and stopped later through TorchServe's own pid file (``torchserve --stop``).
+- :func:`start_background`: the server ``make serve`` leaves running on config.properties' ports (or, with
+  ``PORT=``, on ports and in folders of its own: :func:`place_on_port`), found and stopped later through
+  TorchServe's own pid file (``torchserve --stop``).
 
 Both run config.properties with only server-specific keys overridden (sdturbo_ops.torchserve_config),
 the readiness plugin, and a state folder that says when the model is ready (sdturbo_ops.readiness).
@@ -17,18 +18,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sdturbo_ops import readiness
 from sdturbo_ops.management import model_workers
-from sdturbo_ops.paths import CONFIG_PROPERTIES, MODEL_NAME, PLUGINS_DIR
-from sdturbo_ops.processes import free_port, pid_alive, stop_process_group
-from sdturbo_ops.torchserve_config import management_address, write_properties
+from sdturbo_ops.paths import CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, PLUGINS_DIR, SERVE_STATE_DIR, SERVERS_DIR
+from sdturbo_ops.processes import command_line, free_port, pid_alive, port_in_use, stop_process_group
+from sdturbo_ops.torchserve_config import Listener, management_address, write_properties
 from sdturbo_ops.wait_ready import Watch, wait_ready
 
 # TorchServe's launcher keeps the Java frontend's pid here (ts/model_server.py); `torchserve --stop` reads it.
 PID_FILE_NAME = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
+# TorchServe's Python worker (ts/model_service_worker.py): the process that writes <pid>.json.
+WORKER_SCRIPT = "model_service_worker.py"
+# start_background records the frontend that uses a state folder here (the readiness rule reads only
+# <pid>.json, <pid>.busy and draining there, so this file is invisible to /ping).
+OWNER_FILE = "server.pid"
 
 
 def require_absolute(**paths: Path | None) -> None:
@@ -62,12 +69,14 @@ def torchserve_command(config: Path, *, foreground: bool, model_store: Path | No
 
 def torchserve_env(log_dir: Path, state_dir: Path, tmp_dir: Path | None = None, extra=None) -> dict[str, str]:
     """The environment of a server: its log folder, its workers' state folder and, for a server that must
-    not share TorchServe's pid file and unpacked archives with others, a TMPDIR of its own."""
+    not share TorchServe's pid file, unpacked archives and worker sockets with others, a temporary folder
+    of its own: TMPDIR for the launcher and the workers, TEMP for the Java frontend (the launcher passes it
+    on as java.io.tmpdir, where the frontend puts its workers' sockets, /tmp/.ts.sock.<port> otherwise)."""
     require_absolute(log_dir=log_dir, state_dir=state_dir, tmp_dir=tmp_dir)
     env = {**os.environ, "LOG_LOCATION": str(log_dir), "METRICS_LOCATION": str(log_dir),
            readiness.STATE_DIR_ENV: str(state_dir)}
     if tmp_dir is not None:
-        env["TMPDIR"] = str(tmp_dir)
+        env["TMPDIR"] = env["TEMP"] = str(tmp_dir)
     return {**env, **(extra or {})}
 
 
@@ -134,40 +143,96 @@ class LocalTorchServe:
         self._output.close()
 
 
-def pid_file() -> Path:
+@dataclass(frozen=True)
+class Place:
+    """What a background server keeps to itself: its properties file, logs, workers' state folder and
+    temporary folder (TorchServe's pid file, the workers' sockets; None: the caller's TMPDIR)."""
+
+    config: Path
+    log_dir: Path
+    state_dir: Path
+    tmp_dir: Path | None = None
+
+
+# The server on config.properties' own ports: logs/, build/serve-state/ and the caller's TMPDIR.
+DEFAULT_PLACE = Place(CONFIG_PROPERTIES, LOG_DIR, SERVE_STATE_DIR)
+
+
+def place_on_port(port: int) -> Place:
+    """The folders of the server whose listeners start at ``port`` (`make serve-tiny PORT=8090`): all of it
+    under build/servers/<port>/, TMPDIR included, so it shares nothing with any other server."""
+    home = SERVERS_DIR / str(port)
+    return Place(home / "config.properties", home / "logs", home / "state", home / "tmp")
+
+
+def pid_file(tmp_dir: Path | None = None) -> Path:
     """Where ``torchserve --start`` records its server and ``--stop`` finds it: one per TMPDIR."""
-    return Path(tempfile.gettempdir()) / PID_FILE_NAME
+    return Path(tmp_dir or tempfile.gettempdir()) / PID_FILE_NAME
 
 
-def running_background_server() -> int | None:
-    """The pid of a TorchServe started with ``torchserve --start`` with this TMPDIR (its pid file), if it runs."""
+def _first_pid(path: Path) -> int | None:
     try:
-        pid = int(pid_file().read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if FRONTEND_CLASS.encode() in cmdline and pid_alive(pid) else None
 
 
-def stop_background() -> None:
-    """Stop the server :func:`start_background` started, the way `make stop` does (TorchServe's own
-    ``--stop``, which finds it through its pid file and waits for it). Nothing when it is already gone: a
-    second ``--stop`` racing a user's `make stop` would delete the pid file under it (its stop then fails)."""
-    if running_background_server() is None:
+def _is_frontend(pid: int | None) -> bool:
+    return pid is not None and FRONTEND_CLASS in command_line(pid) and pid_alive(pid)
+
+
+def running_background_server(tmp_dir: Path | None = None) -> int | None:
+    """The pid of a TorchServe started with ``torchserve --start`` with this TMPDIR (its pid file), if it runs."""
+    pid = _first_pid(pid_file(tmp_dir))
+    return pid if _is_frontend(pid) else None
+
+
+def state_folder_user(state_dir: Path) -> int | None:
+    """The pid of a running TorchServe that uses ``state_dir``, if one does: the frontend
+    :func:`start_background` recorded there, or a live worker whose state file is there (a server started
+    by hand with ``SDSERVE_STATE_DIR``)."""
+    owner = _first_pid(state_dir / OWNER_FILE)
+    if _is_frontend(owner):
+        return owner
+    workers = (pid for pid in readiness.worker_pids(state_dir) if pid_alive(pid))
+    return next((pid for pid in workers if any(arg.endswith(WORKER_SCRIPT) for arg in command_line(pid))), None)
+
+
+def busy_listeners(wanted: list[Listener]) -> list[Listener]:
+    """The listeners among ``wanted`` whose port something already listens on."""
+    return [listener for listener in wanted if port_in_use(listener.host, listener.port)]
+
+
+def torchserve_stop(tmp_dir: Path | None = None, **run_args) -> subprocess.CompletedProcess:
+    """TorchServe's own ``--stop`` (what `make stop` runs): it finds the server through the pid file in
+    ``tmp_dir`` (None: this process's TMPDIR) and waits for it to exit."""
+    env = {**os.environ, "TMPDIR": str(tmp_dir)} if tmp_dir is not None else None
+    return subprocess.run([sys.executable, "-m", "ts.model_server", "--stop", "--foreground"], env=env, **run_args)
+
+
+def stop_background(tmp_dir: Path | None = None) -> None:
+    """Stop the server :func:`start_background` started, the way `make stop` does. Nothing when it is
+    already gone: a second ``--stop`` racing a user's `make stop` would delete the pid file under it (its
+    stop then fails)."""
+    if running_background_server(tmp_dir) is None:
         return
-    subprocess.run([sys.executable, "-m", "ts.model_server", "--stop", "--foreground"], capture_output=True,
-                   timeout=90)
+    torchserve_stop(tmp_dir, capture_output=True, timeout=90)
 
 
-def start_background(store: Path, models: str, log_dir: Path, state_dir: Path,
-                     config: Path = CONFIG_PROPERTIES, plugins: Path = PLUGINS_DIR) -> Watch:
-    """Start TorchServe in the background, as ``torchserve --start`` does, with its output in
-    ``log_dir/torchserve.out`` (not the terminal); returns how to watch it get ready.
+def start_background(store: Path, models: str, place: Place = DEFAULT_PLACE,
+                     plugins: Path = PLUGINS_DIR) -> Watch:
+    """Start TorchServe in the background, as ``torchserve --start`` does, with ``place``'s properties,
+    state folder and TMPDIR and its output in ``place.log_dir/torchserve.out`` (not the terminal); returns
+    how to watch it get ready. The caller has checked that no running server uses ``place``'s state folder
+    (:func:`state_folder_user`): it is emptied here.
 
     Raises:
         RuntimeError: TorchServe's launcher refused to start (its own message).
     """
+    log_dir, state_dir = place.log_dir, place.state_dir
     log_dir.mkdir(parents=True, exist_ok=True)
+    if place.tmp_dir is not None:
+        place.tmp_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(state_dir, ignore_errors=True)  # a previous server's files would say "ready" too early
     state_dir.mkdir(parents=True)
     output_path = log_dir / "torchserve.out"
@@ -176,16 +241,16 @@ def start_background(store: Path, models: str, log_dir: Path, state_dir: Path,
         start = output.tell()
         # A session of its own: the server outlives this command and the terminal it ran in.
         launcher = subprocess.run(
-            torchserve_command(config, foreground=False, model_store=store, models=models, plugins=plugins),
-            env=torchserve_env(log_dir, state_dir), stdout=output, stderr=subprocess.STDOUT,
+            torchserve_command(place.config, foreground=False, model_store=store, models=models, plugins=plugins),
+            env=torchserve_env(log_dir, state_dir, place.tmp_dir), stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True)
     if launcher.returncode != 0:
         with open(output_path, "rb") as output:
             output.seek(start)
             said = output.read(4000).decode(errors="replace").strip()
         raise RuntimeError(said or f"TorchServe's launcher exited with {launcher.returncode}")
-    pid = running_background_server()
-    return Watch(state_dir, management_address(config), models.split("=", 1)[0], log_dir,
+    pid = running_background_server(place.tmp_dir)
+    (state_dir / OWNER_FILE).write_text(f"{pid}\n" if pid else "")
+    return Watch(state_dir, management_address(place.config), models.split("=", 1)[0], log_dir,
                  server_alive=lambda: pid is not None and pid_alive(pid),
                  server_output=lambda: output_path.read_text(errors="replace"))
-

@@ -31,10 +31,17 @@ MODEL_NAME = "sdturbo"
 # Where `make serve` keeps the running server's logs and its workers' state files.
 LOG_DIR = ROOT / "logs"
 SERVE_STATE_DIR = ROOT / "build" / "serve-state"
+# A server started on a port of its own (`make serve-tiny PORT=8090`) keeps its TMPDIR, properties, logs and
+# state in SERVERS_DIR/<port>/, so that nothing of it is shared with the server on config.properties' ports.
+SERVERS_DIR = ROOT / "build" / "servers"
+
+# The file TorchServe reads first in the tiny model's archive: `make serve-tiny` rebuilds the archive only
+# when it is older than what goes into it, never under a server that serves it unless that changed.
+DEMO_MANIFEST = DEMO_STORE / MODEL_NAME / "MAR-INF" / "MANIFEST.json"
 
 # What the Makefile takes from here, by the name it uses.
 MAKE_VARIABLES = {"TINY_SD": TINY_SD, "TINY_SDXL": TINY_SDXL, "DEMO_STORE": DEMO_STORE, "PLUGIN_JAR": PLUGIN_JAR,
-                  "DEFAULT_MODEL_STORE": MODEL_STORE}
+                  "DEFAULT_MODEL_STORE": MODEL_STORE, "DEMO_MANIFEST": DEMO_MANIFEST}
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -13,6 +14,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port``: a bind that a server would make fails (with
+    SO_REUSEADDR, as servers bind, so a port that only has closed connections left counts as free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def command_line(pid: int) -> list[str]:
+    """The arguments process ``pid`` runs with; empty when it is gone (Linux and macOS alike, through psutil)."""
+    import psutil  # TorchServe's own dependency
+
+    try:
+        return psutil.Process(pid).cmdline()
+    except (psutil.Error, OSError):
+        return []
 
 
 def pid_alive(pid: int) -> bool:

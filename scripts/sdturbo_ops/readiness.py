@@ -70,6 +70,11 @@ def read(state_dir: Path) -> Readiness:
     return Readiness(False, LOADING_REASON)
 
 
+def worker_pids(state_dir: Path) -> list[int]:
+    """Pids of the workers that wrote a state file here, alive or not."""
+    return sorted(set(_pids(state_dir, ".json") + _pids(state_dir, ".busy")))
+
+
 def busy_workers(state_dir: Path) -> list[int]:
     """Pids of live workers that are running a batch now."""
     return sorted(pid for pid in _pids(state_dir, ".busy") if pid_alive(pid))

@@ -9,14 +9,41 @@ store, the plugins folder. So the security settings and limits are written once,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sdturbo_ops.paths import CONFIG_PROPERTIES, PROFILES
 
 
 # TorchServe's own default, for a properties file that does not set the address.
 DEFAULT_MANAGEMENT_ADDRESS = "http://127.0.0.1:8081"
+# Every TCP listener a TorchServe opens, with TorchServe's defaults for a file that does not name it
+# (ConfigManager.getListener and getGRPCAddress/getGRPCPort in TorchServe's frontend): (address key, port
+# key, default host, default port). The HTTP APIs take host and port from one URL; gRPC from two keys.
+LISTENERS = (
+    ("inference_address", None, "127.0.0.1", 8080),
+    ("management_address", None, "127.0.0.1", 8081),
+    ("metrics_address", None, "127.0.0.1", 8082),
+    ("grpc_inference_address", "grpc_inference_port", "127.0.0.1", 7070),
+    ("grpc_management_address", "grpc_management_port", "127.0.0.1", 7071),
+)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One port a server listens on: ``key`` is the property that sets it."""
+
+    key: str
+    host: str
+    port: int
+    scheme: str | None = None  # http or https for the HTTP APIs; None for gRPC
+
+    @property
+    def setting(self) -> tuple[str, str]:
+        """(key, value) of the property that sets this listener's port."""
+        return self.key, str(self.port) if self.scheme is None else f"{self.scheme}://{self.host}:{self.port}"
 
 
 def _setting(line: str) -> tuple[str, str] | None:
@@ -35,6 +62,27 @@ def read_properties(path: Path = CONFIG_PROPERTIES) -> dict[str, str]:
 def management_address(path: Path = CONFIG_PROPERTIES) -> str:
     """Where a server started with this properties file answers the management API."""
     return read_properties(path).get("management_address", DEFAULT_MANAGEMENT_ADDRESS)
+
+
+def listeners(path: Path = CONFIG_PROPERTIES) -> list[Listener]:
+    """The TCP ports a server started with this properties file listens on (a ``unix:`` address has none)."""
+    properties, found = read_properties(path), []
+    for address_key, port_key, host, port in LISTENERS:
+        address = properties.get(address_key)
+        if port_key is None:
+            if address is not None and address.startswith("unix:"):
+                continue
+            url = urlsplit(address or f"http://{host}:{port}")
+            found.append(Listener(address_key, url.hostname or host, url.port or port, url.scheme))
+        else:
+            found.append(Listener(port_key, address or host, int(properties.get(port_key, port))))
+    return found
+
+
+def moved(found: list[Listener], first_port: int) -> list[Listener]:
+    """The same listeners on ``first_port`` and the ports after it, in :data:`LISTENERS`' order (inference,
+    management, metrics, gRPC inference, gRPC management), hosts kept."""
+    return [replace(listener, port=first_port + offset) for offset, listener in enumerate(found)]
 
 
 def derive_properties(overrides: Mapping[str, object | None], source: Path = CONFIG_PROPERTIES,

@@ -80,6 +80,65 @@ def test_make_serve_tiny_predict_and_stop_in_a_fresh_checkout(tmp_path):
         assert not list((tmp_path / "tmp").glob(".model_server.pid")), "make demo leaves no server behind"
 
 
+def test_a_second_server_beside_the_first_never_touches_it(tmp_path):
+    """Issue 35: a second start once emptied the first server's state folder and then failed on TorchServe's
+    gRPC ports (not in config.properties), leaving the first answering /ping with 503 for good. Now a start
+    that would share a state folder or a port with a running server is refused before it changes anything,
+    and one setting, PORT, gives a second server ports and folders of its own: two real TorchServes up."""
+    for name in ("tmp", "other-tmp"):
+        (tmp_path / name).mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    other_shell = {**env, "TMPDIR": str(tmp_path / "other-tmp")}  # a second terminal with a TMPDIR of its own
+    first = [f"SERVE_LOGS={tmp_path / 'logs'}", f"SERVE_STATE={tmp_path / 'state'}"]
+    second_home = REPO / "build" / "servers" / "8090"
+
+    with private_network() as inside:
+        def make(*args: str, environ=env, timeout: float = 300) -> subprocess.CompletedProcess:
+            return subprocess.run([*inside, "make", "--no-print-directory", *args], cwd=REPO, env=environ,
+                                  capture_output=True, text=True, timeout=timeout)
+
+        def healthy(port: int) -> bool:
+            status, body = get(inside, f"http://127.0.0.1:{port}/ping")
+            return status == 200 and '"Healthy"' in body
+
+        served = make("serve-tiny", *first)
+        try:
+            assert served.returncode == 0, served.stdout[-2000:] + served.stderr[-2000:]
+            state_files = sorted(p.name for p in (tmp_path / "state").iterdir())
+
+            started = time.monotonic()
+            shared_state = make("serve-tiny", *first, environ=other_shell, timeout=60)
+            assert shared_state.returncode != 0 and time.monotonic() - started < 30, shared_state.stderr
+            assert "state folder of a running TorchServe" in shared_state.stderr and "PORT=" in shared_state.stderr
+            shared_ports = make("serve-tiny", f"SERVE_LOGS={tmp_path / 'logs-2'}", f"SERVE_STATE={tmp_path / 'st-2'}",
+                                environ=other_shell, timeout=60)
+            assert shared_ports.returncode != 0 and "8080 (inference_address)" in shared_ports.stderr, \
+                shared_ports.stderr
+            assert "7070 (grpc_inference_port)" in shared_ports.stderr and "PORT=" in shared_ports.stderr
+            assert not (tmp_path / "st-2").exists(), "a refused start changed nothing"
+            assert sorted(p.name for p in (tmp_path / "state").iterdir()) == state_files
+            assert healthy(8080), "the refused starts left the first server as it was"
+
+            beside = make("serve-tiny", "PORT=8090")
+            try:
+                assert beside.returncode == 0, beside.stdout[-2000:] + beside.stderr[-2000:]
+                assert healthy(8080) and healthy(8090)
+                out = tmp_path / "beside.png"
+                predicted = make("predict", "PORT=8090", "PROMPT=a second lighthouse", f"OUT={out}")
+                assert predicted.returncode == 0 and Image.open(out).size == (512, 512), predicted.stderr
+                # what is its own: TorchServe's pid file and its workers' sockets, its logs and state
+                assert (second_home / "tmp" / ".model_server.pid").is_file()
+                assert list((second_home / "tmp").glob(".ts.sock.*")) and list((second_home / "state").glob("*.json"))
+            finally:
+                stopped = make("stop", "PORT=8090", timeout=120)
+            assert stopped.returncode == 0, stopped.stderr
+            assert not (second_home / "tmp" / ".model_server.pid").exists()
+            assert healthy(8080), "stopping the second server left the first as it was"
+        finally:
+            make("stop", *first, timeout=120)
+        assert not list((tmp_path / "tmp").glob(".model_server.pid"))
+
+
 # ------------------------------------------------------------------ waiting: ready, or why not, fast
 def broken_handler_archive(tmp_path, tiny_sd_dir):
     """An archive whose handler dies at import: TorchServe restarts its worker with back-off, forever."""

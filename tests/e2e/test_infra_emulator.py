@@ -1,15 +1,18 @@
 """The real stack applied, updated and destroyed on the AWS emulator, the way CI and an operator run it.
 
 One module-scoped cycle (tests/support/aws_emulator.py starts moto with the checks AWS makes that moto skips):
-bootstrap apply (an administrator; the main stack starts as soon as the state bucket, lock table and
-boundary exist) -> the runbook's first apply, with no image (infra/README.md step 3, under the apply
-role's policy) and its model upload (step 5) -> main plan (plan role) and apply of that plan (apply
-role) -> the runbook's smoke calls (step 8), each AWS call recorded for the caller policy (step 9) ->
-re-plan (no changes) -> three deploys, each planned and applied: a TorchServe setting, a new image tag
-while autoscaling runs two instances, a new instance type -> the runbook's teardown of the stack, its
-buckets' contents included, and of the bootstrap (an administrator). Every AWS request of each run is
-read from Terraform's debug log and must be allowed by the policy of the CI role that runs it. The
-runbook's commands are read from infra/README.md (tests/support/runbook.py), not copied here.
+bootstrap apply with the runbook's variables (an administrator) -> CI's init of the main stack, with the
+backend settings deploy-infrastructure.yml passes, resolved through the runbook's repository variables ->
+the runbook's first apply, with no image (infra/README.md step 3, under the apply role's policy) and its
+model upload (step 5) -> main plan (plan role) and apply of that plan (apply role) -> a plan against a
+held state lock -> the runbook's smoke calls (step 8) after a scaling step's test notifications, each AWS
+call recorded for the caller policy (step 9) -> re-plan (no changes) -> five deploys, each planned and
+applied: SDXL-turbo's profile, a new image tag while autoscaling runs two instances, a new instance type,
+the SNS interface endpoint on and off again -> the runbook's teardown of the stack, its buckets' contents
+included, and of the bootstrap (an administrator). Every AWS request of each run is read from Terraform's
+debug log and must be allowed by the policy of the CI role that runs it. The runbook's commands are read
+from infra/README.md (tests/support/runbook.py), and the workflows' settings from .github/workflows
+(tests/support/workflows.py), not copied here.
 
 The tests below each read one fact of that cycle; a step that failed fails its own test with Terraform's
 output, and the steps after it report that they were not reached.
@@ -22,6 +25,7 @@ import copy
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +37,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.support import aws_calls, iam_policy, runbook
+from tests.support import aws_calls, ecr_lifecycle, github_oidc, iam_policy, runbook, workflows
 from tests.support.iam_policy import Permission
 from tests.support.aws_emulator import ACCOUNT_ID, REGION, Emulator
 from tests.support.helpers import REPO
@@ -43,12 +47,19 @@ from tests.support.terraform_trace import Operation
 pytestmark = [pytest.mark.infra, pytest.mark.timeout(900)]
 
 NAME = "sdturbo"  # both roots' default `name`
-REPOSITORY = "example-org/sdturbo-serve"
-STATE_KEY = "sdturbo-serve/terraform.tfstate"  # as deploy-infrastructure.yml's init
+# What GitHub answers the runbook's `gh` commands for the repository (step 1 writes them into the bootstrap's
+# variables): its name and its immutable owner and repository ids, made up.
+GITHUB = {".nameWithOwner": "example-org/sdturbo-serve", ".owner.id": "1234567", ".id": "7654321"}
+REPOSITORY = GITHUB[".nameWithOwner"]
+# The state's key: infra/backend.tf's (CI's init could also pass one).
+STATE_KEY = workflows.backend_settings(workflows.load("deploy-infrastructure.yml")["jobs"]["plan"]).get("key") or \
+    re.search(r'key\s*=\s*"([^"]+)"', (REPO / "infra" / "backend.tf").read_text()).group(1)
 VARIANT = "AllTraffic"
 WORK = REPO / "build" / "infra-emulator"  # scratch roots, Terraform's logs and outputs, timings.json
-# What an administrator's teardown does that the apply role must not: delete the data in the buckets.
-DATA_DELETION = {("S3", "ListObjectVersions"), ("S3", "ListObjectsV2"), ("S3", "DeleteObjects"), ("S3", "DeleteObject")}
+# What an administrator's teardown does that the apply role must not: delete the data in the buckets, and
+# schedule the stack key's deletion (everything it encrypts becomes unreadable: data deletion too).
+ADMINISTRATOR_ONLY = {("S3", "ListObjectVersions"), ("S3", "ListObjectsV2"), ("S3", "DeleteObjects"),
+                      ("S3", "DeleteObject"), ("KMS", "ScheduleKeyDeletion")}
 # What only the administrator's first apply does (infra/README.md step 3): take over the VPC's default
 # security group, which AWS creates untagged, and tag it; the apply role may change only tagged network.
 FIRST_APPLY_ONLY = {"aws_default_security_group"}
@@ -65,7 +76,9 @@ class Cycle:
     runs: dict[str, Run] = field(default_factory=dict)
     facts: dict[str, object] = field(default_factory=dict)
     failed: str = ""  # the first step that failed
-    variables: dict[str, str] = field(default_factory=lambda: {"image_tag": "1" * 40})
+    # The runbook's shell variables: its literals (step 0), and the image tag step 4 would read from GitHub.
+    shell: dict[str, str] = field(default_factory=lambda: {**runbook.shell_values(), "IMAGE_TAG": "1" * 40})
+    variables: dict[str, str] = field(default_factory=dict)  # the cycle's own, beside what CI passes
 
     # ---------------------------------------------------------------- emulator access (boto3, as a client)
     def client(self, service: str):
@@ -113,17 +126,39 @@ class Cycle:
         return run
 
     def var_args(self) -> list[str]:
-        return [f"-var={key}={value}" for key, value in sorted(self.variables.items())]
+        """What CI's plan passes (its TF_VAR_* from repository variables), then the cycle's own."""
+        values = {**self.ci_variables(), **self.variables}
+        return [f"-var={key}={value}" for key, value in sorted(values.items())]
 
-    def deploy(self, name: str, **changes: str) -> None:
+    def ci_variables(self) -> dict[str, str]:
+        job = workflows.load("deploy-infrastructure.yml")["jobs"]["plan"]
+        return {name: self.repository_variable(workflows.repository_variable(expression))
+                for name, expression in workflows.terraform_variables(job).items()}
+
+    def repository_variable(self, name: str) -> str:
+        """The value the runbook gives a repository variable (step 2's `gh variable set`), in this cycle."""
+        return self.runbook_value(runbook.repository_variables()[name])
+
+    def runbook_value(self, word: str) -> str:
+        """What a word of the runbook stands for here: a bootstrap output, a shell variable, a literal."""
+        if word.startswith("$("):
+            root, output = runbook.terraform_output(word)
+            assert root == "infra/bootstrap", word  # the stack's own outputs are not needed before it exists
+            return self.facts["bootstrap"][output]
+        return self.shell[word[1:]] if word.startswith("$") else word
+
+    def deploy(self, name: str, image_tag: str | None = None, **changes: str) -> None:
         """What deploy-infrastructure.yml does: plan with the plan role, apply that plan with the apply role."""
+        if image_tag:
+            self.shell["IMAGE_TAG"] = image_tag  # step 10: IMAGE_TAG set to a new image's tag
         self.variables.update(changes)
         self.variables["deploy_instance_count"] = self.deploy_instance_count()
         self.step(self.main.run(f"{name}-plan", "plan", "plan", "-no-color", "-lock-timeout=60s", "-out=tfplan",
                                 *self.var_args()))
         self.runs[f"{name}-plan"].operations.append(self.count_request)
         self.step(self.main.run(f"{name}-apply", "apply", "apply", "-no-color", "-lock-timeout=60s", "tfplan"))
-        self.facts[name] = self.endpoint_state()
+        self.facts[name] = {**self.endpoint_state(), "image_tag": self.shell["IMAGE_TAG"], "lifecycle": json.loads(
+            self.client("ecr").get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"])}
 
     def deploy_instance_count(self) -> str:
         """scripts/deploy_instance_count.py, as the plan job runs it (against the emulator)."""
@@ -142,25 +177,23 @@ class Cycle:
 
     def run_all(self) -> None:
         bootstrap = Root(REPO / "infra" / "bootstrap", self.work / "bootstrap", self.emulator.url, self.work / "logs")
+        bootstrap.write("terraform.tfvars", self.bootstrap_variables())
         self.step(bootstrap.init("bootstrap-init", "admin"))
-        applying = bootstrap.start("bootstrap-apply", "admin", "apply", "-auto-approve", "-no-color",
-                                   f"-var=github_repository={REPOSITORY}")
-        # Once the state bucket, the lock table and the workload boundary exist, the bootstrap apply only
-        # waits out the provider's check of the bucket's lifecycle rules (it polls them for 55 s): the
-        # main stack, which needs nothing else of it, starts then instead of after it.
-        foundation = self.wait_for_foundation(applying)
-        if foundation is None:
-            self.step(applying.wait())
-            raise NotReached("bootstrap-apply")
+        self.step(bootstrap.run("bootstrap-apply", "admin", "apply", "-auto-approve", "-no-color"))
+        outputs = json.loads(bootstrap.run("bootstrap-outputs", "admin", "output", "-json").output)
+        self.facts["bootstrap"] = {key: value["value"] for key, value in outputs.items()}
+
         self.main = Root(REPO / "infra", self.work / "main", self.emulator.url, self.work / "logs")
-        self.main.write("emulator.s3.tfbackend", backend_config(self.emulator.url, *foundation, STATE_KEY, REGION))
-        self.step(self.main.init("main-init", "plan", "-backend-config=emulator.s3.tfbackend"))
+        self.facts["ci_backend"] = self.ci_backend_settings()
+        self.main.write("ci.s3.tfbackend", backend_config(self.emulator.url, self.facts["ci_backend"]))
+        self.step(self.main.init("main-init", "plan", "-backend-config=ci.s3.tfbackend"))
         self.first_apply()
         self.publish_model()
         self.deploy("create")
-        self.step(applying.wait())
-        outputs = json.loads(bootstrap.run("bootstrap-outputs", "admin", "output", "-json").output)
-        self.facts["bootstrap"] = {key: value["value"] for key, value in outputs.items()}
+        state = self.client("s3").head_object(Bucket=self.facts["bootstrap"]["state_bucket"], Key=STATE_KEY)
+        self.facts["state_object"] = {key: state.get(key) for key in ("ServerSideEncryption", "SSEKMSKeyId")}
+        self.held_lock()
+
         self.facts["policies"] = {role: self.role_policies(f"{NAME}-github-{role}")
                                   for role in ("plan", "apply", "image-push")}
         self.facts["trust"] = {role: self.client("iam").get_role(RoleName=f"{NAME}-github-{role}")["Role"]
@@ -185,27 +218,50 @@ class Cycle:
             EndpointName=NAME, DesiredWeightsAndCapacities=[{"VariantName": VARIANT, "DesiredInstanceCount": 2}])
         self.deploy("image-tag", image_tag="2" * 40)
         self.deploy("instance-type", instance_type="ml.g4dn.xlarge")
+        # The SNS interface endpoint (private DNS), as step 8 may find an account needs it, and off again.
+        self.deploy("sns-endpoint-on", enable_sns_endpoint="true")
+        self.facts["sns_endpoints"] = self.sns_endpoints()
+        self.deploy("sns-endpoint-off", enable_sns_endpoint="false")
+        self.facts["sns_endpoints_after"] = self.sns_endpoints()
 
         self.teardown(bootstrap)
 
-    def wait_for_foundation(self, applying, timeout: float = 180) -> tuple[str, str] | None:
-        """(state bucket, lock table) once they and the workload boundary exist; None if the apply ends first."""
-        from botocore.exceptions import ClientError
+    def bootstrap_variables(self) -> str:
+        """infra/bootstrap/terraform.tfvars as step 1 writes it: its heredoc, with the shell's values and what
+        GitHub answers its `gh` commands."""
+        (command,) = [c for c in runbook.step("1.").commands if c.writes == ("infra/bootstrap/terraform.tfvars",)]
+        text = command.stdin
+        for inner in runbook.substitutions(text):
+            (gh,) = runbook.parse(inner, "")
+            assert gh.program == "gh", inner
+            text = text.replace(f"$({inner})", GITHUB[gh.flag("--jq")])
+        return re.sub(r"\$(\w+)", lambda m: self.shell[m.group(1)], text)
 
-        boundary = f"arn:aws:iam::{ACCOUNT_ID}:policy/{NAME}-workload-boundary"
-        deadline = time.monotonic() + timeout
-        while applying.process.poll() is None and time.monotonic() < deadline:
-            buckets = [b["Name"] for b in self.client("s3").list_buckets().get("Buckets", [])
-                       if b["Name"].startswith(f"{NAME}-tfstate-")]
-            tables = [t for t in self.client("dynamodb").list_tables()["TableNames"] if t == f"{NAME}-tflock"]
-            try:
-                self.client("iam").get_policy(PolicyArn=boundary)
-            except ClientError:
-                buckets = []
-            if buckets and tables:
-                return buckets[0], tables[0]
-            time.sleep(1)
-        return None
+    def ci_backend_settings(self) -> dict[str, str]:
+        """The -backend-config settings of deploy-infrastructure.yml's init, each repository variable replaced
+        by what the runbook sets it to."""
+        settings = workflows.backend_settings(workflows.load("deploy-infrastructure.yml")["jobs"]["plan"])
+        return {key: self.repository_variable(workflows.repository_variable(value))
+                if workflows.repository_variable(value) else value for key, value in settings.items()}
+
+    def held_lock(self) -> None:
+        """A plan while another run holds the state lock (its lock object, beside the state) must not start."""
+        s3, bucket, lock = self.client("s3"), self.facts["bootstrap"]["state_bucket"], f"{STATE_KEY}.tflock"
+        holder = {"ID": "11111111-2222-3333-4444-555555555555", "Operation": "OperationTypeApply",
+                  "Who": "someone@elsewhere", "Version": "1.11.4", "Created": "2026-12-01T00:00:00Z",
+                  "Path": f"{bucket}/{STATE_KEY}", "Info": ""}
+        s3.put_object(Bucket=bucket, Key=lock, Body=json.dumps(holder).encode())
+        try:
+            self.runs["held-lock-plan"] = self.main.run("held-lock-plan", "plan", "plan", "-no-color",
+                                                        "-lock-timeout=2s", *self.var_args())
+        finally:
+            s3.delete_object(Bucket=bucket, Key=lock)
+
+    def sns_endpoints(self) -> list[dict]:
+        endpoints = self.client("ec2").describe_vpc_endpoints(
+            Filters=[{"Name": "service-name", "Values": [f"com.amazonaws.{REGION}.sns"]}])["VpcEndpoints"]
+        return [{"type": e["VpcEndpointType"], "private_dns": e.get("PrivateDnsEnabled"), "state": e.get("State")}
+                for e in endpoints if e.get("State", "").lower() not in ("deleted", "deleting")]
 
     # ---------------------------------------------------------------- the runbook (infra/README.md), as written
     def first_apply(self) -> None:
@@ -247,6 +303,11 @@ class Cycle:
         variables = self.smoke_queue(outputs)
         failure = {"is_failure": True, "data": json.dumps(
             {"code": 400, "type": "InvalidRequest", "message": "invalid request: prompt: too long"})}
+        # A scaling step, as Application Auto Scaling takes: SageMaker sends its test notification to both
+        # topics, so the smoke queue holds two before the first call.
+        self.client("sagemaker").update_endpoint_weights_and_capacities(
+            EndpointName=NAME, DesiredWeightsAndCapacities=[{"VariantName": VARIANT, "DesiredInstanceCount": 1}])
+        self.facts["test_notifications_queued"] = self.queue_events(variables["$SMOKE_QUEUE_URL"])
         self.queue_async_result({"data": json.dumps(png_reply(seed=42))})
         self.invoke("smoke-call", waited[0], log, variables=variables)
         self.queue_async_result(failure)
@@ -276,6 +337,15 @@ class Cycle:
                 "Endpoint": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:app-results"}), "", "infra/README.md step 9"))
         self.facts["caller"] = {"calls": aws_calls.calls(log), "subscriptions": subscriptions, "outputs": outputs,
                                 "policy": json.loads(outputs["caller_policy_json"])}
+        self.facts["smoke_queue_left"] = self.queue_events(variables["$SMOKE_QUEUE_URL"])
+
+    def queue_events(self, queue_url: str) -> list[dict]:
+        """The events (SNS messages) waiting on a queue, left on it."""
+        sqs, found = self.client("sqs"), []
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                           VisibilityTimeout=0).get("Messages", []):
+            found.append(json.loads(json.loads(message["Body"])["Message"]))
+        return found
 
     def smoke_queue(self, outputs: dict) -> dict[str, str]:
         """Step 8's queue, as written: created, its policy (the runbook's heredoc) set, subscribed to the
@@ -315,7 +385,7 @@ class Cycle:
         (override,) = [c for c in steps if c.writes and c.writes[0].endswith("_override.tf")]
         bootstrap.write(Path(override.writes[0]).name, override.stdin)
         unguard, destroy = [c for c in steps if c.program == "terraform"]
-        flags = ["-auto-approve", "-no-color", f"-var=github_repository={REPOSITORY}"]
+        flags = ["-auto-approve", "-no-color"]  # the variables: step 1's terraform.tfvars, in the root
         self.step(bootstrap.run("bootstrap-unguard", "admin", *runbook.terraform_args(unguard), *flags))
         self.step(bootstrap.run("bootstrap-destroy", "admin", *runbook.terraform_args(destroy), *flags))
         self.facts["left_after_bootstrap_destroy"] = {
@@ -404,7 +474,8 @@ class Cycle:
         if role == "apply" and "main-destroy" in self.runs:
             # An administrator runs the teardown; the apply role could run all of it but the data's deletion
             # (test_apply_role_could_destroy_the_stack_but_not_its_data).
-            found += [op for op in self.runs["main-destroy"].operations if (op.service, op.name) not in DATA_DELETION]
+            found += [op for op in self.runs["main-destroy"].operations
+                      if (op.service, op.name) not in ADMINISTRATOR_ONLY]
         return found
 
 
@@ -445,9 +516,12 @@ def cycle():
 
 
 def account(cycle: Cycle) -> iam_policy.Account:
-    bootstrap = cycle.facts["bootstrap"]
-    return iam_policy.Account(region=REGION, account_id=ACCOUNT_ID,
-                              sse_kms_keys={bootstrap["state_bucket"]: bootstrap["state_kms_key_arn"]})
+    """The account as the CI roles' requests find it: what the bootstrap made (which key encrypts the state
+    bucket's objects, or a table's items, its tags) is learnt from the administrator's trace of it."""
+    found = iam_policy.Account(region=REGION, account_id=ACCOUNT_ID)
+    for operation in cycle.runs["bootstrap-apply"].operations:
+        iam_policy.learn(found, operation)
+    return found
 
 
 # ------------------------------------------------------------------ the cycle
@@ -514,15 +588,65 @@ def test_runbook_teardown_lifts_the_bootstrap_s_guards_and_destroys_it(cycle):
     assert cycle.facts["left_after_bootstrap_destroy"] == {"buckets": [], "tables": []}
 
 
-def test_apply_role_could_destroy_the_stack_but_not_its_data(cycle):
+def test_apply_role_could_destroy_the_stack_but_not_its_data_nor_its_key(cycle):
+    """The teardown is an administrator's: deleting the buckets' data, and scheduling the stack key's deletion,
+    which makes everything it encrypts unreadable. Everything else of the destroy the apply role could do."""
     (destroy,) = cycle.require("main-destroy")
     # In order after the apply role's own runs: what they created (a role's boundary) decides the destroy's context.
     applied = [op for run in cycle.runs.values() if run.role == "apply" for op in run.operations]
     refused = iam_policy.refusals(cycle.facts["policies"]["apply"], applied + destroy.operations, account(cycle),
                                   by_others=cycle.by_administrator)
-    assert refused, "the destroy deleted no data: the teardown's bucket emptying was not exercised"
-    assert {r.operation for r in refused} <= {f"{service} {name}" for service, name in DATA_DELETION}, \
+    operations = {r.operation for r in refused}
+    assert {"S3 DeleteObjects", "KMS ScheduleKeyDeletion"} <= operations, [r.describe() for r in refused]
+    assert operations <= {f"{service} {name}" for service, name in ADMINISTRATOR_ONLY}, \
         [r.describe() for r in refused]
+
+
+# ------------------------------------------------------------------ the state and its lock
+
+def test_ci_locks_the_state_with_an_object_beside_it(cycle):
+    """CI's init (deploy-infrastructure.yml's settings and infra/backend.tf) locks with a lock object: the plan
+    role writes `<key>.tflock` and deletes it again, and no run asks DynamoDB for anything."""
+    (plan,) = cycle.require("create-plan")
+    lock = f"/{cycle.facts['bootstrap']['state_bucket']}/{STATE_KEY}.tflock"
+    sent = [(op.name, unquote(op.url.split("?")[0])) for op in plan.operations if op.service == "S3"]
+    assert ("PutObject", lock) in [(name, url[-len(lock):]) for name, url in sent], sent
+    assert ("DeleteObject", lock) in [(name, url[-len(lock):]) for name, url in sent], sent
+    asked = {op.name for run in cycle.runs.values() if run.role in ("plan", "apply") for op in run.operations
+             if op.service == "DynamoDB"}
+    assert not asked, asked
+
+
+def test_a_held_lock_stops_a_plan(cycle):
+    """While another run's lock object is there, a plan of the plan role does not start."""
+    cycle.require("create-apply")
+    run = cycle.runs["held-lock-plan"]
+    assert not run.ok and "Error acquiring the state lock" in run.output, run.tail()
+
+
+def test_the_state_is_encrypted_with_the_state_key(cycle):
+    """With `encrypt = true` alone the S3 backend sends SSE-S3 (AES256), which overrides the bucket's KMS
+    default: CI's init must name the state key."""
+    cycle.require("create-apply")
+    assert cycle.facts["state_object"] == {"ServerSideEncryption": "aws:kms",
+                                           "SSEKMSKeyId": cycle.facts["bootstrap"]["state_kms_key_arn"]}
+    assert cycle.facts["ci_backend"]["kms_key_id"] == cycle.facts["bootstrap"]["state_kms_key_arn"]
+
+
+# ------------------------------------------------------------------ what the stack keeps
+
+@pytest.mark.parametrize("deploy", ["create", "image-tag"])
+def test_the_live_image_outlives_any_number_of_pushes(cycle, deploy):
+    """The ECR lifecycle policy as applied, played over pushes after a deploy (ECR's documented evaluation,
+    tests/support/ecr_lifecycle.py): 30 images pushed after the deployed one, none of them deployed."""
+    cycle.require(f"{deploy}-apply")
+    facts = cycle.facts[deploy]
+    live = ecr_lifecycle.Image((facts["image_tag"],), pushed_days_ago=31)
+    pushed = [ecr_lifecycle.Image((f"{n:040x}",), pushed_days_ago=30 - n) for n in range(30)]
+    untagged = ecr_lifecycle.Image((), pushed_days_ago=8)  # an interrupted push
+    gone = ecr_lifecycle.expired(facts["lifecycle"], [live, *pushed, untagged])
+    assert live not in gone
+    assert untagged in gone and len([image for image in pushed if image not in gone]) >= 9, gone
 
 
 # ------------------------------------------------------------------ the runbook's first deploy
@@ -717,10 +841,11 @@ def iam_arn(resource: str) -> str:
 def test_plan_role_only_reads(cycle):
     cycle.require("bootstrap-apply")
     bootstrap = cycle.facts["bootstrap"]
-    lock_table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{bootstrap['lock_table']}"
+    state_bucket = f"arn:aws:s3:::{bootstrap['state_bucket']}"
     not_verbs = {  # what a plan needs beyond reading, and the one resource it may do it to
-        "dynamodb:PutItem": lock_table, "dynamodb:DeleteItem": lock_table,  # the state lock
-        "kms:Decrypt": bootstrap["state_kms_key_arn"],  # reading the SSE-KMS state
+        "s3:PutObject": f"{state_bucket}/*.tflock", "s3:DeleteObject": f"{state_bucket}/*.tflock",  # the state lock
+        "kms:Decrypt": bootstrap["state_kms_key_arn"],  # reading the SSE-KMS state and lock
+        "kms:GenerateDataKey": bootstrap["state_kms_key_arn"],  # writing the SSE-KMS lock object
     }
     for statement in iam_policy.statements(cycle.facts["policies"]["plan"]):
         if statement["Effect"] != "Allow":
@@ -733,51 +858,104 @@ def test_plan_role_only_reads(cycle):
                 assert verb.startswith(READ_VERBS) and "*" not in verb, f"{action} in {statement.get('Sid')}"
 
 
-def test_each_ci_role_trusts_only_its_own_subject(cycle):
+def _job_roles(cycle: Cycle) -> dict[str, tuple[str, github_oidc.Job]]:
+    """Each job of the workflows that assumes a role: the CI role it assumes (through its repository variable,
+    as the runbook sets it) and the job as GitHub sees it on the deploy branch (its environment, if any)."""
+    found = {}
+    for path in sorted(workflows.WORKFLOWS.glob("*.yml")):
+        workflow = workflows.load(path.name)
+        for name, job in workflow["jobs"].items():
+            for role_arn in workflows.assumed_roles(job):
+                arn = cycle.repository_variable(workflows.repository_variable(role_arn))
+                role = arn.rsplit("/", 1)[1].removeprefix(f"{NAME}-github-")
+                (branch,) = workflows.push_branches(workflow)
+                found[f"{path.name}:{name}"] = (role, github_oidc.Job(f"refs/heads/{branch}", job.get("environment")))
+    return found
+
+
+def _trusts(cycle: Cycle, role: str, subject: str) -> bool:
+    provider = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{github_oidc.ISSUER}"
+    return iam_policy.decide([cycle.facts["trust"][role]], Permission(
+        "sts:AssumeRoleWithWebIdentity", provider, github_oidc.token_context(subject))) == "allow"
+
+
+def _template() -> dict:
+    """The subject template step 2 sets on the repository."""
+    (command,) = [c for c in runbook.step("2.").commands
+                  if c.argv[:4] == ("gh", "api", "--method", "PUT") and c.argv[4].endswith("/oidc/customization/sub")]
+    return json.loads(command.stdin)
+
+
+def _repository(immutable: bool, owner_id: str = GITHUB[".owner.id"], repo_id: str = GITHUB[".id"]):
+    owner, name = REPOSITORY.split("/")
+    return github_oidc.Repository(owner, name, owner_id, repo_id, immutable)
+
+
+@pytest.mark.parametrize("immutable", [False, True], ids=["repository-from-before-the-cutoff", "new-repository"])
+def test_every_ci_job_gets_a_subject_its_role_trusts(cycle, immutable):
+    """Each job of the workflows that assumes a role, with the subject GitHub gives it under the runbook's
+    template: a repository created before GitHub's immutable-subject cutoff and one created after it (which
+    always gets `repo:OWNER@OWNER_ID/REPO@REPO_ID`) alike."""
     cycle.require("bootstrap-apply")
-    main = "ref:refs/heads/main"
-    branch = {f"repo:{REPOSITORY}:{main}", f"repo:{REPOSITORY}:{main}:{main}"}  # default and customized subject
-    expected = {"plan": branch, "image-push": branch, "apply": {f"repo:{REPOSITORY}:environment:production:{main}"}}
-    for role, subjects in expected.items():
-        (statement,) = iam_policy.statements([cycle.facts["trust"][role]])
-        conditions = statement["Condition"]["StringEquals"]
-        assert set(iam_policy._listify(conditions["token.actions.githubusercontent.com:sub"])) == subjects, role
-        assert conditions["token.actions.githubusercontent.com:aud"] in ("sts.amazonaws.com", ["sts.amazonaws.com"])
+    jobs = _job_roles(cycle)
+    assert {role for role, _ in jobs.values()} == {"plan", "apply", "image-push"}, jobs
+    for name, (role, job) in jobs.items():
+        sub = github_oidc.subject(_template(), _repository(immutable), job)
+        assert _trusts(cycle, role, sub), f"{name} ({role} role) gets {sub}, which its trust policy refuses"
 
 
-@pytest.mark.parametrize("subject, allowed", [
-    ("repo:{repo}:environment:production:ref:refs/heads/main", True),
-    ("repo:{repo}:environment:production", False),  # GitHub's default: no branch in it
-    ("repo:{repo}:environment:production:ref:refs/heads/feature", False),  # another branch naming the environment
-    ("repo:{repo}:environment:production:ref:refs/pull/7/merge", False),
-    ("repo:{repo}:ref:refs/heads/main:ref:refs/heads/main", False),  # main, outside the environment
-])
-def test_apply_role_is_assumed_only_from_the_environment_on_the_deploy_branch(cycle, subject, allowed):
+ON_MAIN = github_oidc.Job("refs/heads/main", "production")  # what the apply job is
+
+
+@pytest.mark.parametrize("job, change", [
+    (ON_MAIN, {}),
+    (ON_MAIN, {"template": {}}),  # GitHub's default: no branch in it
+    (github_oidc.Job("refs/heads/feature", "production"), {}),  # another branch naming the environment
+    (github_oidc.Job("refs/pull/7/merge", "production"), {}),
+    (github_oidc.Job("refs/heads/main"), {}),  # main, outside the environment
+    (ON_MAIN, {"owner_id": "999"}),  # the owner's name, claimed again by someone else
+    (ON_MAIN, {"repo_id": "999"}),  # the repository's name, made again
+    (ON_MAIN, {"template": {"use_default": False, "include_claim_keys": ["repo", "context", "ref"]}}),  # no ids
+], ids=["environment-on-main", "default-template", "other-branch", "pull-request", "main-outside-the-environment",
+        "recycled-owner-name", "recycled-repository-name", "names-without-ids"])
+def test_apply_role_is_assumed_only_from_the_environment_on_the_deploy_branch(cycle, job, change):
     cycle.require("bootstrap-apply")
-    claims = (("token.actions.githubusercontent.com:aud", "sts.amazonaws.com"),
-              ("token.actions.githubusercontent.com:sub", subject.format(repo=REPOSITORY)))
-    provider = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.githubusercontent.com"
-    decision = iam_policy.decide([cycle.facts["trust"]["apply"]],
-                                 Permission("sts:AssumeRoleWithWebIdentity", provider, claims))
-    assert (decision == "allow") == allowed, (subject, decision)
+    template = change.get("template", _template())
+    ids = {key: value for key, value in change.items() if key != "template"}
+    sub = github_oidc.subject(template, _repository(False, **ids), job)
+    assert _trusts(cycle, "apply", sub) == (not change and job == ON_MAIN), sub
 
 
-def test_apply_role_changes_roles_only_under_the_boundary(cycle):
+def test_apply_role_writes_the_workload_role_s_policy_only_under_the_boundary(cycle):
+    """AWS has no IAM condition on a trust policy's content: a role the apply role could create, or whose trust
+    it could update, could trust anyone. So it creates, deletes and re-trusts no role at all (the workload
+    role is the bootstrap's), and writes the workload role's policy only while the role has the boundary."""
     cycle.require("bootstrap-apply")
     apply = cycle.facts["policies"]["apply"]
     boundary = cycle.facts["bootstrap"]["workload_boundary_arn"]
     workload_role = iam_arn(f"role/{NAME}-sagemaker-execution")
-    # A workload role's trust policy is the apply role's to write (AWS has no condition on its content):
-    # whoever it trusts gets no more than the boundary, and neither CI role may assume another role.
-    for action in [a for a in GRANTING if a != "iam:UpdateAssumeRolePolicy"]:
-        for context in [(), (("iam:PermissionsBoundary", iam_arn("policy/AdministratorAccess")),)]:
-            permission = Permission(action, workload_role, (("aws:RequestedRegion", "us-east-1"), *context))
-            assert iam_policy.decide(apply, permission) != "allow", permission
-    with_boundary = (("aws:RequestedRegion", "us-east-1"), ("iam:PermissionsBoundary", boundary))
-    for action in ("iam:CreateRole", "iam:PutRolePolicy"):  # what the stack needs, and only with the boundary
-        assert iam_policy.decide(apply, Permission(action, workload_role, with_boundary)) == "allow", action
+    with_boundary = (("iam:PermissionsBoundary", boundary),)
+    for action in [a for a in GRANTING if a != "iam:PutRolePolicy"] + ["iam:DeleteRole", "iam:UpdateRole"]:
+        for context in [(), with_boundary, (("iam:PermissionsBoundary", iam_arn("policy/AdministratorAccess")),)]:
+            for role in (workload_role, iam_arn(f"role/{NAME}-sagemaker-anything")):
+                permission = Permission(action, role, (("aws:RequestedRegion", "us-east-1"), *context))
+                assert iam_policy.decide(apply, permission) != "allow", permission
+    region = (("aws:RequestedRegion", "us-east-1"),)
+    assert iam_policy.decide(apply, Permission("iam:PutRolePolicy", workload_role, region + with_boundary)) == "allow"
+    assert iam_policy.decide(apply, Permission("iam:PutRolePolicy", workload_role, region)) != "allow"
     for action in ("iam:DeleteRolePermissionsBoundary", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy"):
-        assert iam_policy.decide(apply, Permission(action, workload_role, with_boundary)) == "deny", action
+        assert iam_policy.decide(apply, Permission(action, workload_role, region + with_boundary)) == "deny", action
+
+
+def test_apply_role_neither_rewrites_nor_deletes_a_key(cycle):
+    """Who may use a key is its policy; deleting it makes what it encrypts unreadable. Neither is CI's, on the
+    stack's key or on any other key that carries the stack's tag."""
+    cycle.require("bootstrap-apply")
+    apply = cycle.facts["policies"]["apply"]
+    for key in (cycle.facts["bootstrap"]["state_kms_key_arn"], f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/any"):
+        for action in ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:DisableKey"):
+            context = (("aws:RequestedRegion", REGION), ("aws:ResourceTag/Project", NAME))
+            assert iam_policy.decide(apply, Permission(action, key, context)) != "allow", (action, key)
 
 
 def test_apply_role_cannot_touch_itself_the_other_ci_roles_or_the_boundary(cycle):
@@ -861,6 +1039,23 @@ def test_smoke_call_waits_for_the_notification_on_the_runbook_s_queue(cycle):
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
     assert set(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == {outputs["success_topic_arn"],
                                                                            outputs["error_topic_arn"]}
+
+
+def test_smoke_call_drops_sagemaker_s_test_notifications(cycle):
+    """A scaling step left SageMaker's test notification of both topics on the smoke queue; the calls
+    skipped them (they name no request) and deleted them, so they do not pile up with every scaling step."""
+    cycle.require("smoke-call", "smoke-call-failure")
+    test_notification = {"eventVersion": "1.0", "eventSource": "aws:sagemaker", "eventName": "TestNotification"}
+    assert cycle.facts["test_notifications_queued"] == [test_notification, test_notification]
+    assert test_notification not in cycle.facts["smoke_queue_left"], cycle.facts["smoke_queue_left"]
+
+
+def test_sns_endpoint_applies_and_goes_away(cycle):
+    """enable_sns_endpoint, applied by CI's roles (their requests are held to their policies with the others,
+    Route 53's private DNS association included): an interface endpoint with private DNS, then none."""
+    cycle.require("sns-endpoint-on-apply", "sns-endpoint-off-apply")
+    assert [(e["type"], e["private_dns"]) for e in cycle.facts["sns_endpoints"]] == [("Interface", True)]
+    assert cycle.facts["sns_endpoints_after"] == []
 
 
 def test_missing_notification_names_the_sns_endpoint_setting(cycle):

@@ -73,6 +73,7 @@ def test_the_extraction_reads_what_the_readme_shows():
     assert any(c.startswith("make predict") for c in commands) and commands[-1].startswith("make stop")
     assert any(c.startswith("curl") and "/predictions/sdturbo" in c and "> " in c for c in commands)
     assert any("torchserve --start" in c for c in without_make_commands(readme))
+    assert without_make_commands(readme)[-1].startswith(".venv/bin/torchserve --stop"), "say how to stop it"
     assert fenced_commands("```bash\nmake a \\\n  b=1   # note\n# only a comment\n```\n") == ["make a  b=1   # note"]
 
 
@@ -168,19 +169,23 @@ def test_the_readme_quickstart_as_written_in_a_fresh_checkout(tmp_path):
                     assert "sdturbo is ready" in done.stdout
                     assert get(inside, "http://127.0.0.1:8080/ping")[0] == 200
                     checked.add("without make")
+                    # A default the README leaves implicit, as shipped: OUT (invoke.py's image.png).
+                    shell('make predict PROMPT="a lighthouse at dawn"')
+                    assert png_size(checkout / "image.png") == (512, 512)
+                elif "torchserve --stop" in command:
+                    assert server_pid(tmp) is None and not (tmp / ".model_server.pid").exists()
+                    checked.add("stop without make")
 
-            # Defaults the README leaves implicit, as shipped: OUT (image.png) and MODEL_STORE (model-store/,
-            # empty in a fresh checkout: `make serve` names the commands that fill it, within seconds).
-            shell('make predict PROMPT="a lighthouse at dawn"')
-            assert png_size(checkout / "image.png") == (512, 512)
-            shell("make stop")
+            # MODEL_STORE as shipped: model-store/, empty in a fresh checkout, so `make serve` names the
+            # commands that fill it, within seconds.
             refused = shell("make serve", succeeds=False)
             assert timings["make serve"] < 60 and "make mar" in refused.stderr, refused.stderr
         finally:
             subprocess.run([*inside, str(checkout / ".venv" / "bin" / "torchserve"), "--stop", "--foreground"],
                            cwd=checkout, env=env, capture_output=True, timeout=120)
     print("\n".join(f"{seconds:6.1f}s  {command}" for command, seconds in timings.items()))
-    assert checked == {"demo", "serve-tiny", "an image file", "ping", "stop", "without make"}, checked
+    assert checked == {"demo", "serve-tiny", "an image file", "ping", "stop", "without make", "stop without make"}, \
+        checked
     # the workers wrote their state where the waiter read it: the checkout's build/serve-state, nowhere else
     assert list((checkout / "build" / "serve-state").glob("*.json"))
     assert not list((checkout / "build" / "demo-store").rglob("serve-state")), "a relative state folder"

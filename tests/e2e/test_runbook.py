@@ -97,11 +97,13 @@ def test_the_runbook_is_numbered_steps_of_known_commands(commands):
     assert not unknown, f"the runbook runs {unknown}: add a check for it in tests/e2e/test_runbook.py"
 
 
-def test_the_plan_s_refusal_without_an_image_names_real_steps():
-    message = re.search(r'error_message\s*=\s*"(image_tag is not set[^\n]*)"', (INFRA / "sagemaker.tf").read_text())
+def test_the_plan_s_refusals_name_real_steps():
+    """A plan the stack refuses (no image_tag, no alarm_email) says which runbook steps to follow: by title."""
+    messages = re.findall(r'error_message\s*=\s*"([^\n]*infra/README\.md[^\n]*)"',
+                          "".join(path.read_text() for path in INFRA.glob("*.tf")))
     titles = [step.title for step in runbook.steps(runbook.FIRST_DEPLOY)]
-    named = re.findall(r'\\"([^\\]+)\\"', message.group(1))
-    assert named and all(title in titles for title in named), (named, titles)
+    named = [title for message in messages for title in re.findall(r'\\"([^\\]+)\\"', message)]
+    assert len(messages) >= 2 and named and all(title in titles for title in named), (named, titles)
 
 
 # ------------------------------------------------------------------ Terraform
@@ -149,13 +151,22 @@ def test_committed_model_prefix_reaches_ci():
 
 
 def test_backend_config_is_the_one_ci_uses(commands):
+    """The operator's backend.hcl and CI's init pass the same settings: the bucket, its region and the state
+    key's ARN (without kms_key_id the backend writes SSE-S3, overriding the bucket's KMS default); what every
+    init shares (the state's key, encryption, the lock object) is infra/backend.tf's, and there is no lock
+    table."""
+    from tests.support.workflows import backend_settings, load
+
     (command,) = [c for c in commands if c.writes == ("infra/backend.hcl",)]
     written_keys = dict(re.findall(r'^(\w+)\s*=\s*"?([^"\n]*)"?', command.stdin, re.MULTILINE))
     example = dict(re.findall(r'^(\w+)\s*=\s*"?([^"\n]*)"?', (INFRA / "backend.hcl.example").read_text(), re.MULTILINE))
-    assert set(written_keys) == set(example)
-    workflow = (WORKFLOWS / "deploy-infrastructure.yml").read_text()
-    ci_keys = set(re.findall(r'-backend-config="key=([^"]+)"', workflow))
-    assert ci_keys == {written_keys["key"]}, (ci_keys, written_keys["key"])
+    jobs = load("deploy-infrastructure.yml")["jobs"]
+    assert set(written_keys) == set(example) == set(backend_settings(jobs["plan"])) == set(backend_settings(jobs["apply"]))
+    assert set(written_keys) == {"bucket", "region", "kms_key_id"}, written_keys
+    assert runbook.raw_output(written_keys["kms_key_id"]) == "state_kms_key_arn"
+    backend = (INFRA / "backend.tf").read_text()
+    assert re.search(r"use_lockfile\s*=\s*true", backend) and re.search(r"encrypt\s*=\s*true", backend)
+    assert "dynamodb_table" not in backend
 
 
 # ------------------------------------------------------------------ scripts and make
@@ -240,6 +251,21 @@ def test_archive_matches_the_endpoint_s_profile(commands):
     assert [c.argv[1] for c in profile_file] == ['model = "sdxl-turbo"']
 
 
+def test_the_model_is_chosen_before_the_apply_it_sizes(commands):
+    """SDXL-turbo's archive with SD-turbo's sizing cannot load: the file that names the model is written
+    before the first plan of the stack, in the step that builds the archive, and the page says which model
+    the stack deploys when none is named."""
+    deploy = [c for s in runbook.steps(runbook.FIRST_DEPLOY) for c in s.commands]
+    choice = next(i for i, c in enumerate(deploy) if c.writes == ("infra/profile.auto.tfvars",))
+    first_plan = next(i for i, c in enumerate(deploy) if c.program == "terraform"
+                      and c.flag("-chdir") == "infra" and runbook.terraform_args(c)[:1] == ["plan"])
+    assert choice < first_plan, "the model is chosen after the plan it changes"
+    archive = [i for i, c in enumerate(deploy) if c.argv[:2] == ("make", "mar") and "MODEL=sdxl-turbo" in c.argv]
+    assert archive and deploy[archive[0]].step == deploy[choice].step
+    default = variable_default(INFRA, "model").strip('"')
+    assert f'`model = "{default}"`' in runbook.step("5.").text
+
+
 # ------------------------------------------------------------------ files, GitHub
 
 def test_files_named_exist_or_are_written_or_generated(commands):
@@ -270,6 +296,42 @@ def test_repository_variables_are_the_workflows(commands):
     read = set(re.findall(r"\bvars\.(\w+)", "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))))
     assert set(github_variables("set", commands)) == read
     assert set(github_variables("delete", commands)) == read
+
+
+def _github_requests(step: runbook.Step) -> dict[tuple[str, str], dict | None]:
+    """(method, path) -> the JSON body of each `gh api` request of a step (a `$(...)` in it read as 0)."""
+    found = {}
+    for command in [c for c in step.commands if c.argv[:2] == ("gh", "api") and not c.nested]:
+        method = command.flag("--method") or "GET"
+        path = next(word for word in command.argv[2:] if word.startswith("repos/"))
+        body = command.stdin
+        for inner in runbook.substitutions(body):
+            body = body.replace(f"$({inner})", "0")
+        found[(method, path)] = json.loads(body) if body else None
+    return found
+
+
+def test_main_is_protected_and_an_apply_needs_a_second_person():
+    """Without branch protection a push to main is planned for the apply unreviewed; without required
+    reviewers who may not approve their own run, the person who merged a change approves its apply."""
+    requests = _github_requests(runbook.step("2."))
+    branch = variable_default(BOOTSTRAP, "github_branch").strip('"')
+    protection = requests[("PUT", f"repos/{{owner}}/{{repo}}/branches/{branch}/protection")]
+    assert protection["required_pull_request_reviews"]["required_approving_review_count"] >= 1
+    assert protection["enforce_admins"] is True
+    environment = variable_default(BOOTSTRAP, "github_environment").strip('"')
+    (settings,) = [body for (method, path), body in requests.items()
+                   if method == "PUT" and path == f"repos/{{owner}}/{{repo}}/environments/{environment}"]
+    assert settings["prevent_self_review"] is True and len(settings["reviewers"]) >= 2
+    assert "REVIEWER" in runbook.step("2.").text
+
+
+def test_teardown_undoes_the_github_settings():
+    made = {path for (method, path) in _github_requests(runbook.step("2.")) if method in ("PUT", "POST")}
+    undone = {path for (method, path), body in _github_requests(runbook.step("5.", runbook.TEARDOWN)).items()
+              if method == "DELETE" or (method == "PUT" and body is None)}
+    covered = {path for path in made if any(path.startswith(u) for u in undone)}
+    assert covered == made, made - covered
 
 
 def test_workflows_the_runbook_starts_exist_and_start_by_hand(commands):

@@ -6,13 +6,16 @@ import base64
 import io
 import json
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
 
-from tests.support.helpers import decode_image, http, post_json
+from handler.schema import MAX_IMAGE_BODY_BYTES
+from sdturbo_ops.torchserve_config import read_properties
+from tests.support.helpers import REPO, decode_image, http, post_json
 from tests.support.images import b64, encode, picture
 
 pytestmark = pytest.mark.integration
@@ -132,6 +135,31 @@ def test_bad_input_gets_json_4xx(torchserve, body, content_type, status):
 def test_oversize_body_is_refused_with_413(torchserve):
     reply = http("POST", f"{torchserve.url}/predictions/sdturbo", b'{"prompt": "' + b"a" * 100_000 + b'"}')
     assert reply.status == 413
+
+
+def test_a_body_over_the_frontends_limit_gets_the_bare_413_the_readme_names(torchserve):
+    """TorchServe's frontend refuses a body over config.properties' max_request_size itself (413 from Netty's
+    HttpObjectAggregator, with no body) before the handler could answer, and has no setting or plugin hook
+    that changes that reply. Just under it the handler's JSON 413 answers; the README's promise that every
+    error is JSON names the exception and its size (issue 35: it did not)."""
+    limit = int(read_properties()["max_request_size"])
+    image = b"A" * (MAX_IMAGE_BODY_BYTES + 1)
+    under = http("POST", f"{torchserve.url}/predictions/sdturbo", b'{"prompt": "a cat", "image": "' + image + b'"}')
+    assert under.status == 413 and under.json()["code"] == 413
+    # As curl sends a large body: Expect: 100-continue, so the frontend answers on the declared length alone
+    # (a client that sends the body regardless may only see the connection reset under it).
+    host, port = torchserve.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(f"POST /predictions/sdturbo HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+                           f"\r\nContent-Length: {limit + 1}\r\nExpect: 100-continue\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply and (chunk := connection.recv(65536)):
+            reply += chunk
+    head = reply.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 413 ") and b"content-length: 0" in head, reply
+    assert b"application/json" not in head, head
+    promise = re.search(r"Every error[^.]*\.[^.]*\.", (REPO / "README.md").read_text().replace("\n", " ")).group(0)
+    assert f"over {limit // 2**20} MiB" in promise and "empty body" in promise, promise
 
 
 def test_model_api_is_off(torchserve):

@@ -198,3 +198,42 @@ def test_a_grant_on_the_stack_key_must_be_for_an_aws_service():
     assert decide([TAG_SCOPED], anyone) == "implicit deny"
     without_condition = {"Statement": [{"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": key}]}
     assert decide([without_condition], anyone) == "allow"
+
+
+# ------------------------------------------------------------------ what AWS checks for a key the caller does not name
+
+def test_items_of_a_table_with_a_customer_key_need_the_key_through_dynamodb():
+    """DynamoDB uses a customer managed table key with the caller's permissions (AWS KMS Developer Guide; a
+    PutItem refused without kms:Decrypt, aws/aws-cdk#10010): the table's key is learnt from its CreateTable."""
+    account = Account(account_id="123456789012", region="eu-west-1")
+    key = "arn:aws:kms:eu-west-1:123456789012:key/state"
+    create = op("DynamoDB", "CreateTable", '{"TableName":"lock","SSESpecification":{"Enabled":true,'
+                f'"KMSMasterKeyId":"{key}","SSEType":"KMS"}}}}')
+    put = op("DynamoDB", "PutItem", '{"TableName":"lock","Item":{}}')
+    checked = iam_policy.checked([create, put], account)
+    (use,) = [p for p, _ in checked if p.action == "kms:Decrypt"]
+    assert use.resource == key and use.context_dict()["kms:ViaService"] == "dynamodb.eu-west-1.amazonaws.com"
+    assert use.because == "DynamoDB PutItem"
+
+
+def test_objects_of_a_bucket_with_a_kms_default_need_the_key_through_s3():
+    account = Account(account_id="123456789012", region="eu-west-1")
+    key = "arn:aws:kms:eu-west-1:123456789012:key/state"
+    encrypt = op("S3", "PutBucketEncryption", "<ServerSideEncryptionConfiguration><Rule>"
+                 f"<ApplyServerSideEncryptionByDefault><KMSMasterKeyID>{key}</KMSMasterKeyID>"
+                 "<SSEAlgorithm>aws:kms</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule>"
+                 "</ServerSideEncryptionConfiguration>", url="http://e/state?encryption=")
+    put = op("S3", "PutObject", url="http://e/state/stack/terraform.tfstate.tflock")
+    by_action = {p.action: p for p, _ in iam_policy.checked([encrypt, put], account)}
+    assert by_action["kms:GenerateDataKey"].resource == key
+    assert by_action["s3:PutObject"].resource == "arn:aws:s3:::state/stack/terraform.tfstate.tflock"
+
+
+def test_an_interface_endpoint_with_private_dns_needs_route53():
+    interface = ("Action=CreateVpcEndpoint&VpcId=vpc-0a1&VpcEndpointType=Interface&ServiceName=com.amazonaws.eu-west-1.sns"
+                 "&PrivateDnsEnabled=true")
+    needed = {p.action for p in iam_policy.required(op("EC2", "CreateVpcEndpoint", interface), ACCOUNT)}
+    assert "route53:AssociateVPCWithHostedZone" in needed
+    gateway = "Action=CreateVpcEndpoint&VpcId=vpc-0a1&VpcEndpointType=Gateway&ServiceName=com.amazonaws.eu-west-1.s3"
+    assert "route53:AssociateVPCWithHostedZone" not in {
+        p.action for p in iam_policy.required(op("EC2", "CreateVpcEndpoint", gateway), ACCOUNT)}

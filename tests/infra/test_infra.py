@@ -23,7 +23,7 @@ CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
 @pytest.fixture(scope="module")
 def terraform(tmp_path_factory):
     binary = shutil.which("terraform")
-    assert binary, "terraform 1.9+ is needed for the infra tests (https://developer.hashicorp.com/terraform/install)"
+    assert binary, "terraform 1.10+ is needed for the infra tests (https://developer.hashicorp.com/terraform/install)"
     config = tmp_path_factory.mktemp("tf") / "terraformrc"
     config.write_text("")
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": str(config), "NO_COLOR": "1"}

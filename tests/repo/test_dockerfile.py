@@ -112,3 +112,18 @@ def test_the_default_base_image_is_a_versioned_tag():
     assert default, "the Dockerfile declares a default BASE_IMAGE"
     name, _, tag = default.group(1).partition(":")
     assert name and re.match(r"^\d+(\.\d+)*-", tag) and "latest" not in tag, default.group(1)
+
+
+def test_the_runtime_stage_installs_the_python_environment_itself():
+    """The CUDA environment is ~6 GB unpacked (infra/README.md, Cost): a build stage's copy of it into the
+    runtime stage held it twice on the builder's disk, more than a GitHub-hosted runner has. It is
+    installed in the final stage, and only small artefacts (the plugin jar) come from another stage."""
+    parsed = instructions()
+    last_from = max(i for i, (k, _) in enumerate(parsed) if k == "FROM")
+    runtime = parsed[last_from:]
+    copied = [args for keyword, args in runtime if keyword == "COPY" and "--from=" in args]
+    assert copied and not any("venv" in args for args in copied), copied
+    installs = [args for keyword, args in runtime if keyword == "RUN" and "pip install" in args]
+    assert installs and "python -m venv /opt/venv" in installs[0] and "pip check" in installs[0], installs
+    assert not any(keyword == "RUN" and "TORCH_INDEX_URL" in args
+                   for keyword, args in parsed[:last_from]), "torch belongs to the runtime stage alone"

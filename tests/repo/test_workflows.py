@@ -9,28 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.support.helpers import REPO
+from tests.support.workflows import OIDC_ACTION, WORKFLOWS, assumed_roles, load, steps, uses
 
 pytestmark = pytest.mark.infra
-WORKFLOWS = REPO / ".github" / "workflows"
 CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
-OIDC_ACTION = "aws-actions/configure-aws-credentials"
-
-
-def load(name: str) -> dict:
-    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
-    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as True
-    return workflow
-
-
-def steps(job: dict) -> list[dict]:
-    return job.get("steps", [])
-
-
-def uses(job: dict) -> list[str]:
-    return [step["uses"] for step in steps(job) if "uses" in step]
 
 
 ALL = sorted(p.name for p in WORKFLOWS.glob("*.yml"))
@@ -148,10 +132,6 @@ ROLE_OF_JOB = {  # (workflow, job) -> the repository variable naming the role it
 }
 
 
-def assumed_roles(job: dict) -> list[str]:
-    return [step["with"]["role-to-assume"] for step in steps(job) if step.get("uses", "").startswith(OIDC_ACTION)]
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_each_job_assumes_only_the_role_meant_for_it(name):
     for job_name, job in load(name)["jobs"].items():
@@ -175,3 +155,36 @@ def test_plan_keeps_the_instance_count_autoscaling_chose():
     assert "scripts/deploy_instance_count.py" in count["run"] and "GITHUB_OUTPUT" in count["run"]
     planning = next(step for step in steps(plan) if "-out=tfplan" in step.get("run", ""))
     assert planning["env"]["TF_VAR_deploy_instance_count"] == "${{ steps.count.outputs.count }}"
+
+
+def test_ci_plans_with_every_variable_the_stack_cannot_do_without():
+    """A variable without a default that the stack refuses to plan without (a `var.X != null` precondition:
+    image_tag, alarm_email) reaches CI's plan from a repository variable, so CI applies what an operator's
+    terraform.tfvars applies, and cannot drop it (an alarm subscription an operator made, for one)."""
+    from tests.support.workflows import repository_variable, terraform_variables
+
+    stack = "".join(path.read_text() for path in (REPO / "infra").glob("*.tf"))
+    required = set(re.findall(r"condition\s*=\s*var\.(\w+) != null", stack))
+    assert {"image_tag", "alarm_email"} <= required
+    passed = terraform_variables(load("deploy-infrastructure.yml")["jobs"]["plan"])
+    assert required <= set(passed), required - set(passed)
+    assert all(repository_variable(expression) for expression in passed.values()), passed
+
+
+def test_the_release_build_frees_the_runner_s_disk_first():
+    """The CUDA image's environment and its compressed layers need more than a runner's ~14 GB (infra/README.md,
+    Cost): the job deletes the runner image's unused SDKs before it builds, and shows the free space."""
+    job = load("build-and-push.yml")["jobs"]["image"]
+    build = next(i for i, step in enumerate(steps(job)) if step.get("uses", "").startswith("docker/build-push-action@"))
+    freeing = [step["run"] for step in steps(job)[:build] if "rm -rf" in step.get("run", "")]
+    assert freeing and "df -h" in freeing[0] and "/usr/local/lib/android" in freeing[0], freeing
+
+
+def test_the_apply_job_names_the_plan_file_the_reviewer_read():
+    """The reviewer approves the plan the summary shows: the summary gives the plan file's SHA-256, and the
+    apply job prints the SHA-256 of the file it applies."""
+    jobs = load("deploy-infrastructure.yml")["jobs"]
+    summary = next(step["run"] for step in steps(jobs["plan"]) if "GITHUB_STEP_SUMMARY" in step.get("run", ""))
+    applying = next(step["run"] for step in steps(jobs["apply"]) if " apply " in step.get("run", ""))
+    assert "sha256sum infra/tfplan" in summary and "sha256sum infra/tfplan" in applying
+    assert applying.index("sha256sum") < applying.index("terraform -chdir=infra apply")

@@ -30,6 +30,15 @@ def test_archive_of_a_missing_model_exits_3(tmp_path):
     assert run_script("build_archive.py", "--model-dir", str(tmp_path), "--store", str(tmp_path)).returncode == 3
 
 
+@pytest.mark.parametrize("profile, download", [("sdxl-turbo", "make model MODEL=sdxl-turbo FP16_FIX_VAE=1"),
+                                               ("sd-turbo", "make model MODEL=sd-turbo")])
+def test_a_missing_model_names_the_download_of_the_model_make_mar_was_given(tmp_path, profile, download):
+    """Issue 35: `make mar MODEL=sdxl-turbo` without the model said to run plain `make model` (SD-turbo's)."""
+    result = run_script("build_archive.py", "--model-dir", str(tmp_path / "models" / profile), "--store",
+                        str(tmp_path / "store"), "--profile", profile)
+    assert result.returncode == 3 and f"`{download}`" in result.stderr, result.stderr
+
+
 def test_archive_workers_override(tmp_path, tiny_sd_dir):
     import yaml
 

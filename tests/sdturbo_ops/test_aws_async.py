@@ -386,3 +386,31 @@ def test_async_can_wait_on_the_notification_queue(moto, tmp_path, serve):
     assert Image.open(tmp_path / "cat.png").size == (256, 512)
     left = clients["sqs"].receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     assert [json.loads(json.loads(m["Body"])["Message"])["inferenceId"] for m in left] == ["someone-else"]
+
+
+def test_waiting_on_the_queue_drops_sagemaker_s_test_notifications(moto):
+    """SageMaker publishes a test notification to both result topics after every endpoint update and every
+    scaling step: it is about no request. The client skips it and deletes it, so the queue does not fill with
+    them; another reader's notification stays."""
+    import boto3
+
+    from sdturbo_ops import aws_async
+
+    clients = {name: boto3.client(name, endpoint_url=moto["url"], region_name="us-east-1",
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+               for name in ("sns", "sqs")}
+    topic = clients["sns"].create_topic(Name="sdturbo-async-error")["TopicArn"]
+    queue = clients["sqs"].create_queue(QueueName=f"results-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = clients["sqs"].get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    clients["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    test_notification = {"eventVersion": "1.0", "eventSource": "aws:sagemaker", "eventName": "TestNotification"}
+    for event in [test_notification, test_notification, {"inferenceId": "someone-else", "invocationStatus": "Failed"},
+                  {"inferenceId": "mine", "invocationStatus": "Failed"}]:
+        clients["sns"].publish(TopicArn=topic, Message=json.dumps(event))
+
+    event = aws_async.await_notification(clients["sqs"], queue, "mine", 30, "mine", report=lambda line: None)
+
+    assert event["inferenceId"] == "mine"
+    left = clients["sqs"].receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    assert [json.loads(json.loads(m["Body"])["Message"]) for m in left] == [
+        {"inferenceId": "someone-else", "invocationStatus": "Failed"}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.support.helpers import run_script
 
 
@@ -29,3 +31,21 @@ def test_the_fp16_fix_vae_lands_where_the_engine_looks_for_it(tmp_path):
 def test_sd_turbo_has_no_fp16_fix_vae_to_fetch(tmp_path):
     result = run_script("download_model.py", "--model", "sd-turbo", "--fp16-fix-vae", "--out", str(tmp_path / "m"))
     assert result.returncode == 2 and "decodes in fp16" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_download_is_announced_the_tiny_decoder_too(tmp_path):
+    """Issue 35: `make model` (which passes --tiny-decoder) fetched a second repository without saying so."""
+    import subprocess
+
+    from sdturbo_ops.download_model import download_model
+    from tests.support.helpers import REPO
+
+    said = []
+    download_model("sd-turbo", tmp_path, None, tiny_decoder=True, fetch=lambda *args: None, announce=said.append)
+    assert said == [f"1/2: sd-turbo (fp16 safetensors), stabilityai/sd-turbo into {tmp_path}",
+                    f"2/2: the tiny decoder (TAESD, for decoder: tiny), madebyollin/taesd into {tmp_path / 'taesd'}"]
+    def make(*args: str) -> str:
+        return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, capture_output=True, text=True).stdout
+
+    assert "--tiny-decoder" in make("-n", "model")
+    assert re.search(r"^  model .*tiny decoder", make("help"), re.MULTILINE), "make help: say it"

@@ -3,13 +3,18 @@ environment."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from sdturbo_ops import readiness
-from sdturbo_ops.local_torchserve import torchserve_command, torchserve_env
+from sdturbo_ops.local_torchserve import (
+    OWNER_FILE, place_on_port, state_folder_user, torchserve_command, torchserve_env,
+)
+from sdturbo_ops.paths import SERVERS_DIR
 
 
 def test_the_command_is_torchserves_launcher_with_this_interpreter():
@@ -25,7 +30,7 @@ def test_a_servers_environment_names_its_logs_state_and_own_tmpdir(monkeypatch):
     monkeypatch.setenv("TMPDIR", "/shared-tmp")
     env = torchserve_env(Path("/logs"), Path("/state"), Path("/own-tmp"), {"SDTURBO_DEVICE": "cpu"})
     assert (env["LOG_LOCATION"], env["METRICS_LOCATION"], env[readiness.STATE_DIR_ENV]) == ("/logs", "/logs", "/state")
-    assert env["TMPDIR"] == "/own-tmp" and env["SDTURBO_DEVICE"] == "cpu"
+    assert env["TMPDIR"] == env["TEMP"] == "/own-tmp" and env["SDTURBO_DEVICE"] == "cpu"  # TEMP: the frontend's
     assert torchserve_env(Path("/logs"), Path("/state"))["TMPDIR"] == "/shared-tmp"
 
 
@@ -38,3 +43,25 @@ def test_a_relative_path_never_reaches_torchserve_or_its_workers():
         torchserve_command(Path("/repo/config.properties"), foreground=False, model_store=Path("build/demo-store"))
     env = torchserve_env(Path("/repo/logs"), Path("/repo/build/serve-state"), Path("/repo/tmp"))
     assert all(Path(env[name]).is_absolute() for name in ("SDSERVE_STATE_DIR", "LOG_LOCATION", "TMPDIR"))
+
+
+def test_a_server_on_a_port_of_its_own_keeps_everything_in_its_own_folder():
+    place = place_on_port(8090)
+    assert {place.config.parent, place.log_dir.parent, place.state_dir.parent, place.tmp_dir.parent} == {
+        SERVERS_DIR / "8090"}
+
+
+def test_a_state_folder_is_in_use_only_while_its_server_or_a_worker_of_it_runs(tmp_path):
+    """Files of processes that are not TorchServe's (a pid reused after a reboot) do not block a start."""
+    assert state_folder_user(tmp_path) is None
+    (tmp_path / OWNER_FILE).write_text(f"{os.getpid()}\n")  # alive, but not a TorchServe frontend
+    (tmp_path / f"{os.getpid()}.json").write_text('{"state": "ready"}')  # alive, but not a worker
+    assert state_folder_user(tmp_path) is None
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ts/model_service_worker.py"])
+    try:
+        (tmp_path / f"{worker.pid}.json").write_text('{"state": "ready"}')
+        assert state_folder_user(tmp_path) == worker.pid
+    finally:
+        worker.kill()
+        worker.wait()
+    assert state_folder_user(tmp_path) is None

@@ -8,13 +8,32 @@ import subprocess
 import sys
 import time
 
-from sdturbo_ops.processes import free_port, pid_alive, stop_process_group
+from sdturbo_ops.processes import command_line, free_port, pid_alive, port_in_use, stop_process_group
 
 
 def test_a_free_port_can_be_listened_on():
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_port_is_in_use_while_something_listens_on_it_and_only_then():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert port_in_use("127.0.0.1", port) and port_in_use("0.0.0.0", port)
+    assert not port_in_use("127.0.0.1", port)
+
+
+def test_a_command_line_is_the_processs_arguments_and_empty_once_it_is_gone():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "marker"])
+    try:
+        assert command_line(child.pid)[-1] == "marker"
+    finally:
+        child.kill()
+        child.wait()
+    assert command_line(child.pid) == []
 
 
 def test_a_pid_is_alive_until_its_process_is_gone():

@@ -8,9 +8,8 @@ import yaml
 
 from sdturbo_ops.paths import MODEL_CONFIG
 from sdturbo_ops.torchserve_config import (
-    endpoint_sizing,
-    DEFAULT_MANAGEMENT_ADDRESS, derive_properties, management_address, model_config, read_properties,
-    write_model_config,
+    DEFAULT_MANAGEMENT_ADDRESS, Listener, derive_properties, endpoint_sizing, listeners, management_address,
+    model_config, moved, read_properties, write_model_config,
 )
 
 SOURCE = """# why the address is loopback
@@ -73,3 +72,23 @@ def test_the_shipped_profiles_size_the_endpoint_as_the_stack_does():
     assert overrides["minWorkers"] == overrides["maxWorkers"] == 2 and handler["max_gpu_memory_gib"] == 6.5
     overrides, handler = endpoint_sizing("sdxl-turbo")
     assert "minWorkers" not in overrides and handler["max_gpu_memory_gib"] == 14
+
+
+def test_every_listener_a_server_opens_is_read_with_torchserves_defaults_for_the_unnamed(tmp_path):
+    """gRPC's two ports count too: a second server that moved only the HTTP ports once failed on 7070."""
+    source = tmp_path / "config.properties"
+    source.write_text("inference_address=https://0.0.0.0:9443\nmanagement_address=unix:/tmp/m.sock\n"
+                      "grpc_inference_port=9070\n")
+    assert listeners(source) == [Listener("inference_address", "0.0.0.0", 9443, "https"),
+                                 Listener("metrics_address", "127.0.0.1", 8082, "http"),
+                                 Listener("grpc_inference_port", "127.0.0.1", 9070),
+                                 Listener("grpc_management_port", "127.0.0.1", 7071)]
+
+
+def test_the_shipped_config_names_all_five_ports_and_moved_listeners_keep_their_hosts():
+    shipped = listeners()
+    assert [listener.port for listener in shipped] == [8080, 8081, 8082, 7070, 7071]
+    assert all(listener.key in read_properties() for listener in shipped), "a port config.properties leaves unsaid"
+    assert dict(listener.setting for listener in moved(shipped, 8090)) == {
+        "inference_address": "http://127.0.0.1:8090", "management_address": "http://127.0.0.1:8091",
+        "metrics_address": "http://127.0.0.1:8092", "grpc_inference_port": "8093", "grpc_management_port": "8094"}

@@ -130,6 +130,8 @@ def sagemaker_update_endpoint() -> None:
                     variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"] = current[variant["VariantName"]]
         endpoint.instance_types_in_service = new_config["ProductionVariants"]
         endpoint.endpoint_config_name = new_config["EndpointConfigName"]
+        if hasattr(backend, "notify_update"):  # sagemaker_sends_test_notifications
+            backend.notify_update(name)
         return ActionResult({"EndpointArn": endpoint.arn})
 
     from moto.sagemaker.models import SageMakerModelBackend
@@ -212,6 +214,30 @@ def s3_requests_arrive_over_tls() -> None:
         return IAMPolicy(json.dumps({**policy, "Statement": kept})).is_action_permitted(action, resource)
 
     FakeBucket.get_permission = get_permission
+
+
+def s3_versions_outlive_suspended_versioning() -> None:
+    """moto deletes by key, ignoring the version asked for, once a bucket's versioning is suspended: a
+    DeleteObjects that names several versions of one key then fails (KeyError, a 500) and a force_destroy
+    never empties the bucket. AWS keeps the versions of a versioning-suspended bucket, and a delete that
+    names a version removes that version (Amazon S3 User Guide, objects in versioning-suspended buckets).
+    The state bucket is versioned and its lock object is written and deleted on every run; destroying its
+    versioning resource suspends versioning just before the bucket is emptied."""
+    from moto.s3.models import S3Backend
+
+    delete_object = S3Backend.delete_object
+
+    def delete_version(self, bucket_name: str, key_name: str, version_id: str | None = None, bypass: bool = False):
+        bucket = self.get_bucket(bucket_name)
+        if version_id is None or bucket.versioning_status != "Suspended":
+            return delete_object(self, bucket_name, key_name, version_id, bypass)
+        bucket.versioning_status = "Enabled"  # moto's path that honours the version
+        try:
+            return delete_object(self, bucket_name, key_name, version_id, bypass)
+        finally:
+            bucket.versioning_status = "Suspended"
+
+    S3Backend.delete_object = delete_version
 
 
 def sagemaker_echoes_network_isolation() -> None:
@@ -305,6 +331,44 @@ def sagemaker_async_results_land_in_the_output_path() -> None:
     SageMakerRuntimeResponse.invoke_endpoint_async = invoke_endpoint_async
 
 
+def sagemaker_sends_test_notifications() -> None:
+    """moto publishes nothing when an asynchronous endpoint is created, updated or scaled. AWS's SageMaker
+    "sends a test notification to check that you have configured an Amazon SNS topic", after CreateEndpoint,
+    UpdateEndpoint and UpdateEndpointWeightsAndCapacities (which Application Auto Scaling calls on every
+    scaling step), to the configuration's topics, in the form the SageMaker Developer Guide shows ("Create
+    Endpoint" of asynchronous inference). A subscriber that took every message on the error topic for a
+    failed request, or left these on its queue, would pass here without them."""
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sns.models import sns_backends
+
+    test_notification = json.dumps({"eventVersion": "1.0", "eventSource": "aws:sagemaker",
+                                     "eventName": "TestNotification"})
+
+    def notify(backend, endpoint_name: str) -> None:
+        endpoint = backend.endpoints.get(endpoint_name)
+        config = backend.endpoint_configs.get(endpoint.endpoint_config_name) if endpoint else None
+        topics = ((config.async_inference_config or {}).get("OutputConfig", {}).get("NotificationConfig", {})
+                  if config else {})
+        for topic in (topics.get("SuccessTopic"), topics.get("ErrorTopic")):
+            if topic:
+                sns_backends[backend.account_id][backend.region_name].publish(test_notification, arn=topic)
+
+    def after(name: str, endpoint_name_of) -> None:
+        original = getattr(SageMakerModelBackend, name)
+        signature = inspect.signature(original)
+
+        def notifying(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            notify(self, endpoint_name_of(signature.bind(self, *args, **kwargs).arguments))
+            return result
+
+        setattr(SageMakerModelBackend, name, notifying)
+
+    after("create_endpoint", lambda arguments: arguments["endpoint_name"])
+    after("update_endpoint_weights_and_capacities", lambda arguments: arguments["endpoint_name"])
+    SageMakerModelBackend.notify_update = notify  # UpdateEndpoint is the emulator's own (sagemaker_update_endpoint)
+
+
 def sagemaker_omits_unset_data_capture() -> None:
     """moto's DescribeEndpointConfig answers an empty DataCaptureConfig when none was set, which the
     provider reads as a data_capture_config block and plans to remove. AWS omits the field."""
@@ -348,10 +412,12 @@ DIFFERENCES = [
     sagemaker_update_endpoint,
     autoscaling_tags,
     s3_requests_arrive_over_tls,
+    s3_versions_outlive_suspended_versioning,
     sagemaker_echoes_network_isolation,
     sagemaker_async_results_land_in_the_output_path,
     sagemaker_omits_unset_data_capture,
     ec2_rule_descriptions_are_kept,
+    sagemaker_sends_test_notifications,
 ]
 
 

@@ -60,6 +60,40 @@ def missing_tools() -> list[str]:
     return missing
 
 
+def cgroup_problem(mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """Why dockerd cannot start here for want of cgroups, in one line; None when it can.
+
+    dockerd refuses to start without the devices controller ("Devices cgroup isn't mounted", moby's
+    daemon/daemon.go): a cgroup v1 hierarchy with ``devices``, or the unified cgroup2 hierarchy at
+    /sys/fs/cgroup (where devices are controlled with eBPF). Without it the engine fixture once failed 15
+    times, each with a long dockerd log whose last line was the cause.
+    """
+    for line in mountinfo.read_text().splitlines():
+        fields, _, rest = line.partition(" - ")
+        fstype, _source, options = (rest.split() + ["", "", ""])[:3]
+        if fstype == "cgroup2" and fields.split()[4] == "/sys/fs/cgroup":
+            return None
+        if fstype == "cgroup" and "devices" in options.split(","):
+            return None
+    return ("cgroups: none with the devices controller is mounted, and dockerd refuses to start without it "
+            "(\"Devices cgroup isn't mounted\"); run as root where /sys/fs/cgroup is mounted (in a container: "
+            "--privileged, or the host's cgroups)")
+
+
+def engine_problems() -> list[str]:
+    """What keeps this machine from running the image test, one line each; empty when nothing does."""
+    problems = missing_tools() + ([] if os.geteuid() == 0 else ["root (a private dockerd needs it)"])
+    cgroups = cgroup_problem()
+    return problems + ([cgroups] if cgroups else [])
+
+
+def dockerd_cause(log: str) -> str:
+    """The line of dockerd's log that says why it stopped: its "failed to start daemon" line, else its last."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if "failed to start daemon" in line), lines[-1] if lines else
+                "no output")
+
+
 def host_network_state() -> dict[str, str]:
     """What a Docker engine may change on the host: ip_forward, and the iptables rules where iptables runs."""
     state = {"ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()}
@@ -107,7 +141,8 @@ class PrivateDocker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"dockerd exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+                raise RuntimeError(f"dockerd exited with {self.process.returncode}: {dockerd_cause(self.log())}\n"
+                                   f"(the end of its log:)\n{self.log()[-3000:]}")
             if self.socket.exists() and self.docker("version", check=False).returncode == 0:
                 return
             time.sleep(0.5)

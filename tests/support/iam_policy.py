@@ -5,8 +5,9 @@ resource with a request context, including conditions. `required` turns one AWS 
 provider's trace into the permissions IAM checks for it: the action, the resource ARN where the action
 supports resource-level permissions ("*" where it does not), the condition keys the request carries, and
 the extra actions AWS checks on the caller's behalf that never appear in the trace (iam:PassRole,
-KMS for SSE-KMS objects, Application Auto Scaling's calls to SageMaker and CloudWatch, EC2's tagging on
-create). Tags are followed through the trace: a resource's ``aws:ResourceTag/*`` are the tags it was created
+KMS for SSE-KMS objects and for items of a table encrypted with a customer key, Application Auto Scaling's
+calls to SageMaker and CloudWatch, EC2's tagging on create, Route 53 for an interface endpoint's private
+DNS). Tags are followed through the trace: a resource's ``aws:ResourceTag/*`` are the tags it was created
 with (its id read from the response) or given later, and a request's ``aws:RequestTag/*`` the tags it sends.
 `beyond_the_stack` asks policies what they would let a role do to another team's untagged resources.
 """
@@ -50,6 +51,13 @@ ACTION_OF = {
     ("S3", "DeleteBucketTagging"): "s3:PutBucketTagging",
     ("S3", "DeleteObjects"): "s3:DeleteObject",
 }
+
+# Item requests of DynamoDB. On a table encrypted with a customer managed key, DynamoDB uses the key with the
+# caller's permissions, through DynamoDB (AWS KMS Developer Guide, "How Amazon DynamoDB uses AWS KMS": the key
+# policy it writes allows principals kms:ViaService dynamodb.<region>.amazonaws.com; a PutItem refused for
+# lack of kms:Decrypt: aws/aws-cdk#10010).
+DYNAMODB_ITEM_READS_AND_WRITES = {"GetItem", "PutItem", "DeleteItem", "UpdateItem", "Query", "Scan",
+                                  "BatchGetItem", "BatchWriteItem"}
 
 # Operations IAM does not authorize at all.
 NO_PERMISSION = {("STS", "GetCallerIdentity")}
@@ -100,6 +108,7 @@ class Account:
     account_id: str = "123456789012"
     role_boundaries: dict[str, str] = field(default_factory=dict)  # role name -> boundary policy ARN
     sse_kms_keys: dict[str, str] = field(default_factory=dict)  # bucket -> ARN of its SSE-KMS key
+    table_kms_keys: dict[str, str] = field(default_factory=dict)  # DynamoDB table -> its customer managed key
     endpoint_configs: dict[str, str] = field(default_factory=dict)  # endpoint -> its configuration
     tags: dict[str, dict[str, str]] = field(default_factory=dict)  # resource ARN -> its tags
     associations: dict[str, str] = field(default_factory=dict)  # rtbassoc-… -> ARN of its route table
@@ -337,6 +346,11 @@ def _implied(operation: Operation, params: dict, account: Account, base: tuple) 
             implied.append((kms_action, account.sse_kms_keys[bucket], {
                 "kms:ViaService": f"s3.{account.region}.amazonaws.com",
                 "kms:EncryptionContext:aws:s3:arn": f"arn:{account.partition}:s3:::{bucket}"}))
+    if operation.service == "DynamoDB" and operation.name in DYNAMODB_ITEM_READS_AND_WRITES:
+        table = params.get("TableName", "")
+        if table in account.table_kms_keys:  # a customer managed table key: DynamoDB uses it as the caller
+            implied.append(("kms:Decrypt", account.table_kms_keys[table],
+                            {"kms:ViaService": f"dynamodb.{account.region}.amazonaws.com"}))
     if operation.service == "ECR" and operation.name == "CreateRepository":
         key = (params.get("encryptionConfiguration") or {}).get("kmsKey")
         if key:  # ECR creates a grant on the key as the caller, for itself (an AWS resource)
@@ -346,6 +360,11 @@ def _implied(operation: Operation, params: dict, account: Account, base: tuple) 
         # Tags given on create need ec2:CreateTags on the new resource, with the create action as context.
         new = account.arn("ec2", f"{EC2_CREATES[operation.name][0]}/*")
         implied.append(("ec2:CreateTags", new, {"ec2:CreateAction": operation.name}))
+    if (operation.service == "EC2" and operation.name == "CreateVpcEndpoint"
+            and params.get("VpcEndpointType") == "Interface" and params.get("PrivateDnsEnabled") == "true"):
+        # Private DNS associates the VPC with a private hosted zone that AWS creates for the endpoint (its id is
+        # not known beforehand): a dependent action of CreateVpcEndpoint (Service Authorization Reference).
+        implied.append(("route53:AssociateVPCWithHostedZone", "*", {}))
     if operation.service == "Application Auto Scaling" and params.get("ServiceNamespace") == "sagemaker":
         resource_id = params.get("ResourceId", "")
         endpoint = resource_id.split("/")[1] if resource_id.count("/") >= 1 else ""
@@ -374,8 +393,17 @@ def _implied(operation: Operation, params: dict, account: Account, base: tuple) 
 
 
 def learn(account: Account, operation: Operation) -> None:
-    """Remember what later requests' context depends on (role boundaries, SSE-KMS buckets)."""
+    """Remember what later requests' context depends on (role boundaries, the keys that encrypt a bucket's
+    objects or a table's items, tags)."""
     params = _params(operation)
+    if operation.service == "S3" and operation.name == "PutBucketEncryption":
+        key = re.search(r"<KMSMasterKeyID>([^<]+)</KMSMasterKeyID>", operation.body)
+        if key and "<SSEAlgorithm>aws:kms" in operation.body:
+            account.sse_kms_keys[_s3_target(operation)[0]] = key.group(1)
+    if operation.service == "DynamoDB" and operation.name == "CreateTable":
+        sse = params.get("SSESpecification") or {}
+        if sse.get("SSEType") == "KMS" and sse.get("KMSMasterKeyId"):
+            account.table_kms_keys[params["TableName"]] = sse["KMSMasterKeyId"]
     if operation.service == "IAM" and operation.name == "CreateRole" and params.get("PermissionsBoundary"):
         account.role_boundaries[params["RoleName"]] = params["PermissionsBoundary"]
     if operation.service == "IAM" and operation.name == "PutRolePermissionsBoundary":
@@ -488,6 +516,8 @@ def beyond_the_stack(account: Account, project: str) -> list[Permission]:
         ("ec2:AssociateRouteTable", other["route-table"], ()),
         ("ec2:DeleteRouteTable", other["route-table"], ()),
         ("ec2:DeleteVpcEndpoints", other["vpc-endpoint"], ()),
+        ("ec2:CreateNetworkInterface", other["subnet"], ()),  # an interface of ours in their subnet
+        ("ec2:CreateNetworkInterface", other["security-group"], ()),  # ... or behind their security group
         ("kms:PutKeyPolicy", key, ()),  # take over another team's key
         ("kms:ScheduleKeyDeletion", key, ()),
         ("kms:TagResource", key, claim),

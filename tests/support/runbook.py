@@ -219,13 +219,29 @@ def terraform_args(command: Command) -> list[str]:
 
 def raw_output(word: str) -> str:
     """X, for a word that is ``$(terraform ... output -raw X)``."""
-    (inner,) = substitutions(word)
-    (command,) = parse(inner, "")
-    if command.program != "terraform" or not command.flag("-raw"):
-        raise ValueError(f"{word!r} is not a terraform output")
-    return command.flag("-raw")
+    return terraform_output(word)[1]
 
 
 def success_lines(step: Step) -> list[str]:
     """The Terraform summaries a step promises, e.g. ``Apply complete! Resources: 14 added, ...``."""
     return re.findall(r"`((?:Apply|Destroy) complete! Resources: [^`]+|Plan: [^`]+)`", step.text)
+
+
+def repository_variables() -> dict[str, str]:
+    """NAME -> the word the runbook sets it to (``gh variable set NAME --body WORD``)."""
+    return {c.argv[3]: c.flag("--body") for c in all_commands() if c.argv[:3] == ("gh", "variable", "set")}
+
+
+def shell_values() -> dict[str, str]:
+    """The shell variables the first deploy sets to a literal (``export AWS_REGION=us-east-1``, ...)."""
+    return {name: value for s in steps(FIRST_DEPLOY) for c in s.commands for name, value in c.assignments
+            if "$" not in value}
+
+
+def terraform_output(word: str) -> tuple[str, str]:
+    """(root, output) of a word that is ``$(terraform -chdir=ROOT output -raw OUTPUT)``."""
+    (inner,) = substitutions(word)
+    (command,) = parse(inner, "")
+    if command.program != "terraform" or not command.flag("-raw"):
+        raise ValueError(f"{word!r} is not a terraform output")
+    return command.flag("-chdir"), command.flag("-raw")

@@ -8,6 +8,7 @@ AWS requests it sent are read, so the tests can hold them against the CI roles' 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -58,13 +59,12 @@ def provider_override(url: str) -> str:
 """
 
 
-def backend_config(url: str, bucket: str, table: str, key: str, region: str) -> str:
-    """-backend-config for the main root's S3 backend: the bootstrap's bucket and table, in the emulator."""
-    return f"""bucket                      = "{bucket}"
-key                         = "{key}"
-region                      = "{region}"
-dynamodb_table              = "{table}"
-encrypt                     = true
+def backend_config(url: str, settings: dict[str, str]) -> str:
+    """-backend-config for the main root's S3 backend: ``settings`` (what CI's init passes, with the values the
+    runbook gives its repository variables), and the emulator's endpoints and credentials."""
+    given = "\n".join(f"{key} = {value if value in ('true', 'false') else json.dumps(value)}"
+                      for key, value in settings.items())
+    return f"""{given}
 access_key                  = "{FAKE_KEYS['AWS_ACCESS_KEY_ID']}"
 secret_key                  = "{FAKE_KEYS['AWS_SECRET_ACCESS_KEY']}"
 skip_credentials_validation = true
