@@ -167,6 +167,14 @@ test: check-java install tools plugin tiny-model container-tools ## run every te
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$status
 
+# The fast lane (tests/README.md): the unit tests alone, no server, container or Terraform; `make test` stays
+# the whole suite.
+UNIT_TESTS := not integration and not infra and not container and not slow
+
+.PHONY: unit
+unit: install tiny-model ## the fast lane, after every edit: unit tests only, no server, container or Terraform
+	$(PY) -m pytest -m "$(UNIT_TESTS)" $(PYTEST_ARGS)
+
 .PHONY: infra-test
 infra-test: install tools ## only the Terraform, checkov, hadolint and workflow checks
 	$(PY) -m pytest -m infra

@@ -18,7 +18,7 @@ and nothing but their static inputs/outputs outlives a replay.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -224,22 +224,45 @@ class GraphedTextEncoder(_Graphed):
         return (self.graphed({"input_ids": input_ids}),)
 
 
+@dataclass(frozen=True)
+class InstalledGraphs:
+    """The graphed calls ``install_graphs`` put in place, one per heavy call of the engine."""
+
+    unet: GraphedBatchFunction
+    text_encoder: GraphedBatchFunction | None  # None where the text encoders run eager (SDXL)
+    vae_decode: GraphedBatchFunction
+    vae_encode: GraphedBatchFunction  # image-to-image's starting images, in the VAE's slices
+
+    def __iter__(self) -> Iterator[GraphedBatchFunction]:
+        graphs = (self.unet, self.text_encoder, self.vae_decode, self.vae_encode)
+        return iter([graphed for graphed in graphs if graphed is not None])
+
+    def limit_batch(self, largest: int) -> None:
+        """Every graphed call serves batches of at most ``largest`` (GraphedBatchFunction.limit_batch)."""
+        for graphed in self:
+            graphed.limit_batch(largest)
+
+    def counts(self) -> tuple[int, int, int]:
+        """Graphs captured, replays and eager calls so far, over all the graphed calls."""
+        return (sum(g.graph_count for g in self), sum(g.replays for g in self), sum(g.eager_calls for g in self))
+
+
 def install_graphs(pipe, vae, batch_sizes: Sequence[int], vae_slice: int, pool=None,
-                   capture: CaptureFunction = capture_cuda_graph) -> list[GraphedBatchFunction]:
+                   capture: CaptureFunction = capture_cuda_graph) -> InstalledGraphs:
     """Put graphs in place of ``pipe``'s UNet and text encoder and ``vae``'s (handler/vae.py) two batch
-    functions; returns the graphed functions, which the warm-up captures. Made before the image-to-image
-    pipeline, which then shares the graphed UNet and text encoder.
+    functions; returns them, which the warm-up captures. Made before the image-to-image pipeline, which then
+    shares the graphed UNet and text encoder.
 
     The VAE's graphs are captured at the UNet's sizes below one slice (``vae_slice`` images) and at the
     slice itself: the VAE never runs more images at once. Image-to-image's VAE encoder is the one call
     the text-to-image graphs do not cover; it runs in the same slices.
     """
     pipe.unet = GraphedUNet.wrap(pipe.unet, batch_sizes, pool, capture=capture)
-    graphs = [pipe.unet.graphed]
+    text_encoder = None
     if getattr(pipe, "text_encoder_2", None) is None:  # SDXL asks its encoders for hidden states: eager
         pipe.text_encoder = GraphedTextEncoder.wrap(pipe.text_encoder, batch_sizes, pool, capture=capture)
-        graphs.append(pipe.text_encoder.graphed)
+        text_encoder = pipe.text_encoder.graphed
     vae_sizes = sorted({size for size in batch_sizes if size < vae_slice} | {vae_slice})
     vae.decode_chunk = GraphedBatchFunction(vae.decode_chunk, vae_sizes, name="vae_decode", pool=pool, capture=capture)
     vae.encode_chunk = GraphedBatchFunction(vae.encode_chunk, vae_sizes, name="vae_encode", pool=pool, capture=capture)
-    return [*graphs, vae.decode_chunk, vae.encode_chunk]
+    return InstalledGraphs(pipe.unet.graphed, text_encoder, vae.decode_chunk, vae.encode_chunk)

@@ -54,14 +54,14 @@ class MetricsChannel:
 
     def batch(self, timings: dict[str, Any], replies: Iterable, device) -> None:
         """One batch: handle's ``batch timings``, each reply's status class counted, the images sent (a
-        200's encoded images), and the GPU memory peak of the batch on ``device``."""
+        200's image files), and the GPU memory peak of the batch on ``device``."""
         classes, images = {"2xx": 0, "4xx": 0, "5xx": 0}, 0
         for reply in replies:
             key = f"{reply.status // 100}xx"
             if key in classes:
                 classes[key] += 1
             if reply.status == 200:
-                images += len(reply.encoded)
+                images += len(reply.files)
         numbers = {key: value for key, value in timings.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)}
         self.send({"event": "batch", **numbers, "status": classes, "images": images,

@@ -1,9 +1,12 @@
 """A batch as a value: one ``Job`` per request, carried through the engine's stages (handler/engine.py).
 
 A job holds everything that belongs to its request on the way from parsed request to reply: the resolved
-seed, its latents, its images as handed to the encoder, its encoded images and, once known, its ``Reply``.
+seed, its latents, its images as handed to the image encoder, their files and, once known, its ``Reply``.
 A stage works on the jobs that are still open and answers the ones it fails, so an error stays with the
 request that caused it and the stages after it simply skip that job.
+
+The TorchServe adapter's hooks hand each other a batch as values too: ``Pending`` requests, then
+``Answered`` replies (handler/torchserve_handler.py).
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ class Base64Text(str):
 
 @dataclass(frozen=True)
 class Reply:
-    """What one caller gets back: an HTTP status and a JSON body; a 200 also keeps its encoded images, so
-    the caller can send the image itself instead of the JSON (handler/negotiate.py)."""
+    """What one caller gets back: an HTTP status and a JSON body; a 200 also keeps its image files, so the
+    caller can send the image itself instead of the JSON (handler/negotiate.py)."""
 
     status: int
     body: dict[str, Any]
-    encoded: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+    files: tuple[bytes, ...] = field(default=(), repr=False, compare=False)  # each image's PNG/JPEG/WebP bytes
 
     def to_json(self) -> bytes:
         """The body as compact JSON (what json.dumps writes), joined once: its images, megabytes of base64,
@@ -66,10 +69,9 @@ class Job:
     request: GenerationRequest
     seed: int
     latents: torch.Tensor | None = None  # generate: (num_images, C, h, w) on the device
-    # decode: each image's pixels, handed to the encoder as soon as they reached the host
+    # decode: each image's pixels, handed to the image encoder as soon as they reached the host
     claims: list[Claim] = field(default_factory=list)
-    encoded: list[bytes] = field(default_factory=list)  # encode: each image's file bytes
-    images: list[str] = field(default_factory=list)  # reply: base64 of each encoded image
+    files: list[bytes] = field(default_factory=list)  # encode: each image's PNG/JPEG/WebP bytes
     reply: Reply | None = None
 
     @property
@@ -92,3 +94,21 @@ class BatchResult:
     @property
     def replies(self) -> list[Reply]:
         return [job.reply for job in self.jobs]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One request of a TorchServe batch, as the adapter's preprocess hands it on: parsed, or already
+    answered (a 4xx), with the form its reply takes."""
+
+    item: GenerationRequest | Reply
+    image_format: str | None = None  # the reply is the image file itself, in this format; None: JSON
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What the adapter's inference hands postprocess: every request's reply with its form, in batch order,
+    and the engine's stage times (none when no request reached the engine), for handle's timings line."""
+
+    replies: list[tuple[Reply, str | None]]
+    stage_ms: dict[str, float]

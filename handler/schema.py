@@ -1,10 +1,14 @@
 """The request schema and its parser: bytes (or an already-decoded JSON value) in, a typed request out.
 
-Every limit sits here with the reason for its value, in the field's description: the JSON Schema that
-clients get and the README's request table are both made from them. A request with an ``image`` is
-image-to-image; the image itself is decoded and checked by handler/image_input.py, whose limits (formats,
-pixels, sides, aspect ratio) sit there with their reasons.
-Parsing is a pure function with no model or server state, so it is unit- and fuzz-tested directly.
+Every limit and default sits here with the reason for its value, in the field's description: the JSON
+Schema that clients get, the README's request table and invoke.py's --help are all made from them
+(scripts/sdturbo_ops/request_docs.py). A request with an ``image`` is image-to-image; the image itself is
+decoded and checked by handler/image_input.py, whose limits (formats, pixels, sides, aspect ratio) sit
+there with their reasons.
+
+Parsing is two steps: the fields as the caller sent them (bounds, types, the text-to-image defaults the
+fields declare), then ``GenerationRequest.resolved``, the one place where an image changes the defaults.
+A pure function with no model or server state, so it is unit- and fuzz-tested directly.
 """
 
 from __future__ import annotations
@@ -12,11 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, ValidationInfo, field_validator,
-    model_validator,
-)
-from pydantic_core import from_json
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, from_json
 
 from handler.image_input import MAX_INPUT_PIXELS, MIN_INPUT_SIDE, ImageError, InitImage, SizeBounds, load_init_image
 
@@ -44,9 +45,9 @@ Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_MULTIPLE)
 
 
 class GenerationRequest(BaseModel):
-    """One request, as a caller sends it: text-to-image, or image-to-image when it carries an ``image``.
-    Each field's description says why its bounds are what they are; ``request_table()`` turns them into
-    the README's table (``x-default``/``x-bounds`` say what the JSON Schema's own keywords cannot)."""
+    """One request: text-to-image, or image-to-image when it carries an ``image``. Each field's description
+    says why its bounds are what they are (``x-default``/``x-bounds`` say what the JSON Schema's own keywords
+    cannot). The fields declare the text-to-image defaults; ``resolved`` applies an image's."""
 
     # strict: "512" is not 512 and true is not 1; allow_inf_nan: NaN/Infinity are rejected.
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
@@ -103,30 +104,8 @@ class GenerationRequest(BaseModel):
                     "Only with an image.",
         json_schema_extra={"x-default": f"`{DEFAULT_STRENGTH}` with an image"})] = None
 
-    # The decoded image (handler/image_input.py), set while validating: pixels at the output size.
+    # The decoded image (handler/image_input.py), set by ``resolved``: pixels at the output size.
     _init_image: InitImage | None = PrivateAttr(None)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _decode_image_first(cls, data: Any, handler) -> GenerationRequest:
-        """With an image, decode it before the fields are validated: the defaults of width and height
-        come from it, and those of the steps and strength change with it.
-
-        Raises:
-            ImageError: the image is unusable (it propagates through pydantic, which only wraps
-                ValueError; parse_request turns it into the 4xx that names the field).
-        """
-        image = data.get("image") if isinstance(data, Mapping) else None
-        if not isinstance(image, str) or len(image) > MAX_IMAGE_CHARS:
-            return handler(data)  # text-to-image, or an ``image`` the field's own validation refuses
-        init = load_init_image(image, SIZE_BOUNDS, _valid_side(data.get("width")), _valid_side(data.get("height")))
-        width, height = init.size
-        data = {"width": width, "height": height, "num_inference_steps": DEFAULT_IMAGE_STEPS, **data}
-        if data.get("strength") is None:
-            data["strength"] = DEFAULT_STRENGTH
-        request = handler(data)
-        request._init_image = init
-        return request
 
     @field_validator("prompt")
     @classmethod
@@ -137,21 +116,53 @@ class GenerationRequest(BaseModel):
 
     @field_validator("strength")
     @classmethod
-    def _strength_needs_an_image_and_a_step(cls, strength: float | None, info: ValidationInfo) -> float | None:
-        if strength is None:
-            return None
-        if "image" in info.data and info.data["image"] is None:
+    def _strength_needs_an_image(cls, strength: float | None, info: ValidationInfo) -> float | None:
+        if strength is not None and "image" in info.data and info.data["image"] is None:
             raise ValueError("applies only to image-to-image: send an image with it")
-        steps = info.data.get("num_inference_steps")
-        # diffusers runs int(steps x strength) steps, and none at all is an error there.
-        if steps is not None and int(steps * strength) < 1:
-            raise ValueError(f"num_inference_steps x strength must be at least 1 (the denoising steps that run); "
-                             f"{steps} x {strength} is not: raise either (e.g. 2 steps at 0.5)")
         return strength
+
+    def resolved(self) -> GenerationRequest:
+        """The request with the values its mode decides, like vLLM's ``to_sampling_params``: the one place
+        where image-to-image's defaults replace the fields' text-to-image ones. A text-to-image request is
+        returned as it is. With an image, in this order:
+
+        1. the image is decoded and fitted to the size bounds (a given width or height wins, the other
+           keeps its aspect ratio): it gives ``width`` and ``height`` unless the caller sent them;
+        2. ``num_inference_steps`` is ``DEFAULT_IMAGE_STEPS`` and ``strength`` ``DEFAULT_STRENGTH`` unless
+           sent (a ``strength`` of null counts as not sent);
+        3. the denoising steps that run, int(steps x strength), must be at least 1.
+
+        Raises:
+            ImageError: the image is unusable (parse_request answers it with the 4xx that names the field).
+            ValidationError: step 3 fails; it names ``strength``, as the other field errors name theirs.
+        """
+        if self.image is None or self._init_image is not None:
+            return self
+        given = self.model_fields_set
+        init = load_init_image(self.image, SIZE_BOUNDS, self.width if "width" in given else None,
+                               self.height if "height" in given else None)
+        steps = self.num_inference_steps if "num_inference_steps" in given else DEFAULT_IMAGE_STEPS
+        strength = DEFAULT_STRENGTH if self.strength is None else self.strength
+        # diffusers runs int(steps x strength) steps, and none at all is an error there.
+        if int(steps * strength) < 1:
+            raise _field_error("strength", strength, "num_inference_steps x strength must be at least 1 (the "
+                               f"denoising steps that run); {steps} x {strength} is not: raise either (e.g. 2 "
+                               "steps at 0.5)")
+        width, height = init.size
+        request = self.model_copy(update={"width": width, "height": height, "num_inference_steps": steps,
+                                          "strength": strength})
+        request._init_image = init
+        return request
 
     @property
     def init_image(self) -> InitImage | None:
-        """The decoded starting image at the output size; None for text-to-image."""
+        """The decoded starting image at the output size; None for text-to-image.
+
+        Raises:
+            ValueError: an image request not yet ``resolved`` (parse_request resolves every request).
+        """
+        if self.image is not None and self._init_image is None:
+            raise ValueError("an image-to-image request must be resolved() before its image is used")
         return self._init_image
 
     def shape_key(self) -> tuple:
@@ -162,49 +173,26 @@ class GenerationRequest(BaseModel):
             return ("text", self.width, self.height, self.num_inference_steps, self.guidance_scale)
         return ("image", self.width, self.height, self.num_inference_steps, self.guidance_scale, self.strength)
 
+    def pipeline_arguments(self) -> dict[str, Any]:
+        """The diffusers pipeline's arguments that this request's group shares (``shape_key``): text-to-image
+        draws its noise at the request's size; image-to-image takes its size from the starting image and
+        repaints ``strength`` of it."""
+        shared = {"num_inference_steps": self.num_inference_steps, "guidance_scale": self.guidance_scale}
+        if self.image is None:
+            return shared | {"height": self.height, "width": self.width}
+        return shared | {"strength": self.strength}
 
-_SIDE = TypeAdapter(Side)
 
-
-def _valid_side(value: Any) -> int | None:
-    """A caller's width/height if the field will accept it, else None (the field reports the error)."""
-    try:
-        return _SIDE.validate_python(value, strict=True)
-    except ValidationError:
-        return None
+def _field_error(field: str, value: Any, message: str) -> ValidationError:
+    """A validation error of one field, worded as pydantic words a ValueError raised in a validator."""
+    error = InitErrorDetails(type=PydanticCustomError("value_error", "Value error, {reason}", {"reason": message}),
+                             loc=(field,), input=value)
+    return ValidationError.from_exception_data(GenerationRequest.__name__, [error])
 
 
 def request_json_schema() -> dict[str, Any]:
     """The request body's JSON Schema (draft 2020-12), bounds and reasons included, for clients."""
     return GenerationRequest.model_json_schema()
-
-
-def request_table() -> str:
-    """The README's request table, made from the schema: field, type, default, bounds, why."""
-    rows = ["| field | type | default | bounds | why |", "|---|---|---|---|---|"]
-    schema = request_json_schema()
-    for name, spec in schema["properties"].items():
-        spec = next((part for part in spec.get("anyOf", []) if part.get("type") != "null"), spec) | {
-            key: value for key, value in spec.items() if key in ("default", "description") or key.startswith("x-")}
-        kind = " \\| ".join(f"`{value}`" for value in spec["enum"]) if "enum" in spec else spec["type"]
-        default = "required" if name in schema.get("required", ()) else spec.get("x-default", f"`{spec.get('default')}`")
-        rows.append(f"| `{name}` | {kind} | {default} | {_bounds(spec)} | {spec['description']} |")
-    return "\n".join(rows) + "\n"
-
-
-def _bounds(spec: dict[str, Any]) -> str:
-    if "x-bounds" in spec:
-        return spec["x-bounds"]
-    low = spec.get("minimum", spec.get("minLength"))
-    high = spec.get("maximum", spec.get("maxLength"))
-    if "exclusiveMinimum" in spec:
-        low = f"over {spec['exclusiveMinimum']}, up to "
-    elif low is not None:
-        low = f"{low}–"
-    if low is None and high is None:
-        return ""
-    text = f"{low}{high}" + (" characters" if "maxLength" in spec else "")
-    return text + (f", multiple of {spec['multipleOf']}" if "multipleOf" in spec else "")
 
 
 class RequestError(Exception):
@@ -265,9 +253,9 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
             if not raw.strip():
                 raise RequestError(400, "request body is empty: send a JSON object with a 'prompt'",
                                    [{"field": "body", "message": "empty"}])
-            return GenerationRequest.model_validate_json(raw)
+            return GenerationRequest.model_validate_json(raw).resolved()
         if isinstance(body, Mapping):
-            return GenerationRequest.model_validate(dict(body))
+            return GenerationRequest.model_validate(dict(body)).resolved()
         raise RequestError(400, "request body must be a JSON object with a 'prompt'",
                            [{"field": "body", "message": f"got JSON {type(body).__name__}"}])
     except ValidationError as exc:

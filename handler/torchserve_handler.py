@@ -5,8 +5,11 @@ decoded there too, by handler/image_input.py) and answers the ones that do not p
 there, and picks each reply's form from its Accept header (handler/negotiate.py: JSON, or the image itself;
 406 when neither will do); ``inference`` hands the valid requests to the engine (handler/engine.py), which
 answers each of them; ``postprocess`` sets every reply's status, content type and, for an image, its
-headers. The engine's per-stage timings become TorchServe metrics (``GenerateTime``, ``DecodeTime``,
-``EncodeTime``, ``ReplyTime``) and one log line per batch.
+headers. The hooks pass everything through their return values: each request travels with its reply's
+form (``Pending``, as LitServe carries a per-request context), and the replies with the engine's stage
+times (``Answered``; both in handler/jobs.py: TorchServe refuses a handler module that defines a second
+class); the handler keeps nothing of a batch between hooks. The stage times become
+TorchServe metrics (``GenerateTime``, ``DecodeTime``, ``EncodeTime``, ``ReplyTime``) and log lines.
 
 TorchServe copies this file to the archive root and imports it as a top-level module, so every import
 of our own code is absolute (``handler.*``), found in the ``handler/`` package shipped beside it.
@@ -26,7 +29,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handler.emf import MetricsChannel
 from handler.engine import Engine
-from handler.jobs import Reply, error_reply
+from handler.jobs import Answered, Pending, Reply, error_reply
 from handler.negotiate import IMAGE_TYPES, JSON, reply_format
 from handler.schema import GenerationRequest, RequestError, parse_request
 from handler.settings import load_settings
@@ -50,11 +53,6 @@ class SDTurboHandler(BaseHandler):
         self.state_files = WorkerStateFiles.from_environment()
         # The container's CloudWatch metrics (handler/emf.py); sends nothing outside the serve entrypoint.
         self.metrics_channel = MetricsChannel.from_environment()
-        # Per request of the batch in hand: the image format its reply is sent as, or None for JSON. Set by
-        # preprocess, read by postprocess (a worker handles one batch at a time).
-        self.reply_formats: list[str | None] = []
-        # The engine's stage times of the batch in hand, for handle's timings line.
-        self.stage_ms: dict[str, float] = {}
 
     def initialize(self, context):
         """Load the pipeline on CUDA/MPS/CPU and warm it up before TorchServe marks the worker READY.
@@ -63,8 +61,6 @@ class SDTurboHandler(BaseHandler):
         stays up in a failed state, logs the reason once, and answers every request at once with a 503
         that carries it. TorchServe would otherwise restart the worker forever while requests queue.
         """
-        # Bodies reach preprocess as raw bytes, so one strict JSON parser sees every request.
-        os.environ.setdefault("TS_DECODE_INPUT_REQUEST", "false")
         properties = context.system_properties
         timings = {"process_started": _process_start_time(), "initialize": time.time()}
         try:
@@ -96,28 +92,27 @@ class SDTurboHandler(BaseHandler):
         (scripts/bench.py's c = 1 breakdown)."""
         self.context = context
         received, started = time.time(), time.perf_counter()
-        self.stage_ms = {}
         with self.state_files.busy():
-            items = self.preprocess(data)
+            pending = self.preprocess(data)
             parsed = time.perf_counter()
-            replies = self.inference(items)
+            answered = self.inference(pending)
             inferred = time.perf_counter()
-            sent = self.postprocess(replies)
+            sent = self.postprocess(answered)
         finished = time.perf_counter()
         context.metrics.add_time("HandlerTime", round((finished - started) * 1000, 2), None, "ms")
         timings = {"requests": len(data), "received": received, "preprocess_ms": _ms(parsed - started),
-                   **{f"{stage}_ms": ms for stage, ms in self.stage_ms.items()},
+                   **{f"{stage}_ms": ms for stage, ms in answered.stage_ms.items()},
                    "inference_ms": _ms(inferred - parsed), "postprocess_ms": _ms(finished - inferred),
                    "returned": received + (finished - started)}
         logger.info("batch timings %s", json.dumps(timings))
-        self.metrics_channel.batch(timings, replies, self.engine.device if self.engine else None)
+        self.metrics_channel.batch(timings, [reply for reply, _ in answered.replies],
+                                   self.engine.device if self.engine else None)
         return sent
 
-    def preprocess(self, data: list[dict[str, Any]]) -> list[GenerationRequest | Reply]:
-        """Each body parsed into a request, or answered at once with the 4xx that says what is wrong; the
-        form of each reply goes to ``reply_formats``. An image reply's format is the request's format."""
-        items: list[GenerationRequest | Reply] = []
-        self.reply_formats = [None] * len(data)
+    def preprocess(self, data: list[dict[str, Any]]) -> list[Pending]:
+        """Each body parsed into a request, or answered at once with the 4xx that says what is wrong, with
+        the form of its reply. An image reply's format is the request's format."""
+        pending: list[Pending] = []
         for index, row in enumerate(data):
             headers = _headers(self.context, index)
             body, content_type = _body_and_content_type(headers, row)
@@ -126,35 +121,33 @@ class SDTurboHandler(BaseHandler):
                 accept = headers.get("accept")
                 fmt = reply_format(accept if isinstance(accept, str) else None, request)
             except RequestError as exc:
-                items.append(Reply(exc.status, exc.to_body()))
+                pending.append(Pending(Reply(exc.status, exc.to_body())))
                 continue
             if fmt is not None and fmt != request.output_format:
                 request = request.model_copy(update={"output_format": fmt})
-            self.reply_formats[index] = fmt
-            items.append(request)
-        return items
+            pending.append(Pending(request, fmt))
+        return pending
 
-    def inference(self, items: list[GenerationRequest | Reply], *args, **kwargs) -> list[Reply]:
+    def inference(self, pending: list[Pending], *args, **kwargs) -> Answered:
         """The engine's reply for every parsed request; replies already made pass through in place.
         Without a model every request gets the same 503, so no reply suggests the server could work."""
         if self.engine is None:
             message = f"the model failed to load and cannot serve requests: {self.load_error}"
-            return [error_reply(503, "ModelLoadFailed", message) for _ in items]
-        positions = [index for index, item in enumerate(items) if isinstance(item, GenerationRequest)]
-        replies = list(items)
-        if not positions:
-            return replies
-        result = self.engine.serve([items[index] for index in positions])
-        self._report_stage_times(result.stage_ms, len(positions))
-        for index, reply in zip(positions, result.replies, strict=True):
-            replies[index] = reply
-        return replies
+            return Answered([(error_reply(503, "ModelLoadFailed", message), None) for _ in pending], {})
+        requests = [each.item for each in pending if isinstance(each.item, GenerationRequest)]
+        if not requests:
+            return Answered([(each.item, each.image_format) for each in pending], {})
+        result = self.engine.serve(requests)
+        self._report_stage_times(result.stage_ms, len(requests))
+        served = iter(result.replies)  # in the order of ``requests``
+        return Answered([(next(served) if isinstance(each.item, GenerationRequest) else each.item, each.image_format)
+                         for each in pending], result.stage_ms)
 
-    def postprocess(self, replies: list[Reply]) -> list[bytes]:
+    def postprocess(self, answered: Answered) -> list[bytes]:
         """Each reply as its caller asked: the image itself for a 200 that asked for one (its seed and
         size in headers, as the JSON would have said them), JSON otherwise. Errors are always JSON."""
         sent = []
-        for index, (reply, fmt) in enumerate(zip(replies, self.reply_formats, strict=True)):
+        for index, (reply, fmt) in enumerate(answered.replies):
             self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, index)
             if reply.status == 200 and fmt is not None:
                 sent.append(self._image_reply(index, reply))
@@ -167,10 +160,9 @@ class SDTurboHandler(BaseHandler):
         self.context.set_response_content_type(index, IMAGE_TYPES[reply.body["format"]])
         for header, field in IMAGE_HEADERS.items():
             self.context.set_response_header(index, header, str(reply.body[field]))
-        return reply.encoded[0]
+        return reply.files[0]
 
     def _report_stage_times(self, stage_ms: dict[str, float], requests: int) -> None:
-        self.stage_ms = stage_ms
         for stage, milliseconds in stage_ms.items():
             self.context.metrics.add_time(f"{stage.capitalize()}Time", milliseconds, None, "ms")
         logger.info("batch of %d request(s): %s", requests,

@@ -63,7 +63,7 @@ class Vae:
         return max(1, self.settings.vae_decode_batch * _LATENT_PIXELS_512 // latent_pixels)
 
     @torch.inference_mode()
-    def encode_images(self, images: Sequence[np.ndarray], counts: Sequence[int],
+    def image_latents(self, images: Sequence[np.ndarray], counts: Sequence[int],
                       generators: Sequence[torch.Generator]) -> torch.Tensor:
         """Starting images (uint8 HWC, all one size) as scaled latents, ``counts[i]`` of them for image i:
         each image goes through the VAE encoder once (in slices, through a CUDA graph where there are

@@ -3,7 +3,8 @@
 With CUDA graphs (or compiled kernels), a batch of every graph size runs first at the warm-up resolution
 (and one of every VAE encoder slice size), so serving never pays a capture there. A size that does not fit
 in device memory (a max_gpu_memory_gib ceiling, a small GPU) limits every graph to the largest size that
-fits: larger batches then run in chunks of it.
+fits: larger batches then run in chunks of it. The engine offers the two operations this needs,
+``Engine.fits`` and ``Engine.limit_batch``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from handler.memory import is_out_of_memory, release_device_cache
+from handler.memory import release_device_cache
 from handler.schema import GenerationRequest
 
 if TYPE_CHECKING:
@@ -37,21 +38,21 @@ def warm_up(engine: Engine) -> float:
     size = engine.settings.warmup_size
     started = time.perf_counter()
     request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, width=size, height=size)
-    image_request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, image=warmup_image(size))
-    kernels = engine.kernels
+    image_request = GenerationRequest(prompt=WARMUP_PROMPT, seed=0, image=warmup_image(size)).resolved()
+    kernels, graphs = engine.kernels, engine.graphs
     compiled = kernels is not None and kernels.active
     if compiled:
         kernels.warming(True)  # the shapes seen now are the only ones the compiled code runs
     try:
-        for batch in engine.settings.cuda_graph_batch_sizes if engine.graphs or compiled else ():
-            if not fits(engine, request, batch):
-                limit_batch(engine, below=batch)
+        for batch in engine.settings.cuda_graph_batch_sizes if graphs or compiled else ():
+            if not engine.fits(request, batch):
+                engine.limit_batch(below=batch)
                 break
         # Image-to-image adds one graphed call, the VAE encoder, at the VAE slice sizes (the UNet's
         # graphs at this resolution are captured above).
-        for batch in engine.vae.encode_chunk.batch_sizes if engine.graphs else ():
-            if not fits(engine, image_request, batch):
-                limit_batch(engine, below=batch)
+        for batch in graphs.vae_encode.batch_sizes if graphs else ():
+            if not engine.fits(image_request, batch):
+                engine.limit_batch(below=batch)
                 break
         replies = engine.serve_batch([request, image_request])
     finally:
@@ -61,43 +62,14 @@ def warm_up(engine: Engine) -> float:
         if reply.status != 200:
             raise RuntimeError(f"warm-up generation failed: {reply.body.get('message')}")
     elapsed = time.perf_counter() - started
-    graphs = sum(g.graph_count for g in engine.graphs)
-    if graphs or compiled:
+    captured, replays, eager = graphs.counts() if graphs else (0, 0, 0)
+    if captured or compiled:
         # The eager runs before each capture left blocks in the allocator's cache; the graphs keep
         # their own pool, so give those back rather than hold both.
         release_device_cache(engine.device)
-    eager = sum(g.eager_calls for g in engine.graphs)
     logger.info("warm-up generation (%dx%d) took %.2fs (%d CUDA graphs, %d replays, %d eager graph calls)",
-                size, size, elapsed, graphs, sum(g.replays for g in engine.graphs), eager)
+                size, size, elapsed, captured, replays, eager)
     return elapsed
-
-
-def fits(engine: Engine, request: GenerationRequest, batch: int) -> bool:
-    """Generate and decode ``batch`` copies of ``request`` (capturing their graphs); False when the
-    device has no room for them."""
-    try:
-        jobs = engine.admit([request] * batch)
-        engine.generate(jobs)
-        engine.decode(jobs)
-        return True
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-    release_device_cache(engine.device)
-    return False
-
-
-def limit_batch(engine: Engine, below: int) -> None:
-    """Run batches larger than what fits in chunks of the largest size that fits."""
-    settings = engine.settings
-    largest = max((size for size in settings.cuda_graph_batch_sizes if size < below), default=0)
-    if not largest:
-        raise RuntimeError(f"one {settings.warmup_size}x{settings.warmup_size} image does not fit in "
-                           "device memory (see max_gpu_memory_gib)")
-    logger.warning("a batch of %d does not fit in device memory: batches run in chunks of at most %d",
-                   below, largest)
-    for graphed in engine.graphs:
-        graphed.limit_batch(largest)
 
 
 def warmup_image(size: int) -> str:

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from sdturbo_ops import aws_async, cli
+from sdturbo_ops import aws_async, cli, request_docs
 from sdturbo_ops.client import (
     ACCEPT, BadReply, BadUsage, ClientError, ServiceError, Timeout, accept_header, output_and_format, post_local,
     read_reply, request_body, seed_of, validate, write_images,
@@ -156,18 +156,21 @@ def cmd_warm(args: argparse.Namespace) -> None:
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """The request's flags; each field's bounds and default in its help come from the schema (handler/schema.py)."""
+    field = request_docs.flag_help
     parser.add_argument("prompt", help="what to draw")
-    parser.add_argument("--seed", type=int, help="0..2^32-1; random (and reported) when absent")
-    parser.add_argument("--steps", dest="num_inference_steps", type=int, help="1..4 (server default 1)")
-    parser.add_argument("--guidance-scale", type=float, help="0..10 (server default 0.0)")
-    parser.add_argument("--width", type=int, help="multiple of 8, 256..1024 (server default 512)")
-    parser.add_argument("--height", type=int, help="multiple of 8, 256..1024 (server default 512)")
-    parser.add_argument("--num-images", type=int, help="1..4 (server default 1)")
-    parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"),
-                        help="image format (default: from --out's ending, else png)")
+    parser.add_argument("--seed", type=int, help=field("seed"))
+    parser.add_argument("--steps", dest="num_inference_steps", type=int, help=field("num_inference_steps"))
+    parser.add_argument("--guidance-scale", type=float, help=field("guidance_scale"))
+    parser.add_argument("--width", type=int, help=field("width"))
+    parser.add_argument("--height", type=int, help=field("height"))
+    parser.add_argument("--num-images", type=int, help=field("num_images"))
+    parser.add_argument("--format", dest="output_format", choices=request_docs.choices("output_format"),
+                        help="image format (default: from --out's ending, else the server's: "
+                             f"{request_docs.fields()['output_format']['default']})")
     parser.add_argument("--image", type=cli.absolute_path, metavar="FILE",
                         help="image-to-image: start from this PNG/JPEG/WebP (size defaults to the image's)")
-    parser.add_argument("--strength", type=float, help="with --image: 0 < S <= 1 (server default 0.5, 2 steps)")
+    parser.add_argument("--strength", type=float, help="with --image: " + field("strength"))
     parser.add_argument("--accept", choices=tuple(ACCEPT), default="json",
                         help="the reply's form: json (base64 images) or image (the file itself, one image); "
                              "default: %(default)s")

@@ -7,7 +7,7 @@ import pytest
 from tests.support.container import SUMMARY
 from tests.support.helpers import (
     PLUGIN_JAR, PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive,
-    wait_until,
+    wait_until, write_model_config,
 )
 
 
@@ -45,14 +45,6 @@ def plugins_dir():
     if not PLUGIN_JAR.is_file():
         subprocess.run(["make", "plugin"], cwd=REPO, check=True, capture_output=True)
     return PLUGINS_DIR
-
-
-def write_model_config(path, handler=None, **overrides):
-    """The shipped model-config.yaml with top-level keys (and ``handler`` keys) overridden."""
-    from sdturbo_ops.paths import MODEL_CONFIG
-    from sdturbo_ops.torchserve_config import write_model_config as write
-
-    return write(MODEL_CONFIG, path, overrides, handler)
 
 
 @pytest.fixture(scope="session")

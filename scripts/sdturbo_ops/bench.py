@@ -64,7 +64,7 @@ def bench_engine(model_dir: Path, batch_sizes: list[int], iterations: int, setti
     warm_up(engine)
     image = input_image_base64()
     modes = {"text": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i),
-             "img2img": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i, image=image)}
+             "img2img": lambda i: GenerationRequest(prompt=f"benchmark prompt {i}", seed=i, image=image).resolved()}
     rows = {mode: time_engine(engine, make, batch_sizes, iterations, mode) for mode, make in modes.items()}
     device = str(engine.device)
     del engine

@@ -23,7 +23,10 @@ from pathlib import Path
 
 from sdturbo_ops.processes import pid_alive
 
-STATE_DIR_ENV = "SDSERVE_STATE_DIR"  # handler/worker_state.py writes where this points
+# The folder handler/worker_state.py writes in. Its name is stated again here, not imported: the image ships
+# this package without handler/ (the handler travels with the model), and the /ping plugin (Java) states it
+# a third time; tests/sdturbo_ops/test_readiness.py holds the three equal.
+STATE_DIR_ENV = "SDSERVE_STATE_DIR"
 DRAINING = "draining"
 # The reasons, word for word as the plugin's /ping gives them.
 DRAINING_REASON = "draining: the server is shutting down"

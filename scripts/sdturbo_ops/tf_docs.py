@@ -1,7 +1,7 @@
 """The variable and output tables of infra/README.md (and infra/bootstrap), rendered from the .tf files.
 
 They sit between ``<!-- BEGIN TF DOCS -->`` and ``<!-- END TF DOCS -->``, so the documentation cannot
-drift from the code (scripts/tf_docs.py --check, which the tests run).
+drift from the code (scripts/tf_docs.py --check, which the tests run; sdturbo_ops/generated_docs.py).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sdturbo_ops.generated_docs import Generated
 from sdturbo_ops.paths import ROOT
 
 README = ROOT / "infra" / "README.md"
@@ -50,14 +51,5 @@ def render() -> str:
                      for root, prefix in ROOTS.items())
 
 
-def updated(text: str) -> str:
-    """``text`` (the README) with its tables replaced by fresh ones.
-
-    Raises:
-        ValueError: the README lacks the markers.
-    """
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{README} lacks the {BEGIN} / {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{render()}{END}{tail}"
+SECTION = Generated(README, BEGIN, END, render, "python scripts/tf_docs.py")
+updated = SECTION.updated

@@ -26,7 +26,7 @@ from tests.support.container import (
 )
 from tests.support import emf
 from tests.support.helpers import PYTHON, REPO, decode_image, wait_until
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.images import b64, encode, picture
 
 # The first test pays for the image build (minutes on two cores), so the per-test limit is raised here.
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 
 from handler.schema import MAX_IMAGE_BODY_BYTES
 from sdturbo_ops.management import model_workers
-from tests.conftest import write_model_config
-from tests.support.helpers import REPO, LocalTorchServe, build_archive, decode_image, http, post_json, wait_until
-from tests.repo.test_config import properties
-from tests.handler.test_image_input import b64, damaged_images, encode, picture
-from tests.handler.test_schema import BAD_IMAGE_REQUESTS, BAD_REQUESTS
+from sdturbo_ops.torchserve_config import read_properties
+from tests.support.bad_requests import BAD_IMAGE_REQUESTS, BAD_REQUESTS
+from tests.support.helpers import (
+    REPO, LocalTorchServe, build_archive, decode_image, http, post_json, wait_until, write_model_config,
+)
+from tests.support.images import b64, damaged_images, encode, picture
 
 pytestmark = pytest.mark.integration
 GOOD = b'{"prompt": "a cat", "seed": 1, "width": 256, "height": 256}'
@@ -90,7 +91,7 @@ def test_huge_body_is_refused_by_the_frontend(torchserve):
     """config.properties' max_request_size, as users run it: a body of exactly that size still reaches the
     handler (its JSON 413); one byte more is refused by the frontend from the Content-Length alone (a bare
     413, before the body is read, let alone passed to Python)."""
-    limit = int(properties(REPO / "config.properties")["max_request_size"])
+    limit = int(read_properties(REPO / "config.properties")["max_request_size"])
     at_limit = b'{"prompt": "' + b"x" * (limit - 14) + b'"}'
     assert len(at_limit) == limit
     reply = http("POST", f"{torchserve.url}/predictions/sdturbo", at_limit)

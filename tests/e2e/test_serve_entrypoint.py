@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import emf
 from tests.support.helpers import ServeEntrypoint, build_archive, decode_image, http, post_json, wait_until
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.images import b64, encode, picture
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from PIL import Image
 from handler.schema import MAX_IMAGE_BODY_BYTES
 from sdturbo_ops.torchserve_config import read_properties
 from tests.support.helpers import REPO, decode_image, http, post_json
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.images import b64, encode, picture
 
 pytestmark = pytest.mark.integration
 

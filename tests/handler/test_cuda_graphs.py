@@ -13,24 +13,11 @@ import pytest
 import torch
 
 from handler.cuda_graphs import GraphedBatchFunction
-from handler.engine import Engine
 from handler.jobs import Job
 from handler.schema import parse_request
-from handler.settings import load_settings
 from handler.warmup import warm_up
-from tests.handler.test_image_input import b64, encode, picture
-
-
-class FakeCapture:
-    def __init__(self, fail: Exception | None = None):
-        self.fail, self.captured = fail, []
-
-    def __call__(self, fn, static_inputs, pool):
-        if self.fail is not None:
-            raise self.fail
-        self.captured.append({k: tuple(v.shape) for k, v in static_inputs.items()})
-        output = fn(static_inputs)
-        return (lambda: output.copy_(fn(static_inputs))), output
+from tests.support.engines import FakeCapture, load_pair
+from tests.support.images import b64, encode, picture
 
 
 def double(inputs):
@@ -129,13 +116,6 @@ def test_inputs_must_agree_on_the_batch():
         graphed({"x": torch.zeros(2, 3), "y": torch.zeros(3, 5)})
 
 
-def load_pair(model_dir, capture):
-    values = {"model_dir": model_dir.name, "device": "cpu", "warmup": False,
-              "cuda_graph_batch_sizes": [1, 2, 4], "vae_decode_batch": 2}
-    eager = Engine.load(model_dir.parent, load_settings(values, {}))
-    return eager, Engine.load(model_dir.parent, load_settings(values, {}), capture=capture)
-
-
 def pixels(engine, requests, seeds):
     """Each image's pixels from the engine's generate stage and its decoder, the requests decoded together."""
     jobs = [Job(request, seed) for request, seed in zip(requests, seeds, strict=True)]
@@ -149,6 +129,7 @@ def assert_close_images(expected, got):
         assert np.abs(have.astype(int) - want.astype(int)).max() <= 1  # batch size may change rounding
 
 
+@pytest.mark.slow
 def test_engine_through_graphs_matches_eager(tiny_sd_dir):
     """The engine with every graph installed (text encoder, UNet, VAE decode) gives the eager images."""
     capture = FakeCapture()
@@ -172,11 +153,12 @@ def test_engine_through_graphs_matches_eager(tiny_sd_dir):
                                                                                        (2, 512, 512, 3)}
 
 
+@pytest.mark.slow
 def test_image_to_image_through_graphs_matches_eager(tiny_sd_dir):
     """Image-to-image adds one graph, the VAE encoder, in slices of vae_decode_batch (2 here); the UNet
     and text encoder graphs of text-to-image serve it too, and the images equal the eager ones."""
     eager, graphed = load_pair(tiny_sd_dir, FakeCapture())
-    assert graphed.img2img_pipe.unet is graphed.pipe.unet and graphed.img2img_pipe.unet.graphed is graphed.graphs[0]
+    assert graphed.img2img_pipe.unet is graphed.pipe.unet and graphed.img2img_pipe.unet.graphed is graphed.graphs.unet
     image = b64(encode(picture(320, 256)))
     requests = [parse_request({"prompt": f"a cat {i}", "image": image, "seed": i}) for i in range(3)]
     expected = pixels(eager, requests, [1, 2, 3])
@@ -187,6 +169,7 @@ def test_image_to_image_through_graphs_matches_eager(tiny_sd_dir):
     assert unet.replays == 2 and text_encoder.replays == 2  # one UNet step a call: 2 steps at strength 0.5
 
 
+@pytest.mark.slow
 def test_sdxl_unet_graphs_carry_its_added_conditions(tiny_sdxl_dir):
     """SDXL's UNet also takes pooled text embeddings and size ids; they are batch inputs of its graph.
     Its text encoders are asked for hidden states, so they stay eager."""
@@ -194,4 +177,4 @@ def test_sdxl_unet_graphs_carry_its_added_conditions(tiny_sdxl_dir):
     assert [g.name for g in graphed.graphs] == ["unet", "vae_decode", "vae_encode"]
     requests = [parse_request({"prompt": f"a dog {i}", "width": 256, "height": 256}) for i in range(2)]
     assert_close_images(pixels(eager, requests, [1, 2]), pixels(graphed, requests, [1, 2]))
-    assert graphed.graphs[0].replays == 1
+    assert graphed.graphs.text_encoder is None and graphed.graphs.unet.replays == 1

@@ -14,13 +14,9 @@ from hypothesis import strategies as st
 from handler.engine import Engine
 from handler.schema import parse_request
 from handler.settings import load_settings
+from tests.support.engines import PipelineSpy, image_req, make_engine, req
 from tests.support.helpers import decode_image
-from tests.handler.test_image_input import b64, encode, picture
-
-
-def make_engine(model_dir, **settings) -> Engine:
-    values = {"model_dir": model_dir.name, "device": "cpu", "warmup": False, **settings}
-    return Engine.load(model_dir.parent, load_settings(values, {}))
+from tests.support.images import b64, encode, picture
 
 
 @pytest.fixture(scope="module")
@@ -28,35 +24,8 @@ def engine(tiny_sd_dir):
     return make_engine(tiny_sd_dir)
 
 
-def req(**fields):
-    return parse_request({"prompt": "a cat", **fields})
-
-
-IMAGE = b64(encode(picture(320, 256)))
-
-
-def image_req(**fields):
-    """An image-to-image request (320x256 colour ramps unless ``image`` is given)."""
-    return req(**{"image": IMAGE, **fields})
-
-
 def pixels_of(reply) -> np.ndarray:
     return np.asarray(decode_image(reply.body["image"]), dtype=np.int16)
-
-
-class PipelineSpy:
-    """Counts pipeline calls and the batch (and image-to-image strength) each one received."""
-
-    def __init__(self, pipe):
-        self.pipe, self.batches, self.strengths = pipe, [], []
-
-    def __call__(self, **kwargs):
-        self.batches.append(len(kwargs["prompt"]))
-        self.strengths.append(kwargs.get("strength"))
-        return self.pipe(**kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.pipe, name)
 
 
 class OutOfMemoryAbove:
@@ -138,6 +107,7 @@ def test_reply_is_a_png_of_the_requested_size(engine):
     assert (reply.body["seed"], reply.body["width"], reply.body["height"]) == (5, 256, 320)
 
 
+@pytest.mark.slow
 def test_same_shape_requests_run_as_one_pipeline_call(engine, monkeypatch):
     spy = PipelineSpy(engine.pipe)
     monkeypatch.setattr(engine, "pipe", spy)
@@ -146,12 +116,14 @@ def test_same_shape_requests_run_as_one_pipeline_call(engine, monkeypatch):
     assert sorted(spy.batches) == [1, 4]  # 512x512: 1 + 2 + 1 images in one call; 256x512 alone
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes(engine):
     first = engine.serve_batch([req(seed=123)])[0]
     second = engine.serve_batch([req(seed=123)])[0]
     assert first.body["image"] == second.body["image"]
 
 
+@pytest.mark.slow
 def test_seed_reproduces_its_image_whatever_it_is_batched_with(engine):
     alone = engine.serve_batch([req(seed=99)])[0]
     batched = engine.serve_batch([req(prompt="a dog", seed=1), req(seed=99), req(prompt="x", seed=2)])[1]
@@ -163,6 +135,7 @@ def test_seed_reproduces_its_image_whatever_it_is_batched_with(engine):
     assert np.abs(np.asarray(decode_image(other.body["image"]), dtype=np.int16) - alone_px).mean() > 10
 
 
+@pytest.mark.slow
 def test_missing_seed_is_drawn_and_returned(engine):
     replies = engine.serve_batch([req(), req()])
     seeds = [r.body["seed"] for r in replies]
@@ -171,12 +144,14 @@ def test_missing_seed_is_drawn_and_returned(engine):
     assert replay.body["image"] == engine.serve_batch([req(seed=seeds[0])])[0].body["image"]
 
 
+@pytest.mark.slow
 def test_several_images_come_as_a_list(engine):
     reply = engine.serve_batch([req(num_images=3, seed=4)])[0]
     assert len(reply.body["images"]) == 3 and reply.body["image"] == reply.body["images"][0]
     assert len(set(reply.body["images"])) == 3  # one generator, three different noise draws
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt, pil_format", [("jpeg", "JPEG"), ("webp", "WEBP"), ("png", "PNG")])
 def test_output_formats(engine, fmt, pil_format):
     reply = engine.serve_batch([req(output_format=fmt, seed=1)])[0]
@@ -184,6 +159,7 @@ def test_output_formats(engine, fmt, pil_format):
     assert reply.body["format"] == fmt
 
 
+@pytest.mark.slow
 def test_out_of_memory_retries_in_halves_and_answers_507_only_to_the_request_that_cannot_fit(engine, monkeypatch):
     guard = failing_pipe(engine, monkeypatch, limit=3)
     replies = engine.serve_batch([req(seed=1), req(seed=2), req(seed=3), req(seed=4, num_images=4)])
@@ -192,6 +168,7 @@ def test_out_of_memory_retries_in_halves_and_answers_507_only_to_the_request_tha
     assert guard.calls == [7, 2, 5, 1, 4]  # all, first half, second half, then each of the second half
 
 
+@pytest.mark.slow
 def test_a_request_that_fits_after_the_split_gets_the_image_it_would_get_alone(engine, monkeypatch):
     alone = engine.serve_batch([req(seed=7)])[0]
     failing_pipe(engine, monkeypatch, limit=1)
@@ -203,6 +180,7 @@ def test_a_request_that_fits_after_the_split_gets_the_image_it_would_get_alone(e
     assert np.abs(difference).max() <= 1
 
 
+@pytest.mark.slow
 def test_out_of_memory_while_decoding_is_isolated_the_same_way(engine, monkeypatch):
     real = engine.vae.decode_images
     guard = OutOfMemoryAbove(real, limit=2)
@@ -217,6 +195,7 @@ def test_mps_out_of_memory_is_507_like_cuda(engine, monkeypatch):
     assert engine.serve_batch([req()])[0].status == 507
 
 
+@pytest.mark.slow
 def test_unexpected_failure_is_500_for_its_group_only_and_without_internals(engine, monkeypatch):
     real = engine.pipe
 
@@ -232,24 +211,25 @@ def test_unexpected_failure_is_500_for_its_group_only_and_without_internals(engi
 
 
 def test_an_image_that_fails_to_encode_costs_only_its_own_request(engine, monkeypatch):
-    real = engine.encoder.encode_one
+    real = engine.image_encoder.encode_one
 
     def encode_one(pixels, fmt, parts=1):
         if fmt == "webp":
             raise OSError("encoder crashed")
         return real(pixels, fmt, parts)
 
-    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     replies = engine.serve_batch([req(seed=1), req(seed=2, output_format="webp"), req(seed=3, num_images=2)])
     assert [r.status for r in replies] == [200, 500, 200]
     assert replies[1].body["message"] == "image encoding failed; see server logs"
     assert len(replies[2].body["images"]) == 2
 
 
+@pytest.mark.slow
 def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypatch):
     """Each image goes to the encoder as soon as its slice reaches the host: the second slice is still
     being decoded (this stand-in decoder waits for it) when the first slice's images are being encoded."""
-    real_decode, real_encode = engine.vae.decode_images, engine.encoder.encode_one
+    real_decode, real_encode = engine.vae.decode_images, engine.image_encoder.encode_one
     first_encode_started = threading.Event()
     overlapped = []
 
@@ -264,7 +244,7 @@ def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypat
         return real_encode(pixels, fmt, parts)
 
     monkeypatch.setattr(engine.vae, "decode_images", decode_images)
-    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     # JPEG: several images of a batch are encoded one per thread, as they arrive.
     two_jpegs = {"output_format": "jpeg", "num_images": 2}
     replies = engine.serve_batch([req(seed=1, **two_jpegs), req(seed=2, **two_jpegs)])
@@ -272,19 +252,21 @@ def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypat
     assert [decode_image(image).format for r in replies for image in r.body["images"]] == ["JPEG"] * 4
 
 
+@pytest.mark.slow
 def test_a_lone_png_is_encoded_when_claimed_across_the_pool(engine, monkeypatch):
     """One image has nothing to overlap with: it is deflated in row bands over every encoder thread."""
-    real_encode, parts_seen = engine.encoder.encode_one, []
+    real_encode, parts_seen = engine.image_encoder.encode_one, []
 
     def encode_one(pixels, fmt, parts=1):
         parts_seen.append(parts)
         return real_encode(pixels, fmt, parts)
 
-    monkeypatch.setattr(engine.encoder, "encode_one", encode_one)
+    monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     assert engine.serve_batch([req(seed=1)])[0].status == 200
-    assert parts_seen == [engine.encoder.threads]
+    assert parts_seen == [engine.image_encoder.threads]
 
 
+@pytest.mark.slow
 def test_each_batch_reports_its_stage_times(engine):
     result = engine.serve([req(seed=1), req(seed=2, width=256)])
     assert set(result.stage_ms) == {"generate", "decode", "encode", "reply"}
@@ -302,6 +284,7 @@ def test_image_to_image_reply_is_a_png_of_the_images_size(engine):
     assert (reply.body["seed"], reply.body["width"], reply.body["height"]) == (5, 320, 256)
 
 
+@pytest.mark.slow
 def test_same_seed_same_image_same_params_same_bytes(engine):
     first = engine.serve_batch([image_req(seed=123, strength=0.75)])[0]
     second = engine.serve_batch([image_req(seed=123, strength=0.75)])[0]
@@ -311,6 +294,7 @@ def test_same_seed_same_image_same_params_same_bytes(engine):
     assert several.body["images"][0] != several.body["images"][1]  # each image its own noise
 
 
+@pytest.mark.slow
 def test_the_output_depends_on_the_image_and_the_strength(engine):
     base = pixels_of(engine.serve_batch([image_req(seed=1)])[0])
     # The tiny model's random VAE carries little of an image into its latents: the effect is small but
@@ -321,12 +305,14 @@ def test_the_output_depends_on_the_image_and_the_strength(engine):
         assert np.abs(pixels_of(engine.serve_batch([other])[0]) - base).mean() > 10
 
 
+@pytest.mark.slow
 def test_image_to_image_seed_reproduces_whatever_it_is_batched_with(engine):
     alone = pixels_of(engine.serve_batch([image_req(seed=9)])[0])
     batch = engine.serve_batch([image_req(seed=1, prompt="a dog"), image_req(seed=9), req(seed=9)])
     assert np.abs(pixels_of(batch[1]) - alone).max() <= 1  # rounding of batched kernels only
 
 
+@pytest.mark.slow
 def test_image_and_text_requests_never_share_a_pipeline_call(engine, monkeypatch):
     text, image = PipelineSpy(engine.pipe), PipelineSpy(engine.img2img_pipe)
     monkeypatch.setattr(engine, "pipe", text)
@@ -341,6 +327,7 @@ def test_image_and_text_requests_never_share_a_pipeline_call(engine, monkeypatch
     assert sorted(zip(image.batches, image.strengths, strict=True)) == [(1, 1.0), (3, 0.5)]  # by strength
 
 
+@pytest.mark.slow
 def test_text_to_image_is_unchanged_by_image_to_image_requests(engine):
     """Both pipelines share the scheduler and every model: an image-to-image call must leave nothing
     behind that changes the next text-to-image reply."""
@@ -349,6 +336,7 @@ def test_text_to_image_is_unchanged_by_image_to_image_requests(engine):
     assert engine.serve_batch([req(seed=77, num_inference_steps=3)])[0].body["image"] == before
 
 
+@pytest.mark.slow
 def test_out_of_memory_in_image_to_image_is_isolated_the_same_way(engine, monkeypatch):
     real = engine.img2img_pipe
     guard = OutOfMemoryAbove(lambda **kw: real(**kw), limit=2)
@@ -358,6 +346,7 @@ def test_out_of_memory_in_image_to_image_is_isolated_the_same_way(engine, monkey
     assert guard.calls == [4, 1, 3]
 
 
+@pytest.mark.slow
 def test_sdxl_turbo_serves_image_to_image_too(tiny_sdxl_dir):
     sdxl = make_engine(tiny_sdxl_dir)
     assert type(sdxl.img2img_pipe).__name__ == "StableDiffusionXLImg2ImgPipeline"
@@ -367,6 +356,7 @@ def test_sdxl_turbo_serves_image_to_image_too(tiny_sdxl_dir):
     assert decode_image(replies[0].body["image"]).size == (320, 256)
 
 
+@pytest.mark.slow
 def test_sdxl_turbo_is_served_by_the_same_engine(tiny_sdxl_dir):
     sdxl = make_engine(tiny_sdxl_dir)
     assert type(sdxl.pipe).__name__ == "StableDiffusionXLPipeline"
@@ -376,6 +366,7 @@ def test_sdxl_turbo_is_served_by_the_same_engine(tiny_sdxl_dir):
     assert decode_image(replies[2].body["image"]).size == (256, 512)
 
 
+@pytest.mark.slow
 def test_freed_memory_is_returned_after_each_batch(engine, monkeypatch):
     import handler.engine as engine_module
     from handler.memory import release_free_memory
@@ -387,6 +378,7 @@ def test_freed_memory_is_returned_after_each_batch(engine, monkeypatch):
     assert release_free_memory() in (True, False)  # a no-op where the C library has no malloc_trim
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mix=request_mix)
 def test_under_the_worst_mix_only_requests_that_cannot_fit_alone_get_507(capped_engine, monkeypatch, mix):

@@ -21,8 +21,15 @@ def test_what_counts_as_out_of_device_memory(error, out_of_memory):
     assert is_out_of_memory(error) is out_of_memory
 
 
-def test_releasing_the_cache_of_a_cpu_is_a_no_op():
-    release_device_cache(torch.device("cpu"))
+@pytest.mark.parametrize("device, emptied", [("cpu", []), ("cuda", ["cuda"]), ("mps", ["mps"])])
+def test_the_cache_given_back_is_the_devices_own(monkeypatch, device, emptied):
+    """After an out-of-memory error the allocator of that device, and only that one, hands its cached
+    blocks back; a CPU has no such cache."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("cuda"))
+    monkeypatch.setattr(torch.mps, "empty_cache", lambda: calls.append("mps"))
+    release_device_cache(torch.device(device))
+    assert calls == emptied
 
 
 def test_trimming_the_heap_says_whether_the_c_library_can(monkeypatch):

@@ -8,7 +8,7 @@ import torch
 
 from handler.pipeline import ModelLoadError
 from tests.support.helpers import decode_image
-from tests.handler.test_engine import make_engine, req
+from tests.support.engines import make_engine, req
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.helpers import REPO
-from tests.handler.test_image_input import BAD_IMAGES, b64, encode, picture
+from tests.support.bad_requests import BAD_IMAGE_REQUESTS, BAD_REQUESTS, IMAGE, body
+from tests.support.images import b64, encode, picture
 from handler.schema import (
     DEFAULT_IMAGE_STEPS, DEFAULT_STRENGTH, MAX_BODY_BYTES, MAX_IMAGE_BODY_BYTES, MAX_IMAGE_CHARS, MAX_IMAGES,
     MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest, RequestError, parse_request,
 )
-
-
-def body(**fields) -> bytes:
-    return json.dumps({"prompt": "a cat", **fields}).encode()
 
 
 def test_defaults_follow_the_model_card():
@@ -47,45 +43,6 @@ def test_already_decoded_json_is_accepted():
 ])
 def test_values_at_the_bounds_are_accepted(fields):
     parse_request(body(**fields), "application/json")
-
-
-# (body, expected status, field the error must name)
-BAD_REQUESTS = [
-    (b"", 400, "body"),
-    (b"   ", 400, "body"),
-    (b"not json", 400, "body"),
-    (b"[1, 2]", 400, "body"),
-    (b'"a cat"', 400, "body"),
-    (b"null", 400, "body"),
-    (b"{}", 400, "prompt"),
-    (body(prompt=""), 400, "prompt"),
-    (body(prompt="   "), 400, "prompt"),
-    (body(prompt=5), 400, "prompt"),
-    (body(prompt="x" * (MAX_PROMPT_CHARS + 1)), 400, "prompt"),
-    (body(seed=-1), 400, "seed"),
-    (body(seed=MAX_SEED + 1), 400, "seed"),
-    (body(seed="42"), 400, "seed"),
-    (body(seed=1.5), 400, "seed"),
-    (body(seed=True), 400, "seed"),
-    (body(num_inference_steps=0), 400, "num_inference_steps"),
-    (body(num_inference_steps=5), 400, "num_inference_steps"),
-    (body(guidance_scale=-0.1), 400, "guidance_scale"),
-    (body(guidance_scale=10.01), 400, "guidance_scale"),
-    (b'{"prompt": "a", "guidance_scale": NaN}', 400, "guidance_scale"),
-    (b'{"prompt": "a", "guidance_scale": Infinity}', 400, "guidance_scale"),
-    (body(width=MIN_SIDE - 8), 400, "width"),
-    (body(width=MAX_SIDE + 8), 400, "width"),
-    (body(height=513), 400, "height"),
-    (body(width=10**12), 400, "width"),
-    (body(num_images=0), 400, "num_images"),
-    (body(num_images=MAX_IMAGES + 1), 400, "num_images"),
-    (body(output_format="gif"), 400, "output_format"),
-    (body(negative_prompt="blurry"), 400, "negative_prompt"),
-    (b"\xff\xfe\x00garbage", 400, "body"),
-    (b'{"prompt": "\xff"}', 400, "body"),
-    (b"[" * 5000 + b"]" * 5000, 400, "body"),
-    (b'{"prompt": "a", "prompt": 3}', 400, "prompt"),
-]
 
 
 @pytest.mark.parametrize("raw, status, field", BAD_REQUESTS)
@@ -132,7 +89,6 @@ def test_unknown_field_error_lists_the_allowed_fields():
 
 
 # ------------------------------------------------------------------ image-to-image
-IMAGE = b64(encode(picture(320, 256)))
 
 
 def test_an_image_makes_it_image_to_image_with_the_model_cards_defaults():
@@ -152,29 +108,28 @@ def test_given_image_to_image_fields_are_kept():
     assert parse_request(body(image=None)).init_image is None  # null image: text-to-image
 
 
+def test_an_image_requests_defaults_are_resolved_in_one_explicit_step():
+    """The fields declare the text-to-image defaults; ``resolved`` applies the image's, once."""
+    sent = GenerationRequest(prompt="a cat", image=IMAGE)
+    assert (sent.width, sent.num_inference_steps, sent.strength) == (512, 1, None)  # as the fields declare
+    with pytest.raises(ValueError, match="resolved"):
+        sent.init_image  # noqa: B018  (an unresolved image request has no image to use yet)
+    request = sent.resolved()
+    assert (request.width, request.height, request.num_inference_steps, request.strength) == (320, 256, 2, 0.5)
+    assert request.resolved() is request and parse_request(body()).resolved() == parse_request(body())
+
+
+def test_the_pipeline_arguments_a_group_shares():
+    text = parse_request(body(width=320, num_inference_steps=2, guidance_scale=1.5))
+    assert text.pipeline_arguments() == {"num_inference_steps": 2, "guidance_scale": 1.5, "height": 512,
+                                         "width": 320}
+    image = parse_request(body(image=IMAGE, strength=1.0))
+    assert image.pipeline_arguments() == {"num_inference_steps": 2, "guidance_scale": 0.0, "strength": 1.0}
+
+
 @pytest.mark.parametrize("steps, strength", [(1, 1.0), (2, 0.5), (4, 0.25), (3, 0.34), (4, 1)])
 def test_steps_times_strength_of_at_least_one_is_accepted(steps, strength):
     parse_request(body(image=IMAGE, num_inference_steps=steps, strength=strength))
-
-
-# (body, expected status, field the error must name): image-to-image's own mistakes. The image content
-# cases come from tests/handler/test_image_input.py's table.
-BAD_IMAGE_REQUESTS = [
-    (body(strength=1.0), 400, "strength"),                                  # strength without an image
-    (body(image=IMAGE, num_inference_steps=1), 400, "strength"),            # 1 x 0.5: no step would run
-    (body(image=IMAGE, num_inference_steps=3, strength=0.33), 400, "strength"),  # int(0.99) = 0
-    (body(image=IMAGE, strength=0), 400, "strength"),
-    (body(image=IMAGE, strength=-0.5), 400, "strength"),
-    (body(image=IMAGE, strength=1.01), 400, "strength"),
-    (body(image=IMAGE, strength="0.5"), 400, "strength"),
-    (b'{"prompt": "a", "image": "%s", "strength": NaN}' % IMAGE.encode(), 400, "strength"),
-    (body(image=5), 400, "image"),
-    (body(image=[IMAGE]), 400, "image"),
-    (body(image={"url": "https://example.com/x.png"}), 400, "image"),
-    (body(image=IMAGE, width=100), 400, "width"),
-    (body(image=IMAGE, num_images=MAX_IMAGES + 1), 400, "num_images"),
-    (body(image="A" * (MAX_IMAGE_CHARS + 4)), 400, "image"),                 # within the body limit, over the field's
-] + [(body(image=text), status, "image") for text, status, _ in BAD_IMAGES]
 
 
 @pytest.mark.parametrize("raw, status, field", BAD_IMAGE_REQUESTS, ids=range(len(BAD_IMAGE_REQUESTS)))
@@ -256,11 +211,3 @@ def test_every_field_says_why_its_bounds_are_what_they_are():
     properties = request_json_schema()["properties"]
     assert set(properties) == set(GenerationRequest.model_fields)
     assert all(len(spec.get("description", "")) > 20 for spec in properties.values()), properties
-
-
-def test_readme_request_table_is_the_schemas():
-    from handler.schema import request_table
-
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("<!-- BEGIN REQUEST TABLE -->\n", 1)[1].split("<!-- END REQUEST TABLE -->", 1)[0]
-    assert table == request_table(), "README's request table is stale: regenerate it from handler/schema.py"

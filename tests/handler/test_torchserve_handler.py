@@ -87,6 +87,7 @@ def test_invalid_settings_fail_the_load_with_the_field_named(tmp_path):
     assert "devise" in handler.load_error
 
 
+@pytest.mark.slow
 def test_accept_image_replies_with_the_image_itself_and_its_seed_in_headers(served):
     handler, context = served
     rows = batch(context,
@@ -115,6 +116,7 @@ ACCEPT_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("body", "accept", "status", "content_type"), ACCEPT_CASES)
 def test_accept_picks_the_reply_and_errors_stay_json(served, body, accept, status, content_type):
     handler, context = served
@@ -125,3 +127,35 @@ def test_accept_picks_the_reply_and_errors_stay_json(served, body, accept, statu
         assert json.loads(reply)["code" if status != 200 else "seed"] == (status if status != 200 else 3)
     if status == 406:
         assert json.loads(reply)["errors"][0]["field"] == "Accept"
+
+
+def test_the_hooks_pass_a_batch_on_through_their_return_values_only(served):
+    """What preprocess learns about a request (its reply's form) and the engine's stage times travel with the
+    batch (``Pending``, ``Answered``); the handler keeps nothing of a batch between hooks."""
+    handler, context = served
+    kept = {name: value for name, value in vars(handler).items() if name != "context"}
+    rows = batch(context, (b'{"prompt": "a cat", "seed": 1, "width": 256}', "application/json", "image/png"),
+                 (b'{"prompt": ""}', "application/json"))
+    handler.handle(rows, context)
+    assert {name: value for name, value in vars(handler).items() if name != "context"} == kept
+    assert all(value is kept[name] for name, value in vars(handler).items() if name != "context")
+
+
+def test_each_batch_logs_its_timings_line_for_the_benchmarks_breakdown(served, caplog):
+    """scripts/sdturbo_ops/breakdown.py reads these fields: their names and order are the line's contract."""
+    handler, context = served
+    caplog.set_level("INFO", logger="handler.torchserve_handler")
+    handler.handle(batch(context, (b'{"prompt": "a cat", "seed": 1, "width": 256}', "application/json")), context)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("batch timings "))
+    timings = json.loads(line.removeprefix("batch timings "))
+    assert list(timings) == ["requests", "received", "preprocess_ms", "generate_ms", "decode_ms", "encode_ms",
+                             "reply_ms", "inference_ms", "postprocess_ms", "returned"]
+    assert timings["requests"] == 1 and timings["returned"] >= timings["received"]
+
+
+def test_the_module_defines_one_class_as_torchserve_requires():
+    """TorchServe loads the handler file's only class and refuses to load a file that defines two."""
+    import handler.torchserve_handler as module
+    from ts.utils.util import list_classes_from_module
+
+    assert list_classes_from_module(module) == [SDTurboHandler]

@@ -13,10 +13,11 @@ from handler.pipeline import ModelLoadError
 from handler.settings import EngineSettings
 from handler.vae import Vae
 from tests.support.helpers import decode_image
-from tests.handler.test_engine import image_req, make_engine
-from tests.handler.test_image_input import b64, encode, picture
+from tests.support.engines import image_req, make_engine
+from tests.support.images import b64, encode, picture
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
 def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
     """Vae.decode_images re-implements diffusers' latent un-scaling and [-1, 1] -> uint8 on the device: it must
@@ -34,9 +35,10 @@ def test_decode_matches_the_pipelines_own_postprocessing(fixture, request):
     assert np.array_equal(ours, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tiny_sd_dir", "tiny_sdxl_dir"])
-def test_encode_images_matches_the_pipelines_own_image_path(fixture, request):
-    """Vae.encode_images re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
+def test_image_latents_match_the_pipelines_own_image_path(fixture, request):
+    """Vae.image_latents re-implements the pipelines' VAE encoding, sampling and scaling so the encoder can
     run batched through a CUDA graph: from the same pixels and seeds, the pipeline must end at exactly
     the latents its own PIL-image path gives."""
     engine = make_engine(request.getfixturevalue(fixture))
@@ -47,7 +49,7 @@ def test_encode_images_matches_the_pipelines_own_image_path(fixture, request):
     reference = engine.img2img_pipe(**common, image=[pil, pil], generator=[torch.Generator().manual_seed(s)
                                                                            for s in (3, 4)]).images
     generators = [torch.Generator().manual_seed(s) for s in (3, 4)]
-    latents = engine.vae.encode_images([job_request.init_image.pixels], [job_request.num_images], generators)
+    latents = engine.vae.image_latents([job_request.init_image.pixels], [job_request.num_images], generators)
     ours = engine.img2img_pipe(**common, image=latents, generator=generators).images
     assert ours.shape == reference.shape == (2, 4, 32, 40)
     assert torch.equal(ours, reference)
@@ -61,6 +63,7 @@ def test_slices_are_counted_in_512x512_images(vae_decode_batch, side, images):
     assert vae.slice_size((side // 8) ** 2) == images
 
 
+@pytest.mark.slow
 def test_decoding_runs_in_slices_and_keeps_the_order(tiny_sd_dir):
     engine = make_engine(tiny_sd_dir, vae_decode_batch=2)
     seen, real = [], engine.vae.decode_chunk
@@ -116,6 +119,7 @@ def overflow_vae(guard: bool, activation: float = 40_000.0) -> Vae:
                guard_overflow=guard)
 
 
+@pytest.mark.slow
 def test_an_fp16_decode_that_overflows_is_decoded_again_in_fp32_not_returned_black():
     latents = torch.linspace(-2, 2, 3 * 4 * 64 * 64).reshape(3, 4, 64, 64).to(torch.float16)
     expected = np.stack(list(overflow_vae(guard=False, activation=1.0).decode_images(latents)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +13,7 @@ from PIL import Image
 
 from handler.schema import parse_request
 from handler.warmup import warm_up, warmup_image
-from tests.handler.test_cuda_graphs import FakeCapture, load_pair
-from tests.handler.test_engine import PipelineSpy, make_engine
+from tests.support.engines import FakeCapture, PipelineSpy, load_pair, make_engine
 
 
 @pytest.fixture
@@ -21,6 +21,7 @@ def engine(tiny_sd_dir):
     return make_engine(tiny_sd_dir)
 
 
+@pytest.mark.slow
 def test_warmup_runs_a_real_generation(engine, monkeypatch):
     text, image = PipelineSpy(engine.pipe), PipelineSpy(engine.img2img_pipe)
     monkeypatch.setattr(engine, "pipe", text)
@@ -29,6 +30,7 @@ def test_warmup_runs_a_real_generation(engine, monkeypatch):
     assert text.batches == [1] and image.batches == [1]  # both modes, before any caller
 
 
+@pytest.mark.slow
 def test_warm_up_keeps_the_graph_sizes_that_fit_in_device_memory(tiny_sd_dir, monkeypatch, caplog):
     engine = load_pair(tiny_sd_dir, FakeCapture())[1]
     real = engine.generate
@@ -57,3 +59,14 @@ def test_the_warm_up_image_is_a_png_of_the_warm_up_size():
     image = Image.open(io.BytesIO(base64.b64decode(warmup_image(256))))
     assert (image.format, image.size, image.mode) == ("PNG", (256, 256), "RGB")
     assert len(set(image.getdata())) > 100  # colour ramps, not a flat image the VAE would find trivial
+
+
+def test_the_warm_up_drives_the_engine_through_its_surface_only():
+    """The warm-up asks the engine whether a batch fits and to limit its batches (Engine.fits,
+    Engine.limit_batch) and reads the graphs install_graphs recorded; it never runs the engine's stages
+    itself nor reaches into its VAE, whose batch functions the graphs replace."""
+    import handler.warmup
+
+    source = Path(handler.warmup.__file__).read_text()
+    for reach in ("engine.admit", "engine.generate", "engine.decode", "engine.vae", "encode_chunk", "decode_chunk"):
+        assert reach not in source, reach

@@ -39,3 +39,9 @@ def test_local_config_serves_sdturbo_from_the_model_store():
     config = properties()
     assert config["model_store"] == "model-store"
     assert config["load_models"].startswith("sdturbo=")
+
+
+def test_bodies_reach_the_handler_as_raw_bytes():
+    """One strict JSON parser (handler/schema.py) sees every body. The frontend tells each worker this
+    setting through TS_DECODE_INPUT_REQUEST, so it lives here and nowhere in the handler."""
+    assert properties()["decode_input_request"] == "false"

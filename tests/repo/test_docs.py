@@ -121,6 +121,21 @@ def test_every_test_the_reliability_guarantees_name_exists():
     assert named and not named - defined, f"docs/RELIABILITY.md names tests that do not exist: {named - defined}"
 
 
+def test_the_docs_cite_nothing_a_reader_of_the_repository_cannot_see():
+    """Someone with a clone has neither this project's issue tracker nor the folders beside the checkout: a
+    figure says what was measured, on what, when and with which command, and a source is named where it is
+    public."""
+    outside = "../" + "shared/"
+    for path in [*DOCS, *(REPO / name / "README.md" for name in ("infra", "scripts", "tests"))]:
+        cited = re.findall(r"\b[Ii]ssues? #?\d+", path.read_text())
+        assert not cited, f"{path.relative_to(REPO)} cites {cited}"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in tracked.decode().split("\0"):
+        path = REPO / name
+        if path.suffix in (".py", ".md", ".yaml", ".yml", ".tf", ".sh", ".properties") or path.name == "Makefile":
+            assert outside not in path.read_text(errors="replace"), f"{name} points at {outside}, outside the repository"
+
+
 def test_the_model_table_and_the_deploy_runbook_state_each_models_licence_with_its_card():
     """Issue 35: neither README said under which licence the models may be used, which matters before a paid
     endpoint goes in front of one. Each model gets a licence cell in the README's model table, and the

@@ -21,7 +21,7 @@ from PIL import Image
 from tests.support.aws_emulator import INLINE_LIMIT, included_response
 from tests.support.moto_server import ASYNC_BUCKET
 from tests.support.helpers import free_port, run_script
-from tests.handler.test_image_input import encode, picture
+from tests.support.images import encode, picture
 
 
 def png_reply(seed=7, size=(64, 48)) -> dict:
@@ -208,6 +208,7 @@ def test_invoke_async_without_a_target_is_a_usage_error(moto, tmp_path):
     assert result.returncode == 2 and "--from-terraform" in result.stderr
 
 
+@pytest.mark.slow
 def test_invoke_async_gives_up_at_the_deadline(moto, tmp_path):
     agent = AsyncAgent(moto["s3"], None, silent=True)
     try:

@@ -22,6 +22,7 @@ def test_health_answers_ok(routes):
     assert routes["/health"]() == {"status": "ok"}
 
 
+@pytest.mark.slow
 def test_a_prompt_gets_a_png_and_its_seed_reproduces_it(routes):
     first = routes["/generate"](Prompt(prompt="a cat", seed=3))["image"]
     assert Image.open(io.BytesIO(base64.b64decode(first))).format == "PNG"

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.support.helpers import decode_image, free_port, run_script
-from tests.handler.test_image_input import encode, picture
+from tests.support.images import encode, picture
 
 
 def png_reply(seed=7, size=(64, 48)) -> dict:

@@ -120,7 +120,7 @@ def test_the_table_says_what_botocore_documents():
 def test_every_ami_the_stack_accepts_passes_the_aws_providers_own_validation(tmp_path):
     """The provider checks inference_ami_version against its own list at validate time, but only for a literal
     value, which the stack never has: so each accepted value is validated here as a literal."""
-    from tests.infra.test_infra import plugin_dir
+    from tests.support.terraform_root import plugin_dir
 
     terraform, mirror = shutil.which("terraform"), plugin_dir()
     assert terraform and mirror, "terraform and a local AWS provider mirror are needed (see tests/infra/test_infra.py)"

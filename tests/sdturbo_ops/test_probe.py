@@ -20,6 +20,7 @@ def test_variants_are_read_as_upsampling_mode_and_slice():
             parse_variants(bad)
 
 
+@pytest.mark.slow
 def test_the_probe_times_decoders_profiles_the_engine_and_checks_parity_on_a_cpu(tmp_path, tiny_sd_dir):
     out = tmp_path / "probe.jsonl"
     result = subprocess.run(

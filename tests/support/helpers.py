@@ -97,6 +97,14 @@ def build_archive(model_dir: Path, store: Path, config: Path | None = None, fmt:
     return store / ("sdturbo" if fmt == "no-archive" else "sdturbo.mar")
 
 
+def write_model_config(path, handler=None, **overrides):
+    """The shipped model-config.yaml with top-level keys (and ``handler`` keys) overridden."""
+    from sdturbo_ops.paths import MODEL_CONFIG
+    from sdturbo_ops.torchserve_config import write_model_config as write
+
+    return write(MODEL_CONFIG, path, overrides, handler)
+
+
 def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
     text = re.sub(r"\\\n", " ", path.read_text())
