@@ -33,8 +33,8 @@ import argparse
 from sdturbo_ops import cli
 from sdturbo_ops.archive import find_archive
 from sdturbo_ops.local_torchserve import (
-    DEFAULT_PLACE, Place, busy_listeners, pid_file, place_on_port, running_background_server, start_background,
-    state_folder_user, stop_background, torchserve_stop,
+    DEFAULT_PLACE, Place, SocketPathTooLong, busy_listeners, pid_file, place_on_port, running_background_server,
+    start_background, state_folder_user, stop_background, torchserve_stop,
 )
 from sdturbo_ops.paths import MODEL_NAME, MODEL_STORE, PLUGIN_JAR, PLUGINS_DIR
 from sdturbo_ops.torchserve_config import listeners, moved, write_properties
@@ -106,6 +106,8 @@ def start(args: argparse.Namespace) -> int:
                          why=f"a server of its own on ports {args.port}-{args.port + 4} (--port)")
     try:
         watch = start_background(args.store, f"{args.name}={archive.name}", place, args.plugins)
+    except SocketPathTooLong as exc:
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from None
     except RuntimeError as exc:
         raise cli.CliError(f"TorchServe did not start: {exc}", EXIT_FAILED) from None
     url = dict(listener.setting for listener in wanted)["inference_address"]

@@ -33,6 +33,7 @@ import os
 import zipfile
 
 from sdturbo_ops import cli
+from sdturbo_ops.local_torchserve import SocketPathTooLong
 from sdturbo_ops.serve import (
     LOG_DIR_ENV, PLUGINS_DIR_ENV, ConfigError, Listeners, check_own_environment, model_settings, serve,
     unreadable_entry, unreadable_message,
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.model_dir, listeners, args.plugins_dir, args.log_dir, args.drain_seconds, settings)
     except (FileNotFoundError, zipfile.BadZipFile) as exc:
         raise cli.CliError(str(exc), EXIT_NO_MODEL) from None
+    except SocketPathTooLong as exc:  # TMPDIR too deep for TorchServe's worker sockets
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from None
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sdturbo_ops.processes import MAX_SOCKET_PATH
+
 NAMESPACE = "sdturbo-serve"
 METRICS_ENV = "SDSERVE_METRICS"  # "emf" (default) or "off"
 # The dimensions' values; the stack sets them (infra/sagemaker.tf), a container run by hand gets "local".
@@ -61,8 +63,6 @@ LOCAL = "local"
 SOCKET_NAME = "metrics.sock"
 TICK_SECONDS = 60.0
 MAX_DATAGRAM = 65536
-# Linux's limit on a Unix socket's path (sun_path, with its terminating NUL).
-MAX_SOCKET_PATH = 107
 
 # Each batch measurement (handler/torchserve_handler.py's ``batch timings`` keys) -> metric name, in ms.
 BATCH_STAGES = {"preprocess_ms": "PreprocessTime", "generate_ms": "GenerateTime", "decode_ms": "DecodeTime",

@@ -24,7 +24,9 @@ from pathlib import Path
 from sdturbo_ops import readiness
 from sdturbo_ops.management import model_workers
 from sdturbo_ops.paths import CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, PLUGINS_DIR, SERVE_STATE_DIR, SERVERS_DIR
-from sdturbo_ops.processes import command_line, free_port, pid_alive, port_in_use, stop_process_group
+from sdturbo_ops.processes import (
+    MAX_SOCKET_PATH, command_line, free_port, pid_alive, port_in_use, stop_process_group,
+)
 from sdturbo_ops.torchserve_config import Listener, management_address, write_properties
 from sdturbo_ops.wait_ready import Watch, wait_ready
 
@@ -36,6 +38,27 @@ WORKER_SCRIPT = "model_service_worker.py"
 # start_background records the frontend that uses a state folder here (the readiness rule reads only
 # <pid>.json, <pid>.busy and draining there, so this file is invisible to /ping).
 OWNER_FILE = "server.pid"
+# Each worker listens on <the frontend's java.io.tmpdir>/.ts.sock.<9000 + n> (model_log.log names it). A
+# longer path than a Unix socket may have kills the worker at bind ("AF_UNIX path too long") and the
+# frontend restarts it forever, never ready: the folder is checked before a server starts.
+LONGEST_WORKER_SOCKET = ".ts.sock.65535"
+
+
+class SocketPathTooLong(ValueError):
+    """A temporary folder too deep for the workers' Unix sockets."""
+
+
+def require_socket_room(tmp_dir: Path) -> None:
+    """Refuse a frontend temporary folder where a worker's socket path would pass the limit.
+
+    Raises:
+        SocketPathTooLong: naming the folder, the limit and the fix.
+    """
+    longest = os.fsencode(Path(tmp_dir) / LONGEST_WORKER_SOCKET)
+    if len(longest) > MAX_SOCKET_PATH:
+        raise SocketPathTooLong(
+            f"{tmp_dir} is too deep for a worker's Unix socket ({len(longest)} of at most {MAX_SOCKET_PATH} bytes "
+            f"for {Path(tmp_dir) / LONGEST_WORKER_SOCKET}): point TMPDIR at a shorter folder, such as /tmp")
 
 
 def require_absolute(**paths: Path | None) -> None:
@@ -71,8 +94,14 @@ def torchserve_env(log_dir: Path, state_dir: Path, tmp_dir: Path | None = None, 
     """The environment of a server: its log folder, its workers' state folder and, for a server that must
     not share TorchServe's pid file, unpacked archives and worker sockets with others, a temporary folder
     of its own: TMPDIR for the launcher and the workers, TEMP for the Java frontend (the launcher passes it
-    on as java.io.tmpdir, where the frontend puts its workers' sockets, /tmp/.ts.sock.<port> otherwise)."""
+    on as java.io.tmpdir, where the frontend puts its workers' sockets, /tmp/.ts.sock.<port> otherwise).
+
+    Raises:
+        SocketPathTooLong: ``tmp_dir`` is too deep for the workers' sockets.
+    """
     require_absolute(log_dir=log_dir, state_dir=state_dir, tmp_dir=tmp_dir)
+    if tmp_dir is not None:
+        require_socket_room(tmp_dir)
     env = {**os.environ, "LOG_LOCATION": str(log_dir), "METRICS_LOCATION": str(log_dir),
            readiness.STATE_DIR_ENV: str(state_dir)}
     if tmp_dir is not None:
@@ -81,7 +110,8 @@ def torchserve_env(log_dir: Path, state_dir: Path, tmp_dir: Path | None = None, 
 
 
 class LocalTorchServe:
-    """TorchServe serving ``models`` from ``store``, with its own TMPDIR, logs, state and ports under ``workdir``."""
+    """TorchServe serving ``models`` from ``store``, with its own TMPDIR, logs, state and ports under ``workdir``
+    (the TMPDIR in the caller's when ``workdir`` is too deep for the workers' sockets)."""
 
     def __init__(self, store: Path, workdir: Path, models: str = f"{MODEL_NAME}={MODEL_NAME}", extra_env=None,
                  extra_properties: dict[str, str] | None = None):
@@ -91,9 +121,15 @@ class LocalTorchServe:
         self.url = f"http://127.0.0.1:{self.ports['inference']}"
         self.management_url = f"http://127.0.0.1:{self.ports['management']}"
         self.workdir = Path(workdir)
-        self.logs, self.state_dir, tmp = self.workdir / "logs", self.workdir / "state", self.workdir / "tmp"
-        for folder in (self.logs, self.state_dir, tmp):
+        self.logs, self.state_dir, self.tmp = self.workdir / "logs", self.workdir / "state", self.workdir / "tmp"
+        for folder in (self.logs, self.state_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        try:
+            require_socket_room(self.tmp)
+            self.tmp.mkdir(exist_ok=True)
+            self._own_tmp = False
+        except SocketPathTooLong:  # a benchmark's output deep under pytest's tmp_path
+            self.tmp, self._own_tmp = Path(tempfile.mkdtemp(prefix="sdts-")), True
         config = write_properties(self.workdir / "config.properties", {
             "inference_address": self.url,
             "management_address": self.management_url,
@@ -109,7 +145,7 @@ class LocalTorchServe:
         self._output = open(self.output_path, "wb")
         self.process = subprocess.Popen(
             torchserve_command(config, foreground=True, models=models),
-            env=torchserve_env(self.logs, self.state_dir, tmp, extra_env),
+            env=torchserve_env(self.logs, self.state_dir, self.tmp, extra_env),
             stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -141,6 +177,8 @@ class LocalTorchServe:
     def stop(self) -> None:
         stop_process_group(self.process)
         self._output.close()
+        if self._own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -227,9 +265,11 @@ def start_background(store: Path, models: str, place: Place = DEFAULT_PLACE,
     (:func:`state_folder_user`): it is emptied here.
 
     Raises:
+        SocketPathTooLong: ``place.tmp_dir`` is too deep for the workers' sockets (before anything changes).
         RuntimeError: TorchServe's launcher refused to start (its own message).
     """
     log_dir, state_dir = place.log_dir, place.state_dir
+    env = torchserve_env(log_dir, state_dir, place.tmp_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     if place.tmp_dir is not None:
         place.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +282,7 @@ def start_background(store: Path, models: str, place: Place = DEFAULT_PLACE,
         # A session of its own: the server outlives this command and the terminal it ran in.
         launcher = subprocess.run(
             torchserve_command(place.config, foreground=False, model_store=store, models=models, plugins=plugins),
-            env=torchserve_env(log_dir, state_dir, place.tmp_dir), stdout=output, stderr=subprocess.STDOUT,
+            env=env, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True)
     if launcher.returncode != 0:
         with open(output_path, "rb") as output:

@@ -7,6 +7,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+
+# The longest path a Unix socket may have: sun_path less its terminating NUL (108 bytes on Linux, where a
+# longer bind fails with "AF_UNIX path too long", tests/e2e/test_first_hour.py; 104 in macOS's sys/un.h,
+# not run here).
+MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 
 
 def free_port() -> int:

@@ -180,6 +180,20 @@ def test_wait_ready_fails_fast_with_torchserves_reason(tmp_path, tiny_sd_dir, st
     assert reason in waited.stderr and waited.stderr.count("\n") <= 2, waited.stderr
 
 
+def test_a_server_in_a_deep_folder_still_gets_ready(tmp_path, tiny_sd_dir):
+    """A worker listens on a Unix socket in the frontend's temporary folder, whose path Linux caps at 107
+    bytes: a server whose work folder is deep (a benchmark's output under pytest's tmp_path) once had every
+    worker die at bind, restarted forever, and `bench.py` hung until CI's timeout."""
+    deep = tmp_path / ("d" * 60)
+    server = LocalTorchServe(build_archive(tiny_sd_dir, tmp_path / "store").parent, deep / "ts",
+                             extra_env={"SDTURBO_DEVICE": "cpu"})
+    try:
+        server.wait_ready(timeout=120)
+        assert http("GET", f"{server.url}/ping", content_type=None).status == 200
+    finally:
+        server.stop()
+
+
 def test_ping_is_unhealthy_when_the_model_failed_to_load_locally_too(tmp_path, tiny_sd_dir, plugins_dir):
     """TorchServe's own /ping says Healthy here; every local server this project starts has the plugin."""
     server = LocalTorchServe(corrupt_weights_archive(tmp_path, tiny_sd_dir), tmp_path / "ts",

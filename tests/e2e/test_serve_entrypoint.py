@@ -117,6 +117,18 @@ def test_bad_entrypoint_environment_exits_2(tmp_path, sagemaker_model_dir, plugi
     assert variable in server.output()
 
 
+def test_a_tmpdir_too_deep_for_the_workers_sockets_exits_2_naming_the_fix(tmp_path, sagemaker_model_dir,
+                                                                           plugins_dir):
+    """Rather than start TorchServe with workers that die at bind, forever (the limit: 107 bytes on Linux)."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    server = ServeEntrypoint(sagemaker_model_dir, tmp_path, plugins_dir, env={"TMPDIR": str(deep)})
+    assert server.process.wait(30) == 2
+    server.stop()
+    assert "too deep for a worker's Unix socket" in server.output() and "point TMPDIR at" in server.output()
+    assert not list(deep.iterdir())  # its temporary folder went too
+
+
 def test_missing_model_exits_3(tmp_path, plugins_dir):
     server = ServeEntrypoint(tmp_path, tmp_path, plugins_dir)
     assert server.process.wait(30) == 3
@@ -245,11 +257,11 @@ def test_the_entrypoints_temporary_folder_is_removed_on_exit(tmp_path, tiny_sd_d
         assert server.process.wait(40) == 0
     finally:
         server.stop()
-    assert used and not list(server.tmp.iterdir()), list(server.tmp.rglob("*"))[:5]
+    assert used and not server.left_behind, server.left_behind[:5]
     empty, again = tmp_path / "empty", tmp_path / "again"
     empty.mkdir()
     again.mkdir()
     refused = ServeEntrypoint(empty, again, plugins_dir)  # no model in it: exit 3, after the folder was made
     assert refused.process.wait(30) == 3
     refused.stop()
-    assert not list(refused.tmp.iterdir())
+    assert not refused.left_behind

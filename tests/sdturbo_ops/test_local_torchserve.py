@@ -12,8 +12,9 @@ import pytest
 
 from sdturbo_ops import readiness
 from sdturbo_ops.local_torchserve import (
-    OWNER_FILE, place_on_port, state_folder_user, torchserve_command, torchserve_env,
+    OWNER_FILE, SocketPathTooLong, place_on_port, state_folder_user, torchserve_command, torchserve_env,
 )
+from sdturbo_ops.processes import MAX_SOCKET_PATH
 from sdturbo_ops.paths import SERVERS_DIR
 
 
@@ -32,6 +33,15 @@ def test_a_servers_environment_names_its_logs_state_and_own_tmpdir(monkeypatch):
     assert (env["LOG_LOCATION"], env["METRICS_LOCATION"], env[readiness.STATE_DIR_ENV]) == ("/logs", "/logs", "/state")
     assert env["TMPDIR"] == env["TEMP"] == "/own-tmp" and env["SDTURBO_DEVICE"] == "cpu"  # TEMP: the frontend's
     assert torchserve_env(Path("/logs"), Path("/state"))["TMPDIR"] == "/shared-tmp"
+
+
+def test_a_temporary_folder_too_deep_for_a_workers_socket_is_refused_before_anything_starts():
+    """A worker's socket, <TEMP>/.ts.sock.<port>, must fit a Unix socket's 107 bytes: a deeper TEMP would
+    have every worker die at bind while the frontend restarts it forever."""
+    fits = Path("/" + "t" * (MAX_SOCKET_PATH - len("/.ts.sock.65535") - 1))
+    assert torchserve_env(Path("/logs"), Path("/state"), fits)["TEMP"] == str(fits)
+    with pytest.raises(SocketPathTooLong, match=r"too deep for a worker's Unix socket .*107 bytes.*TMPDIR"):
+        torchserve_env(Path("/logs"), Path("/state"), fits / "x")
 
 
 def test_a_relative_path_never_reaches_torchserve_or_its_workers():

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -156,7 +157,9 @@ class ServeEntrypoint:
     It runs with exactly the environment the Dockerfile declares (over this process's own, which a container
     does not have, and ``env``, what SageMaker would add); where the image's paths do not exist on the host
     (plugins, logs) command-line flags point elsewhere and leave that environment as it is. Its TMPDIR is a
-    folder of the test's (``tmp``), so the temporary folder it works in can be found and seen to go.
+    folder of its own (``tmp``), so the temporary folder it works in can be found and seen to go; a new one
+    in the caller's TMPDIR rather than under ``workdir``, whose depth could leave the workers' sockets no
+    room (sdturbo_ops.local_torchserve.require_socket_room).
     """
 
     def __init__(self, model_dir: Path, workdir: Path, plugins_dir: Path, env=None):
@@ -165,8 +168,7 @@ class ServeEntrypoint:
         self.url = f"http://127.0.0.1:{self.port}"
         self.output_path = workdir / "serve.out"
         self._output = open(self.output_path, "wb")
-        self.tmp = workdir / "tmp"
-        self.tmp.mkdir(exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="sdse-"))
         environ = {**os.environ, **dockerfile_environment(dict(os.environ)), "TMPDIR": str(self.tmp), **(env or {})}
         self.process = subprocess.Popen(
             [PYTHON, str(REPO / "scripts" / "serve.py"), "serve", "--model-dir", str(model_dir),
@@ -212,6 +214,8 @@ class ServeEntrypoint:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self._output.close()
+        self.left_behind = sorted(self.tmp.rglob("*"))  # what the entrypoint failed to clean up
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ servers on config.properties' own ports
