@@ -303,13 +303,20 @@ def keep_server_log(server: LocalTorchServe, path: Path) -> None:
     path.write_text("\n".join(lines[-20000:]) + "\n")
 
 
-def startup_phases(server: LocalTorchServe, ready_s: float) -> dict:
+def startup_phases(server: LocalTorchServe, ready_s: float, timeout: float = 10.0) -> dict:
     """Split launch -> READY with the wall-clock stamps the handler logs (the first worker to warm up):
-    Java frontend until the worker process exists, Python imports, model load, warm-up, READY report."""
-    stamps = [json.loads(m) for m in re.findall(r"startup timings (\{[^}]*\})", server.log_text())]
-    stamps = [s for s in stamps if s.get("process_started") and s.get("warm")]
-    if not stamps:
-        return {}
+    Java frontend until the worker process exists, Python imports, model load, warm-up, READY report.
+    The worker's state file says READY before TorchServe has written its output to the log, so the stamps
+    are waited for (read at once, a zip-store start once had none)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stamps = [json.loads(m) for m in re.findall(r"startup timings (\{[^}]*\})", server.log_text())]
+        stamps = [s for s in stamps if s.get("process_started") and s.get("warm")]
+        if stamps:
+            break
+        if time.monotonic() > deadline:
+            return {}
+        time.sleep(0.2)
     first = min(stamps, key=lambda s: s["warm"])
     points = [server.launched_at, first["process_started"], first["initialize"], first["loaded"], first["warm"]]
     names = ("frontend_to_worker_process", "python_imports", "model_load", "warm_up")

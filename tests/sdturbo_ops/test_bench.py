@@ -55,6 +55,19 @@ def test_the_plot_names_the_model_and_device_and_its_axes_start_at_zero():
     assert [axis.get_ylim()[0] for axis in fig.axes] == [0, 0]
 
 
+def test_the_startup_phases_wait_for_the_workers_stamps_to_reach_the_log():
+    """READY comes from the worker's state file; its log line a moment later (TorchServe relays it)."""
+    from types import SimpleNamespace
+
+    from sdturbo_ops.bench import startup_phases
+
+    line = 'MODEL_LOG - startup timings {"process_started": 101.0, "initialize": 103.0, "loaded": 106.0, "warm": 110.0}'
+    reads = iter(["", "", line])
+    server = SimpleNamespace(launched_at=100.0, log_text=lambda: next(reads, line))
+    assert startup_phases(server, 10.5) == {"frontend_to_worker_process": 1.0, "python_imports": 2.0,
+                                            "model_load": 3.0, "warm_up": 4.0, "ready_report": 0.5}
+
+
 def test_a_memory_proof_fails_on_a_dead_worker_a_wrong_507_another_status_or_too_little_headroom():
     from sdturbo_ops.bench import memory_proof_failed
 
