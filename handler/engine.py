@@ -3,8 +3,9 @@
 A batch is a list of jobs (handler/jobs.py), one per request, that go through these stages in order:
 
 1. admit     each request becomes a job, its seed drawn if the caller sent none;
-2. plan      jobs of the same shape (mode, size, steps, guidance, strength) form a group: one pipeline
-             call each; text-to-image and image-to-image requests never share one;
+2. plan      jobs of the same shape (mode, size, steps, guidance and whether a negative prompt steers it,
+             strength) form a group: one pipeline call each; text-to-image and image-to-image requests
+             never share one;
 3. generate  per group, the pipeline up to latents (text encoder, UNet, scheduler); image-to-image first
              encodes the groups' starting images with the VAE encoder;
 4. decode    per group, latents to uint8 pixels on the device (VAE decoder, in slices); each slice is
@@ -45,6 +46,7 @@ from handler.device import cap_device_memory, configure_matmul, select_device, s
 from handler.encode import ImageEncoder
 from handler.jobs import Base64Text, BatchResult, Job, Reply
 from handler.memory import release_free_memory
+from handler.metadata import ModelSource, infotext
 from handler.pipeline import (
     apply_speedups, decodes_sdxl_in_fp16, image_to_image_pipeline, load_pipeline, load_tiny_decoder,
 )
@@ -72,6 +74,8 @@ class Engine:
         self.vae = Vae(pipe.vae, decoder if decoder is not None else pipe.vae, device, dtype, settings,
                        guard_overflow=(decoder is None or decoder is pipe.vae) and decodes_sdxl_in_fp16(pipe))
         self.encoder = ImageEncoder(settings)
+        # What the images' metadata names as their model (handler/metadata.py), from the folder it loaded.
+        self.source = ModelSource.read(Path(pipe.name_or_path))
         self.graphs: list[GraphedBatchFunction] = []
         if settings.cuda_graphs and (device.type == "cuda" or capture is not None):
             pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
@@ -174,6 +178,9 @@ class Engine:
             generators += [generator] * job.request.num_images
         common = {"prompt": prompts, "num_inference_steps": first.num_inference_steps,
                   "guidance_scale": first.guidance_scale, "generator": generators, "output_type": "latent"}
+        if first.negative_prompt is not None:  # then every job of the group has one (shape_key)
+            common["negative_prompt"] = [job.request.negative_prompt for job in jobs
+                                         for _ in range(job.request.num_images)]
         if first.init_image is None:
             latents = self.pipe(**common, height=first.height, width=first.width).images
         else:
@@ -194,9 +201,17 @@ class Engine:
             job.claims = []
         for image in self.vae.decode_images(torch.cat([job.latents for job in jobs])):
             job = next(owners)
-            job.claims.append(self.encoder.hand_over(image, job.request.output_format, now=overlap))
+            job.claims.append(self.encoder.hand_over(image, job.request.output_format, now=overlap,
+                                                     text=self.image_text(job, len(job.claims))))
         for job in jobs:
             job.latents = None
+
+    def image_text(self, job: Job, index: int) -> str | None:
+        """The settings that made image ``index`` of a job, to be written into its file; None when the
+        endpoint or the request turned that off. The prompts go in only with ``log_prompts``."""
+        if not (self.settings.image_metadata and job.request.metadata):
+            return None
+        return infotext(job.request, job.seed, index, self.source, self.settings.log_prompts)
 
     def encode(self, jobs: Sequence[Job]) -> None:
         """Stage 5: every image of every open job encoded in its format; a job with an image that fails to

@@ -5,6 +5,8 @@
       POST to a running TorchServe (/predictions/sdturbo, or --path /invocations).
   invoke.py local "the same cat, as a watercolour" --image cat.png --strength 0.5 --out paint.png
       Image-to-image: the file travels inside the request JSON as base64 (in S3 too, with async).
+  invoke.py local "a cat" --guidance-scale 2 --negative-prompt "blurry" --out cat.png
+      A negative prompt works through classifier-free guidance, so only with --guidance-scale above 1.
   invoke.py async "a cat wearing sunglasses" --from-terraform infra/ --out cat.png
       Check the request with the handler's own schema, upload it to S3, call invoke_endpoint_async, and
       wait for the output (or failure) object. Credentials come from the standard AWS chain.
@@ -140,6 +142,8 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="0..2^32-1; random (and reported) when absent")
     parser.add_argument("--steps", dest="num_inference_steps", type=int, help="1..4 (server default 1)")
     parser.add_argument("--guidance-scale", type=float, help="0..10 (server default 0.0)")
+    parser.add_argument("--negative-prompt", metavar="TEXT",
+                        help="what to steer away from; needs --guidance-scale above 1 (twice the UNet work)")
     parser.add_argument("--width", type=int, help="multiple of 8, 256..1024 (server default 512)")
     parser.add_argument("--height", type=int, help="multiple of 8, 256..1024 (server default 512)")
     parser.add_argument("--num-images", type=int, help="1..4 (server default 1)")
@@ -148,6 +152,8 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=cli.absolute_path, metavar="FILE",
                         help="image-to-image: start from this PNG/JPEG/WebP (size defaults to the image's)")
     parser.add_argument("--strength", type=float, help="with --image: 0 < S <= 1 (server default 0.5, 2 steps)")
+    parser.add_argument("--no-metadata", dest="metadata", action="store_false", default=None,
+                        help="leave the settings that made the image out of the file (server default: write them)")
     parser.add_argument("--accept", choices=tuple(ACCEPT), default="json",
                         help="the reply's form: json (base64 images) or image (the file itself, one image); "
                              "default: %(default)s")

@@ -178,3 +178,21 @@ def test_each_batch_logs_when_the_handler_had_it_and_what_each_step_took(torchse
         assert steps == pytest.approx(inside_ms, abs=1.0)
         assert all(timings[f"{stage}_ms"] > 0 for stage in ("generate", "decode", "encode", "reply"))
         assert sum(split(outcome, timings).values()) == pytest.approx(outcome.seconds * 1000, abs=0.05)
+
+
+def test_a_served_image_carries_its_settings_as_shipped_without_the_prompt(torchserve):
+    """The endpoint's settings as shipped: image_metadata on, log_prompts off."""
+    reply = post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a lighthouse", "seed": 31,
+                                                                "width": 256, "height": 256})
+    parameters = decode_image(reply.json()["image"]).text["parameters"]
+    assert parameters.startswith("Steps: 1, CFG scale: 0.0, Seed: 31, Size: 256x256, Model hash: ")
+    assert "lighthouse" not in parameters
+
+
+def test_a_negative_prompt_without_guidance_is_a_422_that_says_why(torchserve):
+    reply = post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a lighthouse", "negative_prompt": "fog"})
+    assert reply.status == 422 and reply.headers["content-type"].startswith("application/json")
+    assert "classifier-free guidance" in reply.json()["message"]
+    guided = post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a lighthouse", "negative_prompt": "fog",
+                                                                 "guidance_scale": 2.0, "width": 256, "height": 256})
+    assert guided.status == 200, guided.body[:300]

@@ -29,3 +29,13 @@ def test_the_fp16_fix_vae_lands_where_the_engine_looks_for_it(tmp_path):
 def test_sd_turbo_has_no_fp16_fix_vae_to_fetch(tmp_path):
     result = run_script("download_model.py", "--model", "sd-turbo", "--fp16-fix-vae", "--out", str(tmp_path / "m"))
     assert result.returncode == 2 and "decodes in fp16" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_download_names_its_repository_and_commit_for_the_images_metadata(tmp_path):
+    from handler.metadata import ModelSource
+    from sdturbo_ops.download_model import download_model
+
+    download_model("sd-turbo", tmp_path, "main", tiny_decoder=False,
+                   fetch=lambda repo, out, patterns, revision: "b261bac6fd2cf515557d5d0707481eafa0485ec2")
+    assert ModelSource.read(tmp_path) == ModelSource("stabilityai/sd-turbo",
+                                                     revision="b261bac6fd2cf515557d5d0707481eafa0485ec2")
