@@ -6,8 +6,8 @@ import pytest
 
 from tests.support.container import SUMMARY
 from tests.support.helpers import (
-    PLUGIN_JAR, PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive,
-    wait_until,
+    PLAYGROUND_JAR, PLUGIN_JAR, PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint,
+    build_archive, wait_until,
 )
 
 
@@ -42,7 +42,7 @@ def tiny_sdxl_dir():
 
 @pytest.fixture(scope="session")
 def plugins_dir():
-    if not PLUGIN_JAR.is_file():
+    if not (PLUGIN_JAR.is_file() and PLAYGROUND_JAR.is_file()):
         subprocess.run(["make", "plugin"], cwd=REPO, check=True, capture_output=True)
     return PLUGINS_DIR
 

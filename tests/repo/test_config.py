@@ -39,3 +39,9 @@ def test_local_config_serves_sdturbo_from_the_model_store():
     config = properties()
     assert config["model_store"] == "model-store"
     assert config["load_models"].startswith("sdturbo=")
+
+
+def test_local_config_grants_no_other_origin_access():
+    """The playground is served by TorchServe itself (plugins/playground), on the API's own origin, so CORS
+    stays off as TorchServe ships it: no page from elsewhere may read a reply."""
+    assert not [key for key in properties() if key.startswith("cors_")]
