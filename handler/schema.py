@@ -189,7 +189,8 @@ class GenerationRequest(BaseModel):
         """Requests with equal keys can share one pipeline call: text-to-image and image-to-image never do
         (different pipelines), and image-to-image requests also need the same strength (it picks the
         timesteps). A group has negative prompts for all its requests or for none (diffusers takes one list
-        or nothing, and SDXL's unconditional pass without one is zeros, not an empty prompt's)."""
+        or nothing, and SDXL-turbo's unconditional pass without one is zeros, force_zeros_for_empty_prompt,
+        not an empty prompt's embedding)."""
         guidance = (self.guidance_scale, self.negative_prompt is not None)
         if self.image is None:
             return ("text", self.width, self.height, self.num_inference_steps, *guidance)
