@@ -20,7 +20,7 @@ WORKERS ?=
 # `make model MODEL=sdxl-turbo FP16_FIX_VAE=1` also downloads the VAE that decodes SDXL in fp16 (unset: not).
 FP16_FIX_VAE ?=
 MODEL_STORE ?=
-# The tree's paths (the offline tiny models, the demo store, the /ping plugin), from their one home.
+# The tree's paths (the offline tiny models, the demo store, the /ping and /playground plugins), from their one home.
 $(foreach assignment,$(shell $(PYTHON) scripts/sdturbo_ops/paths.py --make),$(eval $(assignment)))
 PLUGIN_SRC := $(shell find plugins/readiness/src -type f 2>/dev/null)
 PLAYGROUND_SRC := $(shell find plugins/playground/src -type f 2>/dev/null)

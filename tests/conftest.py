@@ -65,8 +65,9 @@ def batching_archive(tmp_path_factory, tiny_sd_dir):
 
 
 @pytest.fixture(scope="session")
-def torchserve(tmp_path_factory, batching_archive):
-    """Real TorchServe with the tiny SD-turbo model, started once for the integration tests."""
+def torchserve(tmp_path_factory, batching_archive, plugins_dir):
+    """Real TorchServe with the tiny SD-turbo model and the plugins (/ping, /playground), started once for the
+    integration tests."""
     server = LocalTorchServe(batching_archive, tmp_path_factory.mktemp("torchserve"),
                              extra_env={"SDTURBO_DEVICE": "cpu"})
     try:
