@@ -24,7 +24,7 @@ GENERATION_TIMEOUT = 120  # seconds: a 256x256 image on a busy two-core CPU take
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     missing = [tool for tool in ("chromium", "chromedriver") if shutil.which(tool) is None]
     if missing:
         message = (f"the playground test needs {' and '.join(missing)} (Debian's chromium and chromium-driver); "
@@ -40,8 +40,10 @@ def browser():
         options.add_argument(argument)
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")  # Chromium refuses to start its sandbox as root
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=shutil.which("chromedriver")))
+    # A TMPDIR of its own: Chromium leaves its singleton socket folder there after it quits.
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"),
+                                      env={**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("chromium"))})
+    driver = webdriver.Chrome(options=options, service=service)
     driver.set_script_timeout(GENERATION_TIMEOUT)
     try:
         yield driver
