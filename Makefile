@@ -22,10 +22,11 @@ WORKERS ?=
 # `make model MODEL=sdxl-turbo FP16_FIX_VAE=1` also downloads the VAE that decodes SDXL in fp16 (unset: not).
 FP16_FIX_VAE ?=
 MODEL_STORE ?=
-# The tree's paths (the offline tiny models, the demo store, the /ping plugin), from their one home.
+# The tree's paths (the offline tiny models, the demo store, the /ping and /playground plugins), from their one home.
 $(foreach assignment,$(shell $(PYTHON) scripts/sdturbo_ops/paths.py --make),$(eval $(assignment)))
 PLUGIN_SRC := $(shell find plugins/readiness/src -type f 2>/dev/null)
 HANDLER_SRC := $(shell find handler -type f -not -path '*/__pycache__/*' 2>/dev/null)
+PLAYGROUND_SRC := $(shell find plugins/playground/src -type f 2>/dev/null)
 # `make predict PROMPT="a cat" [OUT=cat.png] [SEED=42]`: the prompt reaches the command through the
 # environment, so quotes and other shell characters in it need no escaping.
 PROMPT ?=
@@ -89,23 +90,46 @@ container-tools: ## install docker.io and mmdebstrap with apt when missing (as r
 	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || status=$$?; \
 	[ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$status
 
+# The playground's browser test (tests/e2e/test_playground.py) drives Debian's Chromium through its WebDriver,
+# and the metadata tests read images with exiftool. As root, the missing packages are installed; without
+# root the tests are skipped with the reason (and fail under CI, which must run them).
+BROWSER_TOOLS := chromium:chromium chromedriver:chromium-driver exiftool:libimage-exiftool-perl
+
+.PHONY: browser-tools
+browser-tools: ## install chromium, chromium-driver and exiftool with apt when missing (as root), for their tests
+	@missing=""; for pair in $(BROWSER_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" != 0 ]; then echo "note: the playground and metadata tests need$$missing; install as root" >&2; exit 0; fi; \
+	echo "installing$$missing for the playground and metadata tests"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
 .PHONY: check-java
 check-java: ## fail clearly unless Java 17+ is installed (TorchServe's frontend needs it)
 	@command -v java >/dev/null || { echo "error: TorchServe needs Java 17 or newer: install a JDK 17 (e.g. apt install openjdk-17-jdk-headless)" >&2; exit 1; }
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
 	  [ "$${v:-0}" -ge 17 ] || { echo "error: TorchServe needs Java 17 or newer; found '$$v'" >&2; exit 1; }
 
-$(PLUGIN_JAR): $(PLUGIN_SRC) | $(VENV)/.installed
-	@command -v javac >/dev/null || { echo "error: building the readiness plugin needs javac (a JDK 17, not only a JRE)" >&2; exit 1; }
-	rm -rf build/plugin-classes && mkdir -p build/plugin-classes $(dir $@)
-	javac --release 17 -nowarn -d build/plugin-classes \
+# A TorchServe endpoint plugin: plugins/$(1)/src compiled against TorchServe's frontend jar, with its resources.
+define plugin-jar
+	@command -v javac >/dev/null || { echo "error: building the $(1) plugin needs javac (a JDK 17, not only a JRE)" >&2; exit 1; }
+	rm -rf build/plugin-classes/$(1) && mkdir -p build/plugin-classes/$(1) $(dir $@)
+	javac --release 17 -nowarn -d build/plugin-classes/$(1) \
 	  -cp "$$($(PY) -c 'import os, ts; print(os.path.join(os.path.dirname(ts.__file__), "frontend", "model-server.jar"))')" \
-	  $(filter %.java,$(PLUGIN_SRC))
-	cp -r plugins/readiness/src/main/resources/. build/plugin-classes/
-	jar cf $@ -C build/plugin-classes .
+	  $(filter %.java,$^)
+	cp -r plugins/$(1)/src/main/resources/. build/plugin-classes/$(1)/
+	jar cf $@ -C build/plugin-classes/$(1) .
+endef
+
+$(PLUGIN_JAR): $(PLUGIN_SRC) | $(VENV)/.installed
+	$(call plugin-jar,readiness)
+
+# The playground page (GET /playground on the local server's inference port); only the local server loads it.
+$(PLAYGROUND_JAR): $(PLAYGROUND_SRC) | $(VENV)/.installed
+	$(call plugin-jar,playground)
 
 .PHONY: plugin
-plugin: $(PLUGIN_JAR) ## build the /ping readiness plugin used by the serve entrypoint
+plugin: $(PLUGIN_JAR) $(PLAYGROUND_JAR) ## build the /ping readiness plugin (serve entrypoint) and the /playground page
 
 # ------------------------------------------------------------------ models and archives
 $(TINY_SD)/model_index.json: scripts/build_offline_model.py scripts/sdturbo_ops/offline_model.py | $(VENV)/.installed
@@ -163,7 +187,7 @@ demo: serve-tiny ## serve the offline tiny model, ask for one image (demo.png), 
 
 # ------------------------------------------------------------------ checks
 .PHONY: test
-test: check-java install tools plugin tiny-model container-tools ## run every test: unit, integration (real TorchServe), the built image, infra, lint
+test: check-java install tools plugin tiny-model container-tools browser-tools ## run every test: unit, integration (real TorchServe), the built image, infra, lint
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$status
 

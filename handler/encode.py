@@ -1,4 +1,5 @@
-"""Encode generated pixels (uint8 HxWx3 arrays) as PNG/JPEG/WebP bytes, in parallel."""
+"""Encode generated pixels (uint8 HxWx3 arrays) as PNG/JPEG/WebP bytes, in parallel, with the settings that
+made each image inside it when the engine hands them over (handler/metadata.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from functools import partial
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
+from handler.metadata import exif, png_text
 from handler.png import encode_png
 from handler.settings import EngineSettings
 
@@ -33,19 +36,26 @@ class ImageEncoder:
         self.threads = settings.encode_threads or min(8, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="encode")
 
-    def encode_one(self, pixels: np.ndarray, fmt: str, parts: int = 1) -> bytes:
+    def encode_one(self, pixels: np.ndarray, fmt: str, parts: int = 1, text: str | None = None) -> bytes:
+        """One image file; ``text`` (handler/metadata.py's infotext) goes inside it when given."""
         settings = self._settings
         if fmt == "png" and settings.png_encoder == "fast":
             parts = min(parts, max(1, pixels.nbytes // _MIN_BAND_BYTES))
-            return encode_png(pixels, settings.png_compress_level, parts, self._pool.map if parts > 1 else None)
+            return encode_png(pixels, settings.png_compress_level, parts, self._pool.map if parts > 1 else None,
+                              png_text(text) if text is not None else None)
         image = Image.fromarray(pixels)
         buffer = io.BytesIO()
         if fmt == "png":
-            image.save(buffer, format="PNG", compress_level=settings.png_compress_level)
-        elif fmt == "jpeg":
-            image.save(buffer, format="JPEG", quality=settings.jpeg_quality)
-        elif fmt == "webp":
-            image.save(buffer, format="WEBP", quality=settings.webp_quality)
+            info = None
+            if text is not None:
+                info = PngInfo()
+                for keyword, value in png_text(text).items():
+                    info.add_text(keyword, value)
+            image.save(buffer, format="PNG", compress_level=settings.png_compress_level, pnginfo=info)
+        elif fmt in ("jpeg", "webp"):
+            quality = settings.jpeg_quality if fmt == "jpeg" else settings.webp_quality
+            extra = {"exif": exif(text)} if text is not None else {}
+            image.save(buffer, format=fmt.upper(), quality=quality, **extra)
         else:
             raise ValueError(f"unknown output format {fmt!r}")
         return buffer.getvalue()
@@ -57,14 +67,14 @@ class ImageEncoder:
         fast_png = self._settings.png_encoder == "fast" and all(fmt == "png" for fmt in formats)
         return len(formats) > 1 and not (fast_png and len(formats) < self.threads)
 
-    def hand_over(self, pixels: np.ndarray, fmt: str, now: bool) -> Claim:
-        """Take one image; ``now`` starts encoding it on the pool at once (``per_image``), so it overlaps
-        whatever the caller does next. The claim returns its bytes, or the exception that encoding
-        raised, so one bad image does not cost the others theirs."""
+    def hand_over(self, pixels: np.ndarray, fmt: str, now: bool, text: str | None = None) -> Claim:
+        """Take one image (and the ``text`` to write into it, if any); ``now`` starts encoding it on the pool
+        at once (``per_image``), so it overlaps whatever the caller does next. The claim returns its bytes,
+        or the exception that encoding raised, so one bad image does not cost the others theirs."""
         if now:
-            return self._pool.submit(_capture, self.encode_one, pixels, fmt).result
+            return self._pool.submit(_capture, self.encode_one, pixels, fmt, 1, text).result
         # From the claiming thread, the PNG spread over the pool (never nested in it).
-        return partial(_capture, self.encode_one, pixels, fmt, self.threads)
+        return partial(_capture, self.encode_one, pixels, fmt, self.threads, text)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -35,6 +35,7 @@ from handler.device import cap_device_memory, configure_matmul, select_device, s
 from handler.encode import ImageEncoder
 from handler.jobs import Base64Text, BatchResult, Job, Reply
 from handler.memory import is_out_of_memory, release_device_cache, release_free_memory
+from handler.metadata import ModelSource, infotext
 from handler.pipeline import (
     apply_speedups, decodes_sdxl_in_fp16, image_to_image_pipeline, load_pipeline, load_tiny_decoder,
 )
@@ -62,6 +63,8 @@ class Engine:
         self.vae = Vae(pipe.vae, decoder if decoder is not None else pipe.vae, device, dtype, settings,
                        guard_overflow=(decoder is None or decoder is pipe.vae) and decodes_sdxl_in_fp16(pipe))
         self.image_encoder = ImageEncoder(settings)
+        # What the images' metadata names as their model (handler/metadata.py), from the folder it loaded.
+        self.source = ModelSource.read(Path(pipe.name_or_path))
         self.graphs: InstalledGraphs | None = None
         if settings.cuda_graphs and (device.type == "cuda" or capture is not None):
             pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
@@ -178,6 +181,9 @@ class Engine:
             prompts += [job.request.prompt] * job.request.num_images
             generators += [generator] * job.request.num_images
         common = {"prompt": prompts, "generator": generators, "output_type": "latent", **first.pipeline_arguments()}
+        if first.negative_prompt is not None:  # then every job of the group has one (shape_key)
+            common["negative_prompt"] = [job.request.negative_prompt for job in jobs
+                                         for _ in range(job.request.num_images)]
         if first.init_image is None:
             latents = self.pipe(**common).images
         else:
@@ -198,9 +204,17 @@ class Engine:
             job.claims = []
         for image in self.vae.decode_images(torch.cat([job.latents for job in jobs])):
             job = next(owners)
-            job.claims.append(self.image_encoder.hand_over(image, job.request.output_format, now=overlap))
+            job.claims.append(self.image_encoder.hand_over(image, job.request.output_format, now=overlap,
+                                                           text=self.image_text(job, len(job.claims))))
         for job in jobs:
             job.latents = None
+
+    def image_text(self, job: Job, index: int) -> str | None:
+        """The settings that made image ``index`` of a job, to be written into its file; None when the
+        endpoint or the request turned that off. The prompts go in only with ``log_prompts``."""
+        if not (self.settings.image_metadata and job.request.metadata):
+            return None
+        return infotext(job.request, job.seed, index, self.source, self.settings.log_prompts)
 
     def encode(self, jobs: Sequence[Job]) -> None:
         """Every image of every open job as a file in its format; a job with an image that fails to encode

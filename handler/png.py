@@ -9,13 +9,18 @@ zlib's run-length strategy. On natural images that is ~3x faster than Pillow's l
 A large image can be deflated in ``parts`` row bands on several threads (pigz's trick): every band but
 the last ends with a sync flush, so the raw deflate streams concatenate into one valid zlib stream, and
 the Adler-32 checksum is computed over the whole filtered data. zlib releases the GIL while it works.
+
+Text (keyword -> value, such as the settings handler/metadata.py writes) goes into uncompressed text chunks
+before the image data, as Pillow's ``PngInfo.add_text`` writes them: ``tEXt`` when the value is Latin-1,
+the only encoding that chunk allows, else ``iTXt``, whose text is UTF-8 (PNG specification, sections
+11.3.4.3 and 11.3.4.5).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -28,6 +33,22 @@ MapFunction = Callable[[Callable, Iterable], Iterable]
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+
+
+def text_chunk(keyword: str, value: str) -> bytes:
+    """One uncompressed text chunk: tEXt for Latin-1 text, iTXt (UTF-8, no language tag) for any other.
+
+    Raises:
+        ValueError: the keyword is not 1-79 printable Latin-1 characters (the specification's rule).
+    """
+    key = keyword.encode("latin-1")
+    if not 1 <= len(key) <= 79 or not keyword.isprintable():
+        raise ValueError(f"a PNG text keyword is 1-79 printable Latin-1 characters, not {keyword!r}")
+    try:
+        return _chunk(b"tEXt", key + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        # keyword, null, compression flag 0 and method 0, empty language tag and translated keyword, the text
+        return _chunk(b"iTXt", key + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
 def filter_up(pixels: np.ndarray) -> np.ndarray:
@@ -59,17 +80,20 @@ def _zlib_stream(filtered: np.ndarray, level: int, parts: int, map_fn: MapFuncti
     return b"\x78\x01" + b"".join(bodies) + struct.pack(">I", zlib.adler32(data))
 
 
-def encode_png(pixels: np.ndarray, level: int = 1, parts: int = 1, map_fn: MapFunction | None = None) -> bytes:
+def encode_png(pixels: np.ndarray, level: int = 1, parts: int = 1, map_fn: MapFunction | None = None,
+               text: Mapping[str, str] | None = None) -> bytes:
     """Encode a uint8 (H, W, 3) array as a PNG file.
 
     Args:
         level: zlib level 0-9 (0 stores; with the run-length strategy, levels above 1 change little).
         parts: deflate this many row bands in parallel through ``map_fn`` (for example a thread pool's
             ``map``); 1 deflates in the calling thread.
+        text: keyword -> value, written as text chunks (``text_chunk``) before the image data.
     """
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected uint8 pixels of shape (H, W, 3), got {pixels.dtype} {pixels.shape}")
     height, width, _ = pixels.shape
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE_RGB, 0, 0, 0)
     idat = _zlib_stream(filter_up(np.ascontiguousarray(pixels)), level, parts, map_fn)
-    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    texts = b"".join(text_chunk(keyword, value) for keyword, value in (text or {}).items())
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + texts + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")

@@ -40,6 +40,13 @@ MAX_IMAGE_CHARS = 8 * 1024 * 1024
 MAX_IMAGE_BODY_BYTES = MAX_IMAGE_CHARS + MAX_BODY_BYTES
 SIZE_BOUNDS = SizeBounds(MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE)
 
+# Classifier-free guidance runs (an unconditional pass beside the prompt's) only above this scale: diffusers'
+# ``do_classifier_free_guidance`` is guidance_scale > 1. A negative prompt is that pass's text.
+CFG_THRESHOLD = 1.0
+# A validation error of this type is a request that parses but asks for something its other settings would
+# silently ignore: 422, not 400 (parse_request).
+IGNORED_FIELD = "ignored_field"
+
 OutputFormat = Literal["png", "jpeg", "webp"]
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_MULTIPLE)]
 
@@ -70,6 +77,13 @@ class GenerationRequest(BaseModel):
         ge=0.0, le=MAX_GUIDANCE,
         description="Classifier-free guidance. SD-turbo was trained without it (0.0, the model card's "
                     "value); above 1 doubles the UNet work, and 10 is far past anything useful.")] = DEFAULT_GUIDANCE
+    negative_prompt: Annotated[str | None, Field(
+        min_length=1, max_length=MAX_PROMPT_CHARS,
+        description="What to steer away from: the text of classifier-free guidance's second UNet pass, so it "
+                    "works only with guidance_scale above 1 (twice the UNet work); at 1 or below no such pass "
+                    "runs and the request is refused with 422 rather than answered without it. Bounds as for "
+                    "prompt.",
+        json_schema_extra={"x-default": "none"})] = None
     width: Annotated[Side, Field(
         description="Image width in pixels: multiples of 8 (one latent pixel is 8x8 pixels); 256-1024 keeps "
                     "the latent grid within what the UNet handles and bounds decoder memory. With an image, "
@@ -103,6 +117,12 @@ class GenerationRequest(BaseModel):
                     "runs int(num_inference_steps x strength) denoising steps, which must be at least 1. "
                     "Only with an image.",
         json_schema_extra={"x-default": f"`{DEFAULT_STRENGTH}` with an image"})] = None
+    metadata: Annotated[bool, Field(
+        description="Write the settings that made each image into its file (PNG text chunks, EXIF in JPEG and "
+                    "WebP; the prompts only where the endpoint's log_prompts allows), as image tools expect; "
+                    "false leaves them out. The endpoint's image_metadata setting can leave them out of "
+                    "every image.",
+        json_schema_extra={"x-default": "`true`"})] = True
 
     # The decoded image (handler/image_input.py), set by ``resolved``: pixels at the output size.
     _init_image: InitImage | None = PrivateAttr(None)
@@ -113,6 +133,17 @@ class GenerationRequest(BaseModel):
         if not prompt.strip():
             raise ValueError("must contain non-whitespace text")
         return prompt
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_prompt_needs_guidance(cls, negative_prompt: str | None, info: ValidationInfo) -> str | None:
+        guidance = info.data.get("guidance_scale")
+        if negative_prompt is not None and guidance is not None and guidance <= CFG_THRESHOLD:
+            raise PydanticCustomError(IGNORED_FIELD, (
+                "has no effect at guidance_scale {guidance}: a negative prompt steers classifier-free guidance, "
+                "which runs only above {threshold} (at twice the UNet work); raise guidance_scale (e.g. 2.0) "
+                "or leave negative_prompt out"), {"guidance": guidance, "threshold": f"{CFG_THRESHOLD:g}"})
+        return negative_prompt
 
     @field_validator("strength")
     @classmethod
@@ -168,10 +199,13 @@ class GenerationRequest(BaseModel):
     def shape_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call: text-to-image and image-to-image never do
         (different pipelines), and image-to-image requests also need the same strength (it picks the
-        timesteps)."""
+        timesteps). A group has negative prompts for all its requests or for none (diffusers takes one list
+        or nothing, and SDXL-turbo's unconditional pass without one is zeros, force_zeros_for_empty_prompt,
+        not an empty prompt's embedding)."""
+        guidance = (self.guidance_scale, self.negative_prompt is not None)
         if self.image is None:
-            return ("text", self.width, self.height, self.num_inference_steps, self.guidance_scale)
-        return ("image", self.width, self.height, self.num_inference_steps, self.guidance_scale, self.strength)
+            return ("text", self.width, self.height, self.num_inference_steps, *guidance)
+        return ("image", self.width, self.height, self.num_inference_steps, *guidance, self.strength)
 
     def pipeline_arguments(self) -> dict[str, Any]:
         """The diffusers pipeline's arguments that this request's group shares (``shape_key``): text-to-image
@@ -236,7 +270,8 @@ def parse_request(body: Any, content_type: str | None = None) -> GenerationReque
         The validated request; ``seed`` stays None when the caller sent none.
 
     Raises:
-        RequestError: 415 for a non-JSON media type, 413 for an oversize body or image, 400 otherwise.
+        RequestError: 415 for a non-JSON media type, 413 for an oversize body or image, 422 for a field the
+            request's other settings would ignore (negative_prompt without guidance), 400 otherwise.
     """
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if not is_json_compatible(media_type):
@@ -293,4 +328,5 @@ def _to_request_error(exc: ValidationError) -> RequestError:
             message = err["msg"]
         errors.append({"field": field, "message": message})
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return RequestError(400, f"invalid request: {summary}", errors)
+    ignored = all(err["type"] == IGNORED_FIELD for err in exc.errors())
+    return RequestError(422 if ignored else 400, f"invalid request: {summary}", errors)

@@ -90,8 +90,13 @@ class EngineSettings(BaseModel):
     # Return freed host memory to the OS after each batch (glibc malloc_trim), so a worker's RSS stays flat.
     trim_memory_after_batch: bool = True
 
-    # Prompts are user data: they are only logged at DEBUG, and only when this is on.
+    # Prompts are user data: they are only logged at DEBUG, and only when this is on. The same switch decides
+    # whether the prompts go into the images' metadata (image_metadata): off, they are kept nowhere beyond
+    # the request's own reply, and an image file outlives the request (it is shared, stored, in S3).
     log_prompts: bool = False
+    # Write the settings that made each image into its file (handler/metadata.py: A1111's "parameters" text
+    # in a PNG text chunk, in EXIF for JPEG and WebP); a request can leave them out with metadata: false.
+    image_metadata: bool = True
 
     @field_validator("cuda_graph_batch_sizes", mode="before")
     @classmethod

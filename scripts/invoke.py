@@ -5,6 +5,8 @@
       POST to a running TorchServe (/predictions/sdturbo, or --path /invocations).
   invoke.py local "the same cat, as a watercolour" --image cat.png --strength 0.5 --out paint.png
       Image-to-image: the file travels inside the request JSON as base64 (in S3 too, with async).
+  invoke.py local "a cat" --guidance-scale 2 --negative-prompt "blurry" --out cat.png
+      A negative prompt works through classifier-free guidance, so only with --guidance-scale above 1.
   invoke.py async "a cat wearing sunglasses" --from-terraform infra/ --out cat.png
       Check the request with the handler's own schema, upload it to S3, call invoke_endpoint_async, and
       wait for the output (or failure) object. Credentials come from the standard AWS chain.
@@ -162,6 +164,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help=field("seed"))
     parser.add_argument("--steps", dest="num_inference_steps", type=int, help=field("num_inference_steps"))
     parser.add_argument("--guidance-scale", type=float, help=field("guidance_scale"))
+    parser.add_argument("--negative-prompt", metavar="TEXT",
+                        help="what to steer away from; needs --guidance-scale above 1 (twice the UNet work): "
+                             + field("negative_prompt"))
     parser.add_argument("--width", type=int, help=field("width"))
     parser.add_argument("--height", type=int, help=field("height"))
     parser.add_argument("--num-images", type=int, help=field("num_images"))
@@ -171,6 +176,8 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=cli.absolute_path, metavar="FILE",
                         help="image-to-image: start from this PNG/JPEG/WebP (size defaults to the image's)")
     parser.add_argument("--strength", type=float, help="with --image: " + field("strength"))
+    parser.add_argument("--no-metadata", dest="metadata", action="store_false", default=None,
+                        help="leave the settings that made the image out of the file; " + field("metadata"))
     parser.add_argument("--accept", choices=tuple(ACCEPT), default="json",
                         help="the reply's form: json (base64 images) or image (the file itself, one image); "
                              "default: %(default)s")

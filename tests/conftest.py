@@ -6,8 +6,8 @@ import pytest
 
 from tests.support.container import SUMMARY
 from tests.support.helpers import (
-    PLUGIN_JAR, PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint, build_archive,
-    wait_until, write_model_config,
+    PLAYGROUND_JAR, PLUGIN_JAR, PLUGINS_DIR, PYTHON, REPO, TINY_SD, TINY_SDXL, LocalTorchServe, ServeEntrypoint,
+    build_archive, wait_until, write_model_config,
 )
 
 
@@ -42,7 +42,7 @@ def tiny_sdxl_dir():
 
 @pytest.fixture(scope="session")
 def plugins_dir():
-    if not PLUGIN_JAR.is_file():
+    if not (PLUGIN_JAR.is_file() and PLAYGROUND_JAR.is_file()):
         subprocess.run(["make", "plugin"], cwd=REPO, check=True, capture_output=True)
     return PLUGINS_DIR
 
@@ -57,8 +57,9 @@ def batching_archive(tmp_path_factory, tiny_sd_dir):
 
 
 @pytest.fixture(scope="session")
-def torchserve(tmp_path_factory, batching_archive):
-    """Real TorchServe with the tiny SD-turbo model, started once for the integration tests."""
+def torchserve(tmp_path_factory, batching_archive, plugins_dir):
+    """Real TorchServe with the tiny SD-turbo model and the plugins (/ping, /playground), started once for the
+    integration tests."""
     server = LocalTorchServe(batching_archive, tmp_path_factory.mktemp("torchserve"),
                              extra_env={"SDTURBO_DEVICE": "cpu"})
     try:

@@ -115,7 +115,48 @@ def configure_logging() -> None:
 def bench_engine_and_encoder(model_dir: Path, batch_sizes: list[int], iterations: int, settings: dict) -> dict:
     configure_logging()  # a spawned child starts with logging unconfigured
     return {**bench_engine(model_dir, batch_sizes, iterations, settings),
-            "encode_natural_image": bench_natural_encode(settings)}
+            "encode_natural_image": bench_natural_encode(settings),
+            "metadata_cost": bench_metadata_cost(model_dir, settings)}
+
+
+def bench_metadata_cost(model_dir: Path, settings: dict, repeats: int = 2000, encodes: int = 60) -> dict:
+    """What writing the settings into an image costs per image (handler/metadata.py), per format: the added
+    work alone (the text, then its PNG chunks or EXIF block), timed over ``repeats`` runs, and a 512x512
+    image encoded with and without it, alternately, ``encodes`` times each: the fastest of each, as timeit
+    advises (slower runs are other processes' doing), whose difference is within the encode's own noise."""
+    import numpy as np
+
+    from handler.encode import ImageEncoder
+    from handler.metadata import ModelSource, exif, infotext, png_text
+    from handler.png import text_chunk
+    from handler.schema import parse_request
+    from handler.settings import load_settings
+
+    request = parse_request(json.dumps({"prompt": "a lighthouse at dusk, oil painting, dramatic light", "seed": 7,
+                                        "guidance_scale": 2.0, "negative_prompt": "blurry, low quality"}).encode())
+    source = ModelSource.read(model_dir)
+    writers = {"png": lambda text: b"".join(text_chunk(key, value) for key, value in png_text(text).items()),
+               "jpeg": exif, "webp": exif}
+    pixels = np.random.default_rng(0).integers(0, 256, (512, 512, 3), np.uint8)
+    encoder = ImageEncoder(load_settings(settings, {}))
+    rows = {}
+    for fmt, write in writers.items():
+        started = time.perf_counter()
+        for _ in range(repeats):
+            write(infotext(request, 7, 0, source, True))
+        added_us = (time.perf_counter() - started) / repeats * 1e6
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(encodes):
+            for with_text in (False, True):
+                started = time.perf_counter()
+                encoder.encode_one(pixels, fmt, 1, infotext(request, 7, 0, source, True) if with_text else None)
+                times[with_text].append(time.perf_counter() - started)
+        plain, tagged = (min(times[key]) * 1000 for key in (False, True))
+        rows[fmt] = {"added_work_us": round(added_us, 1), "encode_ms": round(plain, 3),
+                     "encode_with_metadata_ms": round(tagged, 3), "difference_ms": round(tagged - plain, 3)}
+    encoder.close()
+    log(f"metadata cost per image: {rows}")
+    return rows
 
 
 def in_child_process(function, *args):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The fields a caller may set besides the prompt and the image; None means "the server's default".
-REQUEST_FIELDS = ("seed", "num_inference_steps", "guidance_scale", "width", "height", "num_images", "output_format",
-                  "strength")
+REQUEST_FIELDS = ("seed", "num_inference_steps", "guidance_scale", "negative_prompt", "width", "height", "num_images",
+                  "output_format", "strength", "metadata")
 # File name endings per output format; the first is what a corrected name gets.
 SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg"), "webp": (".webp",)}
 FORMAT_OF_SUFFIX = {suffix: fmt for fmt, suffixes in SUFFIXES.items() for suffix in suffixes}

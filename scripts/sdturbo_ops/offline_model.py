@@ -12,6 +12,7 @@ fp16 safetensors), so the handler's single loading path serves real and offline 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -261,6 +262,7 @@ def build(arch: str, size: str, out: Path, seed: int, device: str, tiny_decoder:
             index.update(safety_checker=[None, None], feature_extractor=[None, None],
                          image_encoder=[None, None], requires_safety_checker=False)
         (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        write_source(staging, f"{arch}-turbo-{size} (random weights from seed {seed})")
         if tiny_decoder:
             build_tiny_decoder(staging / "taesd", full=size == "full")
         if out.exists():
@@ -268,6 +270,18 @@ def build(arch: str, size: str, out: Path, seed: int, device: str, tiny_decoder:
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_source(model_dir: Path, name: str) -> None:
+    """Name the folder's weights for the images' metadata (handler/metadata.py): random weights have no hub
+    revision, so the UNet's weights file is hashed, A1111's way (SHA-256 of the file)."""
+    from handler.metadata import ModelSource
+
+    digest = hashlib.sha256()
+    with (model_dir / "unet" / f"diffusion_pytorch_model.{WEIGHTS_VARIANT}.safetensors").open("rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    ModelSource(name, weights_sha256=digest.hexdigest()).write(model_dir)
 
 
 def _diffusers_version() -> str:

@@ -21,6 +21,8 @@ MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
 PROFILES = HANDLER_DIR / "profiles.yaml"
 PLUGINS_DIR = ROOT / "build" / "plugins"
 PLUGIN_JAR = PLUGINS_DIR / "readiness-ping.jar"
+# The playground page (GET /playground) of the local server; the container image does not carry it.
+PLAYGROUND_JAR = PLUGINS_DIR / "playground.jar"
 TINY_SD = ROOT / "build" / "models" / "sd-turbo-tiny"
 TINY_SDXL = ROOT / "build" / "models" / "sdxl-turbo-tiny"
 # The store `make mar` writes and `make serve` serves; the tiny model's, which `make serve-tiny` serves.
@@ -41,7 +43,7 @@ DEMO_MANIFEST = DEMO_STORE / MODEL_NAME / "MAR-INF" / "MANIFEST.json"
 
 # What the Makefile takes from here, by the name it uses.
 MAKE_VARIABLES = {"TINY_SD": TINY_SD, "TINY_SDXL": TINY_SDXL, "DEMO_STORE": DEMO_STORE, "PLUGIN_JAR": PLUGIN_JAR,
-                  "DEFAULT_MODEL_STORE": MODEL_STORE, "DEMO_MANIFEST": DEMO_MANIFEST}
+                  "PLAYGROUND_JAR": PLAYGROUND_JAR, "DEFAULT_MODEL_STORE": MODEL_STORE, "DEMO_MANIFEST": DEMO_MANIFEST}
 
 
 if __name__ == "__main__":

@@ -215,3 +215,21 @@ def test_a_server_started_without_the_entrypoint_writes_no_cloudwatch_records(to
     text = torchserve.log_text()
     assert "batch timings" in text  # the handler did log the batch
     assert '"_aws"' not in text and "CloudWatchMetrics" not in text
+
+
+def test_a_served_image_carries_its_settings_as_shipped_without_the_prompt(torchserve):
+    """The endpoint's settings as shipped: image_metadata on, log_prompts off."""
+    reply = post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a lighthouse", "seed": 31,
+                                                                "width": 256, "height": 256})
+    parameters = decode_image(reply.json()["image"]).text["parameters"]
+    assert parameters.startswith("Steps: 1, CFG scale: 0.0, Seed: 31, Size: 256x256, Model hash: ")
+    assert "lighthouse" not in parameters
+
+
+def test_a_negative_prompt_without_guidance_is_a_422_that_says_why(torchserve):
+    reply = post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a lighthouse", "negative_prompt": "fog"})
+    assert reply.status == 422 and reply.headers["content-type"].startswith("application/json")
+    assert "classifier-free guidance" in reply.json()["message"]
+    guided = post_json(f"{torchserve.url}/predictions/sdturbo", {"prompt": "a lighthouse", "negative_prompt": "fog",
+                                                                 "guidance_scale": 2.0, "width": 256, "height": 256})
+    assert guided.status == 200, guided.body[:300]

@@ -69,3 +69,21 @@ def test_zero_threads_means_one_per_core_up_to_8(monkeypatch):
     encoder = ImageEncoder(EngineSettings(encode_threads=0))
     assert encoder.threads == 8
     encoder.close()
+
+
+@pytest.mark.parametrize("png_encoder", ["fast", "pillow"])
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_the_text_handed_over_goes_inside_the_file(png_encoder, fmt):
+    from handler.metadata import SOFTWARE
+
+    encoder = ImageEncoder(EngineSettings(png_encoder=png_encoder, encode_threads=2))
+    text = "a cat ☃\nSteps: 1, Seed: 7"
+    tagged = Image.open(io.BytesIO(encoder.hand_over(ramp(), fmt, now=True, text=text)()))
+    bare = Image.open(io.BytesIO(encoder.hand_over(ramp(), fmt, now=False)()))
+    encoder.close()
+    if fmt == "png":
+        assert tagged.text == {"parameters": text, "Software": SOFTWARE} and bare.text == {}
+    else:
+        comment = tagged.getexif().get_ifd(0x8769)[0x9286]
+        assert comment == b"UNICODE\0" + text.encode("utf-16-be") and tagged.getexif()[0x0131] == SOFTWARE
+        assert len(bare.getexif()) == 0

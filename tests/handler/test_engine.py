@@ -213,10 +213,10 @@ def test_unexpected_failure_is_500_for_its_group_only_and_without_internals(engi
 def test_an_image_that_fails_to_encode_costs_only_its_own_request(engine, monkeypatch):
     real = engine.image_encoder.encode_one
 
-    def encode_one(pixels, fmt, parts=1):
+    def encode_one(pixels, fmt, parts=1, text=None):
         if fmt == "webp":
             raise OSError("encoder crashed")
-        return real(pixels, fmt, parts)
+        return real(pixels, fmt, parts, text)
 
     monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     replies = engine.serve_batch([req(seed=1), req(seed=2, output_format="webp"), req(seed=3, num_images=2)])
@@ -239,9 +239,9 @@ def test_encoding_starts_while_later_slices_are_still_decoding(engine, monkeypat
         overlapped.append(first_encode_started.wait(timeout=10))  # ... the device works on the next
         yield from images[2:]
 
-    def encode_one(pixels, fmt, parts=1):
+    def encode_one(pixels, fmt, parts=1, text=None):
         first_encode_started.set()
-        return real_encode(pixels, fmt, parts)
+        return real_encode(pixels, fmt, parts, text)
 
     monkeypatch.setattr(engine.vae, "decode_images", decode_images)
     monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
@@ -257,9 +257,9 @@ def test_a_lone_png_is_encoded_when_claimed_across_the_pool(engine, monkeypatch)
     """One image has nothing to overlap with: it is deflated in row bands over every encoder thread."""
     real_encode, parts_seen = engine.image_encoder.encode_one, []
 
-    def encode_one(pixels, fmt, parts=1):
+    def encode_one(pixels, fmt, parts=1, text=None):
         parts_seen.append(parts)
-        return real_encode(pixels, fmt, parts)
+        return real_encode(pixels, fmt, parts, text)
 
     monkeypatch.setattr(engine.image_encoder, "encode_one", encode_one)
     assert engine.serve_batch([req(seed=1)])[0].status == 200
@@ -394,3 +394,66 @@ def test_under_the_worst_mix_only_requests_that_cannot_fit_alone_get_507(capped_
         assert reply.status == (200 if fits_alone else 507), (request, reply.body)
         if reply.status == 200:
             assert len(reply.body.get("images", [reply.body["image"]])) == request.num_images
+
+
+# ------------------------------------------------------------------ negative prompts and the settings in each image
+def test_a_negative_prompt_changes_the_image_of_the_same_seed_with_guidance(engine):
+    plain, steered = engine.serve_batch([req(seed=11, guidance_scale=2.0),
+                                         req(seed=11, guidance_scale=2.0, negative_prompt="a dog")])
+    assert plain.status == steered.status == 200
+    assert np.abs(pixels_of(plain) - pixels_of(steered)).max() > 0
+    again = engine.serve_batch([req(seed=11, guidance_scale=2.0, negative_prompt="a dog")])[0]
+    assert np.abs(pixels_of(again) - pixels_of(steered)).max() <= 1  # reproducible, as any seed (README)
+
+
+def test_the_pipeline_gets_each_images_negative_prompt(engine, monkeypatch):
+    seen = []
+    real = engine.pipe
+
+    def spy(**kwargs):
+        seen.append(kwargs.get("negative_prompt"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(engine, "pipe", spy)
+    engine.serve_batch([req(guidance_scale=2.0, negative_prompt="fog", num_images=2),
+                        req(guidance_scale=2.0, negative_prompt="rain"), req(guidance_scale=2.0)])
+    assert sorted(seen, key=str) == [None, ["fog", "fog", "rain"]]
+
+
+def text_of(reply) -> str:
+    image = decode_image(reply.body["image"])
+    if image.format == "PNG":
+        return image.text["parameters"]
+    return image.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\0").decode("utf-16-be")
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_each_image_carries_its_settings_but_not_the_prompt_by_default(engine, fmt):
+    reply = engine.serve_batch([req(seed=5, output_format=fmt, width=256, height=256)])[0]
+    text = text_of(reply)
+    assert text.startswith("Steps: 1, CFG scale: 0.0, Seed: 5, Size: 256x256, Model hash: ")
+    assert "a cat" not in text  # log_prompts is off as shipped
+
+
+def test_the_prompts_go_in_when_log_prompts_is_on(tiny_sd_dir):
+    logging_engine = make_engine(tiny_sd_dir, log_prompts=True)
+    reply = logging_engine.serve_batch([req(seed=5, guidance_scale=2.0, negative_prompt="a dog", width=256,
+                                            height=256)])[0]
+    assert text_of(reply).startswith("a cat\nNegative prompt: a dog\nSteps: 1, CFG scale: 2.0, Seed: 5, ")
+
+
+def test_a_request_or_the_endpoint_can_leave_the_settings_out(engine, tiny_sd_dir):
+    kept = engine.serve_batch([req(seed=5, width=256, height=256)])[0]
+    left_out = engine.serve_batch([req(seed=5, width=256, height=256, metadata=False)])[0]
+    assert decode_image(left_out.body["image"]).text == {}
+    assert np.array_equal(pixels_of(kept), pixels_of(left_out))  # the same image, without the text
+    bare_engine = make_engine(tiny_sd_dir, image_metadata=False)
+    assert decode_image(bare_engine.serve_batch([req(seed=5, width=256, height=256)])[0].body["image"]).text == {}
+
+
+def test_sdxl_turbo_takes_a_negative_prompt_too(tiny_sdxl_dir):
+    sdxl = make_engine(tiny_sdxl_dir)
+    plain, steered = sdxl.serve_batch([req(seed=3, guidance_scale=2.0, width=256, height=256),
+                                       req(seed=3, guidance_scale=2.0, width=256, height=256, negative_prompt="fog")])
+    assert plain.status == steered.status == 200
+    assert np.abs(pixels_of(plain) - pixels_of(steered)).max() > 0

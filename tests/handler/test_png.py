@@ -82,3 +82,25 @@ def test_encoder_splits_a_lone_image_and_matches_pillow_pixels():
     assert np.array_equal(decode(encoder.encode_one(pixels, "png", parts=4)), pixels)
     encoder.close()
     pillow.close()
+
+
+def test_text_goes_in_text_chunks_pillow_reads_and_the_pixels_stay():
+    pixels = gradient(64, 80)
+    data = encode_png(pixels, text={"parameters": "a cat\nSteps: 1, Seed: 7", "Comment": "naïve café ☃"})
+    image = Image.open(io.BytesIO(data))
+    assert image.text == {"parameters": "a cat\nSteps: 1, Seed: 7", "Comment": "naïve café ☃"}
+    assert np.array_equal(decode(data), pixels)
+    # Latin-1 text is a tEXt chunk; anything else needs iTXt (UTF-8); both come before the image data.
+    assert data.index(b"tEXtparameters\0") < data.index(b"iTXtComment\0") < data.index(b"IDAT")
+    assert "naïve café ☃".encode() in data
+
+
+def test_no_text_writes_no_text_chunks():
+    data = encode_png(gradient(16, 16))
+    assert b"tEXt" not in data and b"iTXt" not in data
+
+
+@pytest.mark.parametrize("keyword", ["", "x" * 80, "tab\there", "☃"])
+def test_a_keyword_outside_the_specification_is_refused(keyword):
+    with pytest.raises(ValueError):
+        encode_png(gradient(16, 16), text={keyword: "value"})

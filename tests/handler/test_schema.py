@@ -154,6 +154,39 @@ def test_body_limits_with_and_without_an_image():
     assert caught.value.status == 413 and str(MAX_IMAGE_BODY_BYTES) in caught.value.message
 
 
+@pytest.mark.parametrize("guidance", [1.01, 2.0, 10.0])
+def test_a_negative_prompt_is_taken_with_guidance_above_1(guidance):
+    request = parse_request(body(negative_prompt="blurry, fog", guidance_scale=guidance))
+    assert (request.negative_prompt, request.guidance_scale) == ("blurry, fog", guidance)
+
+
+def test_an_unguided_negative_prompt_is_refused_with_why_and_how():
+    with pytest.raises(RequestError) as caught:
+        parse_request(body(negative_prompt="fog", guidance_scale=0.5))
+    assert caught.value.status == 422
+    assert caught.value.message == (
+        "invalid request: negative_prompt: has no effect at guidance_scale 0.5: a negative prompt steers "
+        "classifier-free guidance, which runs only above 1 (at twice the UNet work); raise guidance_scale "
+        "(e.g. 2.0) or leave negative_prompt out")
+
+
+def test_a_422_needs_every_error_to_be_an_ignored_field():
+    """A request with a plain mistake as well is a 400: the caller must fix that first."""
+    assert_refused(body(negative_prompt="fog", width=100), 400, "width")
+
+
+def test_metadata_is_written_unless_the_request_says_false():
+    assert parse_request(body()).metadata is True
+    assert parse_request(body(metadata=False)).metadata is False
+
+
+def test_a_negative_prompt_never_shares_a_pipeline_call_with_none():
+    plain, negative = parse_request(body(guidance_scale=2.0)), parse_request(body(guidance_scale=2.0,
+                                                                                  negative_prompt="fog"))
+    other = parse_request(body(guidance_scale=2.0, negative_prompt="rain", prompt="a dog"))
+    assert plain.shape_key() != negative.shape_key() == other.shape_key()
+
+
 def test_image_and_text_requests_never_share_a_key():
     text = parse_request(body(width=320, height=256, num_inference_steps=2))
     image = parse_request(body(image=IMAGE, seed=1))

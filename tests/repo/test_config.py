@@ -45,3 +45,9 @@ def test_bodies_reach_the_handler_as_raw_bytes():
     """One strict JSON parser (handler/schema.py) sees every body. The frontend tells each worker this
     setting through TS_DECODE_INPUT_REQUEST, so it lives here and nowhere in the handler."""
     assert properties()["decode_input_request"] == "false"
+
+
+def test_local_config_grants_no_other_origin_access():
+    """The playground is served by TorchServe itself (plugins/playground), on the API's own origin, so CORS
+    stays off as TorchServe ships it: no page from elsewhere may read a reply."""
+    assert not [key for key in properties() if key.startswith("cors_")]

@@ -170,6 +170,16 @@ def test_invoke_async_carries_the_image_inside_the_request_json(moto, tmp_path):
                        "image": base64.b64encode(source.read_bytes()).decode()}
 
 
+def test_invoke_async_sends_a_negative_prompt_and_metadata_off(moto, tmp_path):
+    queue_moto_results(moto, {"data": json.dumps(png_reply())})
+    result = run_script("invoke.py", *async_args(tmp_path, "--inference-id", "req-neg", "--guidance-scale", "2",
+                                                 "--negative-prompt", "fog", "--no-metadata"), env=moto["env"])
+    assert result.returncode == 0, result.stderr
+    request = json.loads(moto["s3"].get_object(Bucket=ASYNC_BUCKET, Key="async-input/req-neg.json")["Body"].read())
+    assert request == {"prompt": "a cat", "seed": 7, "guidance_scale": 2.0, "negative_prompt": "fog",
+                       "metadata": False}
+
+
 def test_invoke_with_an_unreadable_image_is_a_usage_error(moto, tmp_path):
     result = run_script("invoke.py", *async_args(tmp_path, "--image", str(tmp_path / "missing.png")), env=moto["env"])
     assert result.returncode == 2 and "missing.png" in result.stderr and "Traceback" not in result.stderr
@@ -292,15 +302,17 @@ def test_invoke_async_without_aws_configuration_says_what_is_missing(moto, tmp_p
     assert uploaded(moto, "unconfigured") == 0
 
 
-@pytest.mark.parametrize("bad, field", [
-    (["--width", "513"], "width"),
-    (["--num-images", "9"], "num_images"),
-    (["--strength", "0.5"], "strength"),  # strength without an image
-    (["--steps", "1", "--strength", "0.5", "--image", "START"], "strength"),  # int(1 x 0.5) = 0 steps
-    (["--image", "BROKEN"], "image"),
-], ids=["width", "num-images", "strength-alone", "no-steps-left", "truncated-image"])
-def test_invoke_async_checks_the_request_with_the_handlers_schema_before_any_aws_call(moto, tmp_path, bad, field):
-    """What the endpoint would answer with 400 is refused here: no upload, no queued request, and no
+@pytest.mark.parametrize("bad, field, status", [
+    (["--width", "513"], "width", 400),
+    (["--num-images", "9"], "num_images", 400),
+    (["--strength", "0.5"], "strength", 400),  # strength without an image
+    (["--steps", "1", "--strength", "0.5", "--image", "START"], "strength", 400),  # int(1 x 0.5) = 0 steps
+    (["--image", "BROKEN"], "image", 400),
+    (["--negative-prompt", "fog"], "negative_prompt", 422),  # no guidance, so it would be ignored
+], ids=["width", "num-images", "strength-alone", "no-steps-left", "truncated-image", "negative-prompt-unguided"])
+def test_invoke_async_checks_the_request_with_the_handlers_schema_before_any_aws_call(moto, tmp_path, bad, field,
+                                                                                      status):
+    """What the endpoint would refuse (400, 422) is refused here: no upload, no queued request, and no
     instance started from zero just to say so."""
     start, broken = tmp_path / "start.png", tmp_path / "broken.png"
     start.write_bytes(encode(picture(256, 256)))
@@ -315,7 +327,7 @@ def test_invoke_async_checks_the_request_with_the_handlers_schema_before_any_aws
     finally:
         agent.close()
     assert result.returncode == 2 and one_clean_line(result.stderr), result.stderr
-    assert "the endpoint would refuse this request with 400" in result.stderr and field in result.stderr
+    assert f"the endpoint would refuse this request with {status}" in result.stderr and field in result.stderr
     assert uploaded(moto, "refused") == 0 and agent.invocations == []
 
 

@@ -50,6 +50,19 @@ def test_local_mode_posts_to_torchserve(torchserve, tmp_path):
 
 
 @pytest.mark.integration
+def test_local_mode_sends_a_negative_prompt_and_can_leave_the_settings_out(torchserve, tmp_path):
+    common = ["local", "a cat", "--seed", "3", "--width", "256", "--height", "256", "--url", torchserve.url]
+    steered = run_script("invoke.py", *common, "--guidance-scale", "2", "--negative-prompt", "a dog",
+                         "--out", str(tmp_path / "steered.png"))
+    plain = run_script("invoke.py", *common, "--guidance-scale", "2", "--no-metadata", "--out", str(tmp_path / "p.png"))
+    assert steered.returncode == 0 and plain.returncode == 0, steered.stderr + plain.stderr
+    assert Image.open(tmp_path / "steered.png").text["parameters"].startswith("Steps: 1, CFG scale: 2.0, Seed: 3")
+    assert Image.open(tmp_path / "p.png").text == {}
+    unguided = run_script("invoke.py", *common, "--negative-prompt", "a dog")
+    assert unguided.returncode == 1 and "422" in unguided.stderr and "guidance_scale" in unguided.stderr
+
+
+@pytest.mark.integration
 def test_local_mode_can_ask_for_the_image_itself(torchserve, tmp_path):
     env = dict(os.environ)
     as_json = run_script("invoke.py", "local", "a cat", "--seed", "3", "--url", torchserve.url,

@@ -49,3 +49,13 @@ def test_each_download_is_announced_the_tiny_decoder_too(tmp_path):
 
     assert "--tiny-decoder" in make("-n", "model")
     assert re.search(r"^  model .*tiny decoder", make("help"), re.MULTILINE), "make help: say it"
+
+
+def test_the_download_names_its_repository_and_commit_for_the_images_metadata(tmp_path):
+    from handler.metadata import ModelSource
+    from sdturbo_ops.download_model import download_model
+
+    download_model("sd-turbo", tmp_path, "main", tiny_decoder=False,
+                   fetch=lambda repo, out, patterns, revision: "b261bac6fd2cf515557d5d0707481eafa0485ec2")
+    assert ModelSource.read(tmp_path) == ModelSource("stabilityai/sd-turbo",
+                                                     revision="b261bac6fd2cf515557d5d0707481eafa0485ec2")

@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdturbo_ops.paths import PLUGIN_JAR, PLUGINS_DIR, TINY_SD, TINY_SDXL  # noqa: F401  (re-exported for the tests)
+from sdturbo_ops.paths import (  # noqa: F401  (re-exported for the tests)
+    PLAYGROUND_JAR, PLUGIN_JAR, PLUGINS_DIR, TINY_SD, TINY_SDXL,
+)
 from sdturbo_ops.processes import free_port  # noqa: F401  (re-exported for the tests)
 from sdturbo_ops.local_torchserve import LocalTorchServe  # noqa: F401  (re-exported for the tests)
 
