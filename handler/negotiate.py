@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handler.schema import GenerationRequest, RequestError, is_json_compatible
+from handler.parse import RequestError, is_json_compatible
+from handler.schema import GenerationRequest
 
 JSON = "application/json"
 IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

@@ -1,4 +1,4 @@
-"""The request schema and its parser: bytes (or an already-decoded JSON value) in, a typed request out.
+"""The request schema: each field, its bounds and default, and the defaults an image changes.
 
 Every limit and default sits here with the reason for its value, in the field's description: the JSON
 Schema that clients get, the README's request table and invoke.py's --help are all made from them
@@ -6,20 +6,19 @@ Schema that clients get, the README's request table and invoke.py's --help are a
 decoded and checked by handler/image_input.py, whose limits (formats, pixels, sides, aspect ratio) sit
 there with their reasons.
 
-Parsing is two steps: the fields as the caller sent them (bounds, types, the text-to-image defaults the
+Validating is two steps: the fields as the caller sent them (bounds, types, the text-to-image defaults the
 fields declare), then ``GenerationRequest.resolved``, the one place where an image changes the defaults.
-A pure function with no model or server state, so it is unit- and fuzz-tested directly.
+handler/parse.py turns a body into a request, or into the 4xx that names the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError, from_json
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from handler.image_input import MAX_INPUT_PIXELS, MIN_INPUT_SIDE, ImageError, InitImage, SizeBounds, load_init_image
+from handler.image_input import MAX_INPUT_PIXELS, MIN_INPUT_SIDE, InitImage, SizeBounds, load_init_image
 
 # The bounds of each field; the reason for each is in the field's description below.
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 1, 4, 1
@@ -44,7 +43,7 @@ SIZE_BOUNDS = SizeBounds(MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE)
 # ``do_classifier_free_guidance`` is guidance_scale > 1. A negative prompt is that pass's text.
 CFG_THRESHOLD = 1.0
 # A validation error of this type is a request that parses but asks for something its other settings would
-# silently ignore: 422, not 400 (parse_request).
+# silently ignore: 422, not 400 (handler/parse.py).
 IGNORED_FIELD = "ignored_field"
 
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -227,106 +226,3 @@ def _field_error(field: str, value: Any, message: str) -> ValidationError:
 def request_json_schema() -> dict[str, Any]:
     """The request body's JSON Schema (draft 2020-12), bounds and reasons included, for clients."""
     return GenerationRequest.model_json_schema()
-
-
-class RequestError(Exception):
-    """A caller's mistake: carries the HTTP status and a JSON-ready body that names the field."""
-
-    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors or []
-
-    def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.status, "type": "InvalidRequest", "message": self.message}
-        if self.errors:
-            body["errors"] = self.errors
-        return body
-
-
-# Media types whose body may be JSON. SageMaker forwards the caller's ContentType verbatim and
-# invoke_endpoint_async defaults to application/octet-stream, so raw bytes are accepted as JSON too.
-_JSON_COMPATIBLE_TYPES = {"", "application/json", "application/octet-stream", "text/plain", "text/json"}
-_MAX_REPORTED_ERRORS = 10
-
-
-def is_json_compatible(media_type: str) -> bool:
-    """Whether a body of this media type (lower case, no parameters) may be JSON: the request's Content-Type,
-    and what a reply's Accept may name for the JSON reply (handler/negotiate.py)."""
-    return media_type in _JSON_COMPATIBLE_TYPES or media_type.endswith("+json")
-
-_MAX_FIELD_NAME = 64
-
-
-def parse_request(body: Any, content_type: str | None = None) -> GenerationRequest:
-    """Validate one request body.
-
-    Args:
-        body: raw bytes/str as received, or a JSON value TorchServe already decoded.
-        content_type: the request's Content-Type header, parameters allowed (``; charset=utf-8``).
-
-    Returns:
-        The validated request; ``seed`` stays None when the caller sent none.
-
-    Raises:
-        RequestError: 415 for a non-JSON media type, 413 for an oversize body or image, 422 for a field the
-            request's other settings would ignore (negative_prompt without guidance), 400 otherwise.
-    """
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if not is_json_compatible(media_type):
-        raise RequestError(415, f"unsupported content type {media_type[:_MAX_FIELD_NAME]!r}: send a JSON object "
-                                "with Content-Type: application/json",
-                           [{"field": "Content-Type", "message": "expected application/json"}])
-    try:
-        if isinstance(body, (bytes, bytearray, memoryview, str)):
-            raw = body.encode() if isinstance(body, str) else bytes(body)
-            if len(raw) > MAX_IMAGE_BODY_BYTES or (len(raw) > MAX_BODY_BYTES and not _carries_image(raw)):
-                raise RequestError(
-                    413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES} without an image "
-                         f"and {MAX_IMAGE_BODY_BYTES} with one", [{"field": "body", "message": "too large"}])
-            if not raw.strip():
-                raise RequestError(400, "request body is empty: send a JSON object with a 'prompt'",
-                                   [{"field": "body", "message": "empty"}])
-            return GenerationRequest.model_validate_json(raw).resolved()
-        if isinstance(body, Mapping):
-            return GenerationRequest.model_validate(dict(body)).resolved()
-        raise RequestError(400, "request body must be a JSON object with a 'prompt'",
-                           [{"field": "body", "message": f"got JSON {type(body).__name__}"}])
-    except ValidationError as exc:
-        raise _to_request_error(exc) from None
-    except ImageError as exc:
-        raise RequestError(exc.status, f"invalid request: image: {exc.message}",
-                           [{"field": "image", "message": exc.message}]) from None
-    except RecursionError:
-        raise RequestError(400, "request body is nested too deeply",
-                           [{"field": "body", "message": "too deep"}]) from None
-
-
-def _carries_image(raw: bytes) -> bool:
-    """Whether a body over the 64 KiB JSON limit is an object with an ``image`` string (then the larger
-    limit applies). Parsed only for such bodies; anything unparsable is simply too large."""
-    try:
-        value = from_json(raw, cache_strings="keys")
-    except ValueError:
-        return False
-    return isinstance(value, dict) and isinstance(value.get("image"), str)
-
-
-def _to_request_error(exc: ValidationError) -> RequestError:
-    errors = []
-    for err in exc.errors(include_input=False, include_url=False)[:_MAX_REPORTED_ERRORS]:
-        field = ".".join(str(part) for part in err["loc"])[:_MAX_FIELD_NAME] or "body"
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            message = "unknown field (allowed: " + ", ".join(GenerationRequest.model_fields) + ")"
-        elif kind in ("model_type", "model_attributes_type"):  # valid JSON, but an array, string, number...
-            field, message = "body", "must be a JSON object with a 'prompt'"
-        elif kind in ("json_invalid", "json_type") or field == "body":
-            field, message = "body", "not valid JSON: " + err["msg"].removeprefix("Invalid JSON: ")
-        else:
-            message = err["msg"]
-        errors.append({"field": field, "message": message})
-    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    ignored = all(err["type"] == IGNORED_FIELD for err in exc.errors())
-    return RequestError(422 if ignored else 400, f"invalid request: {summary}", errors)

@@ -31,7 +31,8 @@ from handler.emf import MetricsChannel
 from handler.engine import Engine
 from handler.jobs import Answered, Pending, Reply, error_reply
 from handler.negotiate import IMAGE_TYPES, JSON, reply_format
-from handler.schema import GenerationRequest, RequestError, parse_request
+from handler.parse import RequestError, parse_request
+from handler.schema import GenerationRequest
 from handler.settings import load_settings
 from handler.warmup import warm_up
 from handler.worker_state import WorkerStateFiles

@@ -129,7 +129,7 @@ def bench_metadata_cost(model_dir: Path, settings: dict, repeats: int = 2000, en
     from handler.encode import ImageEncoder
     from handler.metadata import ModelSource, exif, infotext, png_text
     from handler.png import text_chunk
-    from handler.schema import parse_request
+    from handler.parse import parse_request
     from handler.settings import load_settings
 
     request = parse_request(json.dumps({"prompt": "a lighthouse at dusk, oil painting, dramatic light", "seed": 7,

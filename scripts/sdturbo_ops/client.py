@@ -138,7 +138,7 @@ def validate(body: dict) -> None:
     """Check the request with the schema the handler itself applies (handler/schema.py), so a request the
     endpoint would refuse is refused here, before it costs an upload or starts an instance."""
     try:
-        from handler.schema import RequestError, parse_request
+        from handler.parse import RequestError, parse_request
     except ImportError as exc:
         raise BadUsage(f"cannot check the request: the project is not installed ({exc}); run `make install` "
                        "and use .venv/bin/python") from None

@@ -18,7 +18,7 @@ import torch
 from handler.compiled import ARTIFACTS, MANIFEST, CompiledKernels, KernelTarget
 from handler.engine import Engine
 from handler.warmup import warm_up
-from handler.schema import parse_request
+from handler.parse import parse_request
 from handler.settings import load_settings
 
 

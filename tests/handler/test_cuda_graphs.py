@@ -14,7 +14,7 @@ import torch
 
 from handler.cuda_graphs import GraphedBatchFunction
 from handler.jobs import Job
-from handler.schema import parse_request
+from handler.parse import parse_request
 from handler.warmup import warm_up
 from tests.support.engines import FakeCapture, load_pair
 from tests.support.images import b64, encode, picture

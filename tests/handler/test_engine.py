@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handler.engine import Engine
-from handler.schema import parse_request
+from handler.parse import parse_request
 from handler.settings import load_settings
 from tests.support.engines import PipelineSpy, image_req, make_engine, req
 from tests.support.helpers import decode_image

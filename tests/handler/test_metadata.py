@@ -14,7 +14,7 @@ from PIL import Image
 
 from handler import __version__
 from handler.metadata import SOFTWARE, SOURCE_FILE, ModelSource, exif, infotext
-from handler.schema import parse_request
+from handler.parse import parse_request
 from tests.support.images import b64, encode, picture
 
 MODEL = ModelSource("stabilityai/sd-turbo", revision="b261bac6fd2cf515557d5d0707481eafa0485ec2")

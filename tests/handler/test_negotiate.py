@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handler.negotiate import parse_accept, reply_format
-from handler.schema import RequestError, parse_request
+from handler.parse import RequestError, parse_request
 
 PLAIN = b'{"prompt": "a cat"}'
 JPEG = b'{"prompt": "a cat", "output_format": "jpeg"}'

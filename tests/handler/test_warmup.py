@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from handler.schema import parse_request
+from handler.parse import parse_request
 from handler.warmup import warm_up, warmup_image
 from tests.support.engines import FakeCapture, PipelineSpy, load_pair, make_engine
 

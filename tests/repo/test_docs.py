@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from handler.schema import RequestError, parse_request
+from handler.parse import RequestError, parse_request
 from tests.support.helpers import REPO, script_help, subcommands
 
 SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py"))

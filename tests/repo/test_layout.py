@@ -54,3 +54,14 @@ def test_the_readmes_layout_map_names_every_handler_file():
     shipped = {path.name for path in (REPO / "handler").iterdir()
                if path.suffix in (".py", ".yaml") and path.name != "__init__.py"}
     assert not shipped - named, f"README's layout map lacks {sorted(shipped - named)}"
+
+
+# What a maintainer reads in one sitting; a module that grows past it likely does two jobs.
+MAX_HANDLER_MODULE_LINES = 300
+
+
+def test_no_handler_module_is_over_300_lines():
+    """The service's own code stays in small modules with one job each (schema.py once held the parser and
+    the README's table generator as well)."""
+    sizes = {path.name: len(path.read_text().splitlines()) for path in (REPO / "handler").glob("*.py")}
+    assert not {name: n for name, n in sizes.items() if n > MAX_HANDLER_MODULE_LINES}, sizes

@@ -4,7 +4,7 @@ replace what the engine calls (the pipeline, CUDA graph capture)."""
 from __future__ import annotations
 
 from handler.engine import Engine
-from handler.schema import parse_request
+from handler.parse import parse_request
 from handler.settings import load_settings
 from tests.support.images import b64, encode, picture
 
