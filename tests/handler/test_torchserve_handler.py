@@ -159,3 +159,20 @@ def test_the_module_defines_one_class_as_torchserve_requires():
     from ts.utils.util import list_classes_from_module
 
     assert list_classes_from_module(module) == [SDTurboHandler]
+
+
+def test_a_workers_start_time_is_when_its_process_started():
+    """The benchmark splits launch -> READY at this stamp; psutil's create_time was 0.85 s early here (the
+    boot time it adds is whole seconds), which made the frontend's phase negative."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.helpers import REPO
+
+    before = time.time()
+    said = subprocess.run([sys.executable, "-c", "from handler.torchserve_handler import process_start_time; "
+                           "print(process_start_time())"], cwd=REPO, capture_output=True, text=True, check=True)
+    after = time.time()
+    started = float(said.stdout)
+    assert before - 0.02 <= started <= after, (started - before, after - before)  # 0.02: the 10 ms tick
