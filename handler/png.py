@@ -31,7 +31,7 @@ _COLOR_TYPE_RGB = 2
 MapFunction = Callable[[Callable, Iterable], Iterable]
 
 
-def _chunk(tag: bytes, data: bytes) -> bytes:
+def chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
 
 
@@ -45,10 +45,15 @@ def text_chunk(keyword: str, value: str) -> bytes:
     if not 1 <= len(key) <= 79 or not keyword.isprintable():
         raise ValueError(f"a PNG text keyword is 1-79 printable Latin-1 characters, not {keyword!r}")
     try:
-        return _chunk(b"tEXt", key + b"\0" + value.encode("latin-1"))
+        return chunk(b"tEXt", key + b"\0" + value.encode("latin-1"))
     except UnicodeEncodeError:
         # keyword, null, compression flag 0 and method 0, empty language tag and translated keyword, the text
-        return _chunk(b"iTXt", key + b"\0\0\0\0\0" + value.encode("utf-8"))
+        return chunk(b"iTXt", key + b"\0\0\0\0\0" + value.encode("utf-8"))
+
+
+def text_chunks(text: Mapping[str, str] | None) -> bytes:
+    """Keyword -> value as text chunks, in order (``text_chunk``); nothing for None."""
+    return b"".join(text_chunk(keyword, value) for keyword, value in (text or {}).items())
 
 
 def filter_up(pixels: np.ndarray) -> np.ndarray:
@@ -95,5 +100,4 @@ def encode_png(pixels: np.ndarray, level: int = 1, parts: int = 1, map_fn: MapFu
     height, width, _ = pixels.shape
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE_RGB, 0, 0, 0)
     idat = _zlib_stream(filter_up(np.ascontiguousarray(pixels)), level, parts, map_fn)
-    texts = b"".join(text_chunk(keyword, value) for keyword, value in (text or {}).items())
-    return PNG_SIGNATURE + _chunk(b"IHDR", header) + texts + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    return PNG_SIGNATURE + chunk(b"IHDR", header) + text_chunks(text) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -128,15 +128,14 @@ def bench_metadata_cost(model_dir: Path, settings: dict, repeats: int = 2000, en
 
     from handler.encode import ImageEncoder
     from handler.metadata import ModelSource, exif, infotext, png_text
-    from handler.png import text_chunk
+    from handler.png import text_chunks
     from handler.parse import parse_request
     from handler.settings import load_settings
 
     request = parse_request(json.dumps({"prompt": "a lighthouse at dusk, oil painting, dramatic light", "seed": 7,
                                         "guidance_scale": 2.0, "negative_prompt": "blurry, low quality"}).encode())
     source = ModelSource.read(model_dir)
-    writers = {"png": lambda text: b"".join(text_chunk(key, value) for key, value in png_text(text).items()),
-               "jpeg": exif, "webp": exif}
+    writers = {"png": lambda text: text_chunks(png_text(text)), "jpeg": exif, "webp": exif}
     pixels = np.random.default_rng(0).integers(0, 256, (512, 512, 3), np.uint8)
     encoder = ImageEncoder(load_settings(settings, {}))
     rows = {}
@@ -259,11 +258,18 @@ def _logged_timings(server: LocalTorchServe, outcomes: list, timeout: float = 10
     """The handler's batch timings lines of the batches these requests made, once all are in the log
     (TorchServe writes its workers' output to the log a moment after the reply has gone)."""
     first_sent = min(outcome.sent_at for outcome in outcomes)
+    return _read_log_until(server, lambda text: [entry for entry in batch_timings(text) if entry["received"] >= first_sent],
+                           lambda timings: sum(entry["requests"] for entry in timings) >= len(outcomes), timeout)
+
+
+def _read_log_until(server: LocalTorchServe, read, enough, timeout: float):
+    """``read(the server's log)`` once ``enough`` of it holds, or as it is after ``timeout`` seconds: a worker's
+    lines reach the log a moment after what they tell has happened (a reply sent, READY reported)."""
     deadline = time.monotonic() + timeout
     while True:
-        timings = [entry for entry in batch_timings(server.log_text()) if entry["received"] >= first_sent]
-        if sum(entry["requests"] for entry in timings) >= len(outcomes) or time.monotonic() > deadline:
-            return timings
+        found = read(server.log_text())
+        if enough(found) or time.monotonic() > deadline:
+            return found
         time.sleep(0.2)
 
 
@@ -344,20 +350,20 @@ def keep_server_log(server: LocalTorchServe, path: Path) -> None:
     path.write_text("\n".join(lines[-20000:]) + "\n")
 
 
+def _startup_stamps(log_text: str) -> list[dict]:
+    """Each worker's ``startup timings`` that got as far as warm."""
+    stamps = [json.loads(m) for m in re.findall(r"startup timings (\{[^}]*\})", log_text)]
+    return [s for s in stamps if s.get("process_started") and s.get("warm")]
+
+
 def startup_phases(server: LocalTorchServe, ready_s: float, timeout: float = 10.0) -> dict:
     """Split launch -> READY with the wall-clock stamps the handler logs (the first worker to warm up):
     Java frontend until the worker process exists, Python imports, model load, warm-up, READY report.
     The worker's state file says READY before TorchServe has written its output to the log, so the stamps
     are waited for (read at once, a zip-store start once had none)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stamps = [json.loads(m) for m in re.findall(r"startup timings (\{[^}]*\})", server.log_text())]
-        stamps = [s for s in stamps if s.get("process_started") and s.get("warm")]
-        if stamps:
-            break
-        if time.monotonic() > deadline:
-            return {}
-        time.sleep(0.2)
+    stamps = _read_log_until(server, _startup_stamps, bool, timeout)
+    if not stamps:
+        return {}
     first = min(stamps, key=lambda s: s["warm"])
     points = [server.launched_at, first["process_started"], first["initialize"], first["loaded"], first["warm"]]
     names = ("frontend_to_worker_process", "python_imports", "model_load", "warm_up")

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sdturbo_ops.processes import MAX_SOCKET_PATH
+from sdturbo_ops.processes import MAX_SOCKET_PATH, fits_a_unix_socket
 
 NAMESPACE = "sdturbo-serve"
 METRICS_ENV = "SDSERVE_METRICS"  # "emf" (default) or "off"
@@ -234,7 +234,7 @@ class MetricsRelay:
         self.dimensions = settings.dimensions
         self.fd = fd
         self.path = state_dir / SOCKET_NAME
-        if len(str(self.path)) > MAX_SOCKET_PATH:
+        if not fits_a_unix_socket(self.path):
             raise MetricsConfigError(f"{self.path} is too long for a Unix socket ({MAX_SOCKET_PATH} bytes): "
                                      "set a shorter TMPDIR")
         self.metrics_url = metrics_url

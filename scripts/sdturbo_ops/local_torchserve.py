@@ -25,7 +25,7 @@ from sdturbo_ops import readiness
 from sdturbo_ops.management import model_workers
 from sdturbo_ops.paths import CONFIG_PROPERTIES, LOG_DIR, MODEL_NAME, PLUGINS_DIR, SERVE_STATE_DIR, SERVERS_DIR
 from sdturbo_ops.processes import (
-    MAX_SOCKET_PATH, command_line, free_port, pid_alive, port_in_use, stop_process_group,
+    MAX_SOCKET_PATH, command_line, fits_a_unix_socket, free_port, pid_alive, port_in_use, stop_process_group,
 )
 from sdturbo_ops.torchserve_config import Listener, management_address, write_properties
 from sdturbo_ops.wait_ready import Watch, wait_ready
@@ -54,11 +54,11 @@ def require_socket_room(tmp_dir: Path) -> None:
     Raises:
         SocketPathTooLong: naming the folder, the limit and the fix.
     """
-    longest = os.fsencode(Path(tmp_dir) / LONGEST_WORKER_SOCKET)
-    if len(longest) > MAX_SOCKET_PATH:
+    longest = Path(tmp_dir) / LONGEST_WORKER_SOCKET
+    if not fits_a_unix_socket(longest):
         raise SocketPathTooLong(
-            f"{tmp_dir} is too deep for a worker's Unix socket ({len(longest)} of at most {MAX_SOCKET_PATH} bytes "
-            f"for {Path(tmp_dir) / LONGEST_WORKER_SOCKET}): point TMPDIR at a shorter folder, such as /tmp")
+            f"{tmp_dir} is too deep for a worker's Unix socket ({len(os.fsencode(longest))} of at most "
+            f"{MAX_SOCKET_PATH} bytes for {longest}): point TMPDIR at a shorter folder, such as /tmp")
 
 
 def require_absolute(**paths: Path | None) -> None:

@@ -15,6 +15,11 @@ import sys
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 
 
+def fits_a_unix_socket(path: os.PathLike | str) -> bool:
+    """Whether a Unix socket can be bound at ``path`` as far as its length goes (``MAX_SOCKET_PATH`` bytes)."""
+    return len(os.fsencode(path)) <= MAX_SOCKET_PATH
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:

@@ -7,16 +7,13 @@ from __future__ import annotations
 import json
 
 from handler.schema import MAX_IMAGE_CHARS, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIDE, MIN_SIDE
-from tests.support.images import BAD_IMAGES, b64, encode, picture
+from tests.support.images import BAD_IMAGES, IMAGE
 
 
 def body(**fields) -> bytes:
     """A JSON request body for "a cat", with ``fields`` added (or replacing the prompt)."""
     return json.dumps({"prompt": "a cat", **fields}).encode()
 
-
-# A 320x256 picture as an image-to-image request's image.
-IMAGE = b64(encode(picture(320, 256)))
 
 
 # (body, expected status, field the error must name)

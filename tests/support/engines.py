@@ -6,7 +6,7 @@ from __future__ import annotations
 from handler.engine import Engine
 from handler.parse import parse_request
 from handler.settings import load_settings
-from tests.support.images import b64, encode, picture
+from tests.support.images import IMAGE
 
 
 def make_engine(model_dir, **settings) -> Engine:
@@ -17,8 +17,6 @@ def make_engine(model_dir, **settings) -> Engine:
 def req(**fields):
     return parse_request({"prompt": "a cat", **fields})
 
-
-IMAGE = b64(encode(picture(320, 256)))
 
 
 def image_req(**fields):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from handler.image_input import MIN_INPUT_SIDE
+from handler.png import PNG_SIGNATURE, chunk
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -37,24 +38,22 @@ def picture(width: int, height: int, mode: str = "RGB") -> Image.Image:
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` with almost no data: how a decompression bomb
     (or a lie) looks before any pixel is decoded."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def png_with_a_broken_chunk() -> bytes:
     """A PNG whose pixel data continues in a chunk with an invalid type: Pillow raises SyntaxError (not
     OSError) while decoding, the kind of error a narrow ``except`` would let through as a 500."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     good = encode(picture(96, 80))
     start = good.index(b"IDAT") - 4
     length = struct.unpack(">I", good[start:start + 4])[0]
     pixels = good[start + 8:start + 8 + length]
     return good[:start] + chunk(b"IDAT", pixels[:length // 2]) + chunk(b"\0IEN", pixels[length // 2:]) + chunk(b"IEND", b"")
+
+
+# A 320x256 picture as an image-to-image request's image.
+IMAGE = b64(encode(picture(320, 256)))
 
 
 def truncated(data: bytes) -> bytes:
